@@ -1,0 +1,1 @@
+"""ember: Ray Core API, light runtime."""
