@@ -1,0 +1,81 @@
+"""ObjectRef: the id of an immutable object plus the address of its owner.
+
+An ObjectRef is a plain value: hashable, printable, picklable.  Creating and dropping
+refs only posts events to the process's core worker (when one is running); all
+reference counting decisions live in the owner's logic.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Optional
+
+# Set by the core worker when it starts; called as hook(event, ref). Events:
+# "add" (a new local ref), "drop" (a local ref was garbage collected),
+# "deserialized" (a ref arrived inside an object or argument: a borrow).
+_ref_hook: Optional[Callable[[str, "ObjectRef"], None]] = None
+
+
+def set_ref_hook(hook: Optional[Callable[[str, "ObjectRef"], None]]) -> None:
+    global _ref_hook
+    _ref_hook = hook
+
+
+class ObjectRef:
+    __slots__ = ("_id", "_owner", "_tracked", "__weakref__")
+
+    def __init__(self, object_id: bytes, owner_address: str = "", *, _track: bool = True) -> None:
+        self._id = object_id
+        self._owner = owner_address
+        self._tracked = _track and _ref_hook is not None
+        if self._tracked:
+            _ref_hook("add", self)  # type: ignore[misc]
+
+    # --- identity -------------------------------------------------------------
+    def binary(self) -> bytes:
+        return self._id
+
+    def hex(self) -> str:
+        return self._id.hex()
+
+    @property
+    def owner_address(self) -> str:
+        return self._owner
+
+    def task_id(self) -> bytes:
+        return self._id[:-4]
+
+    def __hash__(self) -> int:
+        return hash(self._id)
+
+    def __eq__(self, other: Any) -> bool:
+        return isinstance(other, ObjectRef) and other._id == self._id
+
+    def __repr__(self) -> str:
+        return f"ObjectRef({self._id.hex()})"
+
+    # --- lifetime ---------------------------------------------------------------
+    def __del__(self) -> None:
+        if self._tracked and _ref_hook is not None:
+            try:
+                _ref_hook("drop", self)
+            except Exception:
+                pass
+
+    def __reduce__(self) -> Any:
+        return (_deserialize_ref, (self._id, self._owner))
+
+    # --- asyncio ----------------------------------------------------------------
+    def future(self) -> Any:
+        """A concurrent.futures.Future resolved with the object's value."""
+        from ember.shells import core_worker
+        return core_worker.get_core_worker().as_future(self)
+
+    def __await__(self) -> Any:
+        from ember.shells import core_worker
+        return core_worker.get_core_worker().as_asyncio_future(self).__await__()
+
+
+def _deserialize_ref(object_id: bytes, owner_address: str) -> ObjectRef:
+    ref = ObjectRef(object_id, owner_address)
+    if _ref_hook is not None:
+        _ref_hook("deserialized", ref)
+    return ref
