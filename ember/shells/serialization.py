@@ -143,17 +143,23 @@ class SerializedObject:
             for offset, raw in self._compute_layout()[1]:
                 buf[offset:offset + raw.nbytes] = raw
 
+    def chunks(self) -> list[Union[bytes, memoryview]]:
+        """The contiguous encoding as consecutive pieces (for writev-style output)."""
+        parts: list[Union[bytes, memoryview]] = [self._header_bytes(), self.metadata]
+        if self.buffers:
+            pos = _HEADER_SIZE_BYTES + _ENTRY_SIZE_BYTES * len(self.buffers) + len(self.metadata)
+            for offset, raw in self._compute_layout()[1]:
+                if offset > pos:
+                    parts.append(_PADDING[: offset - pos])
+                parts.append(raw)
+                pos = offset + raw.nbytes
+        return parts
+
     def to_bytes(self) -> bytes:
         """The contiguous encoding as one bytes object (for values sent inline)."""
         if not self.buffers:
             return _HEADER.pack(MAGIC, 0, len(self.metadata)) + self.metadata
-        parts: list[Any] = [self._header_bytes(), self.metadata]
-        pos = _HEADER_SIZE_BYTES + _ENTRY_SIZE_BYTES * len(self.buffers) + len(self.metadata)
-        for offset, raw in self._compute_layout()[1]:
-            parts.append(_PADDING[: offset - pos])
-            parts.append(raw)
-            pos = offset + raw.nbytes
-        return b"".join(parts)
+        return b"".join(self.chunks())
 
 
 def _raw_view(buf: Union[pickle.PickleBuffer, memoryview]) -> memoryview:
