@@ -246,7 +246,8 @@ OPTIONS: dict[str, Option] = {
                              doc="node labels required (key -> value expression)"),
     "fallback_strategy": Option((list, _NONE), _check_fallback_strategy, None, _TA,
                                 doc="soft label selectors tried in order"),
-    "_labels": Option((dict, _NONE), _check_str_dict("_labels"), None, _TA),
+    "_labels": Option((dict, _NONE), _check_str_dict("_labels"), None, _TA,
+                      doc="labels attached to the task/actor (private in Ray)"),
     # --- scheduling
     "scheduling_strategy": Option((object,), _check_scheduling_strategy, None, _TA,
                                   doc="None, 'DEFAULT', 'SPREAD' or a strategy object"),
@@ -269,7 +270,9 @@ OPTIONS: dict[str, Option] = {
                           doc="number of ObjectRefs returned, or 'streaming'"),
     "retry_exceptions": Option((bool, list, tuple, _NONE), _check_retry_exceptions, False, _TM,
                                {METHOD: None}, "retry on application errors too"),
-    "_generator_backpressure_num_objects": Option(_INT, _check_backpressure, None, _TM),
+    "_generator_backpressure_num_objects": Option(
+        _INT, _check_backpressure, None, _TM,
+        doc="streaming generators: unread objects before the generator pauses (-1: off)"),
     # --- tasks only
     "max_calls": Option(_INT, _counting("max_calls", infinite=False), 0, _T,
                         doc="tasks a worker runs before it exits (0: unlimited)"),

@@ -247,3 +247,16 @@ def test_merge_options_merges_metadata_per_namespace() -> None:
 
 def test_remote_usage_message_names_options() -> None:
     assert "num_returns" in O.REMOTE_DECORATOR_USAGE and "@ray.remote" in O.REMOTE_DECORATOR_USAGE
+
+
+def test_docs_list_every_option_with_its_defaults() -> None:
+    from pathlib import Path
+
+    doc = (Path(__file__).parent.parent / "docs" / "options.md").read_text()
+    rows = {line.split("|")[1].strip().strip("`"): line
+            for line in doc.splitlines() if line.startswith("| `")}
+    assert set(rows) == set(O.OPTIONS)
+    for name, opt in O.OPTIONS.items():
+        for kind in opt.applies_to:
+            assert kind in rows[name].split("|")[3], (name, kind)
+            assert repr(opt.default_for(kind)) in rows[name].split("|")[4], name  # type: ignore[arg-type]
