@@ -224,8 +224,7 @@ class RayTaskError(EmberError):
             return self  # Exception, BaseException, EmberError: already an instance
         try:
             dual_cls = _dual_class(user_cls)
-            dual: RayTaskError = dual_cls.__new__(dual_cls)
-            dual.args = (self.cause,)
+            dual = _new_dual(dual_cls, self.cause)
             # Only the cause and the plain error live in the instance: attributes
             # resolve on the cause first (as in Ray), then on the task error.
             dual.__dict__["cause"] = self.cause
@@ -260,6 +259,20 @@ TaskError = RayTaskError
 
 _dual_classes: dict[type, type] = {}
 _dual_classes_lock = threading.Lock()
+
+
+def _new_dual(dual_cls: type, cause: BaseException) -> RayTaskError:
+    # The user's __init__ is not called (it may take other arguments), but a builtin
+    # base's is, so that C-level fields (OSError.errno, SystemExit.code) are set.
+    dual: RayTaskError = dual_cls.__new__(dual_cls)
+    builtin = next(c for c in type(cause).__mro__ if c.__module__ == "builtins")
+    if builtin.__init__ is not BaseException.__init__:  # type: ignore[misc]
+        try:
+            builtin.__init__(dual, *cause.args)  # type: ignore[misc]
+        except Exception:
+            pass
+    dual.args = (cause,)
+    return dual
 
 
 def _rebuild_dual(plain: RayTaskError) -> RayTaskError:

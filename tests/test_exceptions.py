@@ -220,12 +220,33 @@ def test_fallback_when_user_class_cannot_be_subclassed() -> None:
 def test_fallback_when_user_class_cannot_be_constructed() -> None:
     class NoNew(Exception):
         def __new__(cls, *args: Any) -> "NoNew":
-            if not args:
-                raise TypeError("needs args")
+            if cls is not NoNew:
+                raise TypeError("no subclass instances")
             return super().__new__(cls, *args)
 
     err = _task_error(NoNew("n"))
     assert err.as_instanceof_cause() is err
+
+
+def test_dual_keeps_c_level_fields_of_oserror() -> None:
+    dual = _task_error(FileNotFoundError(2, "no such file")).as_instanceof_cause()
+    assert isinstance(dual, FileNotFoundError) and isinstance(dual, OSError)
+    assert dual.errno == 2 and dual.strerror == "no such file"
+    assert pickle.loads(pickle.dumps(dual)).errno == 2
+
+
+def test_dual_of_abc_exception_and_keyboard_interrupt() -> None:
+    import abc
+
+    class Base(Exception, metaclass=abc.ABCMeta):
+        pass
+
+    class Leaf(Base):
+        pass
+
+    assert isinstance(_task_error(Leaf("x")).as_instanceof_cause(), Base)
+    dual = _task_error(KeyboardInterrupt()).as_instanceof_cause()
+    assert isinstance(dual, KeyboardInterrupt) and isinstance(dual, E.RayTaskError)
 
 
 def test_base_exception_causes_are_not_wrapped() -> None:
