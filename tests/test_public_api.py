@@ -209,7 +209,7 @@ def signature_problems(func: Any, ray_params: list[dict[str, Any]]) -> list[str]
         if "default" in rp:
             if p.default is inspect.Parameter.empty:
                 problems.append(f"{rp['name']!r} has no default, Ray's is {rp['default']!r}")
-            elif p.default != rp["default"]:
+            elif p.default != rp["default"] and p.default not in rp.get("also_accepted", []):
                 problems.append(f"{rp['name']!r} defaults to {p.default!r}, Ray's is "
                                 f"{rp['default']!r}")
     for p in params.values():
@@ -258,6 +258,14 @@ def _extra_optional(object_refs: Any, *, timeout: Any = None, _fast: bool = True
 ])
 def test_signature_checker(func: Any, expected: list[str]) -> None:
     assert signature_problems(func, API["signatures"]["ray.get"]["params"]) == expected
+
+
+def test_signature_checker_accepts_older_ray_defaults() -> None:
+    def init(address: Any = None, *, logging_level: Any = 20, **kwargs: Any) -> None: ...
+
+    params = [p for p in API["signatures"]["ray.init"]["params"]
+              if p["name"] in ("address", "logging_level", "kwargs")]
+    assert signature_problems(init, params) == []
 
 
 def test_signature_checker_on_variadics_and_optional() -> None:
