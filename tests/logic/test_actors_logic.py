@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import random
 from collections.abc import Iterator
 from typing import Any
 
@@ -706,8 +707,8 @@ def test_restore_rejects_bad_snapshots() -> None:
 
 # --- random event sequences keep every invariant ---------------------------------------------------
 
-_ACTORS = [b"A", b"B", b"C"]
-_WORKERS = [b"w1", b"w2", b"w3", b"w4"]
+_ACTORS = [b"A", b"B"]
+_WORKERS = [b"w1", b"w2"]
 _NODES = [b"n1", b"n2"]
 
 _ops = st.one_of(
@@ -731,7 +732,7 @@ def _event_for(op: tuple[Any, ...], n: int) -> Any:
     kind, c = op[0], f"r{n}"
     if kind == "register":
         _, a, max_restarts, named, detached, unready = op
-        owner = OWNER if a != b"C" else b"owner-2"
+        owner = OWNER if not a.startswith(b"B") else b"owner-2"
         return ActorRegistered(spec=spec(a, max_restarts=max_restarts, is_detached=detached,
                                          name="same" if named else "", owner_worker_id=owner),
                                request_id=n, has_unready_dependencies=unready, cause_id=c)
@@ -754,7 +755,7 @@ def _event_for(op: tuple[Any, ...], n: int) -> Any:
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(_ops, max_size=40), st.booleans())
+@given(st.lists(_ops, min_size=5, max_size=60), st.booleans())
 def test_random_event_sequences_keep_invariants(ops: list[tuple[Any, ...]],
                                                 restartable: bool) -> None:
     table = ActorTable(is_init_error_restartable=restartable, dead_actors_max=2)
@@ -769,3 +770,68 @@ def test_random_event_sequences_keep_invariants(ops: list[tuple[Any, ...]],
     again = ActorTable(is_init_error_restartable=restartable, dead_actors_max=2)
     again.restore(msgpack.unpackb(msgpack.packb(snapshot, use_bin_type=True), raw=False))
     assert again.snapshot() == snapshot
+
+
+def _plausible_event(table: ActorTable, rng: random.Random, n: int,
+                     generation: dict[bytes, int]) -> Any:
+    """Mostly the next event a real cluster would send for a random actor, sometimes noise.
+
+    A DEAD actor's slot gets a fresh actor id (the next generation), so walks do not stall.
+    """
+    base = rng.choice(_ACTORS)
+    rec = table.get(base + b"%d" % generation[base])
+    if rec is not None and rec.state is S.DEAD:
+        generation[base] += 1
+        rec = None
+    actor_id = base + b"%d" % generation[base]
+    node = rng.choice(_NODES)
+    worker = rng.choice(_WORKERS) + actor_id + node  # a worker lives on one node
+    if rec is None or rng.random() < 0.15:
+        op: tuple[Any, ...] = rng.choice([
+            ("register", actor_id, rng.choice([-1, 0, 1, 3]), rng.random() < 0.5,
+             rng.random() < 0.3, rng.random() < 0.3),
+            ("node_died", rng.choice(_NODES)),
+            ("owner_died", rng.choice([OWNER, b"owner-2"])),
+            ("kill", actor_id, rng.random() < 0.5),
+            ("scope", actor_id),
+            ("place", actor_id, worker, node),
+        ])
+    elif rec.state is S.DEPENDENCIES_UNREADY:
+        op = ("deps", actor_id)
+    elif rec.worker_id is None:
+        op = ("place", actor_id, worker, node)
+    else:
+        current = rec.worker_id if rng.random() < 0.8 else worker  # sometimes stale
+        op = (rng.choice(["created", "created", "init_failed", "worker_died", "worker_died",
+                          "exit"]), actor_id, current)
+    return _event_for(op, n)
+
+
+@pytest.mark.parametrize("seed", range(200))
+def test_seeded_cluster_walks_keep_invariants(seed: int) -> None:
+    """A model of the cluster's workers: a DEAD actor leaves no worker behind, and no actor
+    ever has two workers at once (at most one incarnation alive)."""
+    rng = random.Random(seed)
+    table = ActorTable(is_init_error_restartable=seed % 2 == 1, dead_actors_max=3)
+    running: dict[bytes, tuple[bytes, bytes]] = {}  # worker -> (actor, node)
+    generation = dict.fromkeys(_ACTORS, 0)
+    for n in range(120):
+        event = _plausible_event(table, rng, n, generation)
+        effects = table.handle(event, float(n))
+        table.check_invariants()
+        if isinstance(event, ActorPlaced):
+            running[event.worker_id] = (event.actor_id, event.node_id)
+        elif isinstance(event, (ActorWorkerDied, ActorExited)):
+            running.pop(event.worker_id, None)
+        elif isinstance(event, NodeDied):
+            running = {w: an for w, an in running.items() if an[1] != event.node_id}
+        for effect in effects:
+            if isinstance(effect, KillActorWorker):
+                running.pop(effect.worker_id, None)
+        per_actor: dict[bytes, int] = {}
+        for actor_id, _node in running.values():
+            per_actor[actor_id] = per_actor.get(actor_id, 0) + 1
+        for actor_id, count in per_actor.items():
+            rec = table.get(actor_id)
+            assert count == 1, f"seed {seed}: {actor_id!r} has {count} workers"
+            assert rec is not None and rec.state is not S.DEAD, f"seed {seed}: leaked worker"
