@@ -1,0 +1,369 @@
+"""The node daemon's scheduler: worker leases, spillback and the worker pool.
+
+Rule 1: a lease holds its resources on this node from grant to return.
+Rule 2: a request that can never fit any known node is answered "infeasible" (the owner
+        warns and asks again later); one that fits elsewhere *now* while this node is
+        busy is spilled to the least-loaded such node, once (a spilled request is never
+        spilled again).
+Rule 3: workers belong to one job; an idle worker of the job is reused before a new one
+        is started.
+
+Theory of operation: the shell turns messages and process events into calls of the
+``on_*`` methods; each returns a list of effects, which the shell performs.  No I/O,
+no clock, no randomness here.
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any, Optional, Union
+
+from ember.logic.resources import UNIT, GpuSlots, ResourceSet
+
+
+class WorkerState(enum.Enum):
+    STARTING = "starting"
+    IDLE = "idle"
+    LEASED = "leased"
+    DEAD = "dead"
+
+
+@dataclass
+class Worker:
+    worker_id: bytes
+    job_id: bytes
+    address: str = ""
+    state: WorkerState = WorkerState.STARTING
+    lease_id: Optional[bytes] = None
+
+
+@dataclass
+class LeaseRequest:
+    req_id: Any                  # opaque to logic: the shell's handle for the reply
+    client_id: Any               # the connection that asked
+    job_id: bytes
+    resources: ResourceSet
+    strategy: list
+    is_spillback: bool = False
+    for_actor: bool = False
+    description: str = ""
+
+
+@dataclass
+class Lease:
+    lease_id: bytes
+    worker_id: bytes
+    client_id: Any
+    resources: ResourceSet
+    gpu_assignment: list = field(default_factory=list)
+    is_blocked: bool = False
+
+
+@dataclass
+class NodeView:
+    node_id: bytes
+    address: str
+    total: ResourceSet
+    available: ResourceSet
+    is_alive: bool = True
+
+
+# --- effects ----------------------------------------------------------------------------
+@dataclass
+class GrantLease:
+    req_id: Any
+    lease_id: bytes
+    worker_id: bytes
+    worker_address: str
+    gpu_ids: list
+    resources: dict
+
+
+@dataclass
+class SpillLease:
+    req_id: Any
+    node_id: bytes
+    address: str
+
+
+@dataclass
+class RejectInfeasible:
+    req_id: Any
+    message: str
+
+
+@dataclass
+class StartWorker:
+    worker_id: bytes
+    job_id: bytes
+
+
+@dataclass
+class KillWorker:
+    worker_id: bytes
+    reason: str
+
+
+Effect = Union[GrantLease, SpillLease, RejectInfeasible, StartWorker, KillWorker]
+
+
+class LeaseManager:
+    def __init__(self, node_id: bytes, total: dict[str, float], *, max_starting: int = 4) -> None:
+        self.node_id = node_id
+        self.total = ResourceSet(total)
+        self.available = self.total.copy()
+        self.gpus = GpuSlots(int(self.total.get("GPU")))
+        self.max_starting = max(1, max_starting)
+        self.queue: list[LeaseRequest] = []
+        self.workers: dict[bytes, Worker] = {}
+        self.leases: dict[bytes, Lease] = {}
+        self.view: dict[bytes, NodeView] = {}
+        self._seq = 0
+        self._spread_next = 0
+
+    # --- ids ------------------------------------------------------------------------------
+    def _new_id(self, kind: bytes) -> bytes:
+        self._seq += 1
+        return kind + self.node_id[:7] + self._seq.to_bytes(8, "little")
+
+    # --- events ---------------------------------------------------------------------------
+    def on_lease_requested(self, req: LeaseRequest) -> list[Effect]:
+        effects: list[Effect] = []
+        target = self._choose_node(req)
+        if isinstance(target, str):
+            return [RejectInfeasible(req.req_id, target)]
+        if target is not None:
+            view = self.view[target]
+            view.available.subtract_allow_negative(req.resources)
+            return [SpillLease(req.req_id, target, view.address)]
+        self.queue.append(req)
+        self._dispatch(effects)
+        return effects
+
+    def on_worker_registered(self, worker_id: bytes, address: str) -> list[Effect]:
+        w = self.workers.get(worker_id)
+        if w is None or w.state is not WorkerState.STARTING:
+            return [KillWorker(worker_id, "unknown or duplicate worker registration")]
+        w.address = address
+        w.state = WorkerState.IDLE
+        effects: list[Effect] = []
+        self._dispatch(effects)
+        return effects
+
+    def on_worker_died(self, worker_id: bytes) -> list[Effect]:
+        w = self.workers.pop(worker_id, None)
+        if w is None:
+            return []
+        if w.lease_id is not None:
+            self._release(w.lease_id)
+        effects: list[Effect] = []
+        self._dispatch(effects)
+        return effects
+
+    def on_lease_returned(self, lease_id: bytes, is_worker_dead: bool) -> list[Effect]:
+        lease = self.leases.get(lease_id)
+        if lease is None:
+            return []
+        effects: list[Effect] = []
+        self._release(lease_id)
+        w = self.workers.get(lease.worker_id)
+        if w is not None:
+            if is_worker_dead:
+                w.state = WorkerState.DEAD
+                del self.workers[w.worker_id]
+                effects.append(KillWorker(w.worker_id, "returned as dead"))
+            else:
+                w.state = WorkerState.IDLE
+        self._dispatch(effects)
+        return effects
+
+    def on_client_disconnected(self, client_id: Any) -> list[Effect]:
+        """A driver or worker went away: drop its queued requests and kill its workers."""
+        self.queue = [r for r in self.queue if r.client_id != client_id]
+        effects: list[Effect] = []
+        for lease in [l for l in self.leases.values() if l.client_id == client_id]:
+            self._release(lease.lease_id)
+            w = self.workers.pop(lease.worker_id, None)
+            if w is not None:
+                effects.append(KillWorker(w.worker_id, "its lease holder disconnected"))
+        self._dispatch(effects)
+        return effects
+
+    def on_worker_blocked(self, lease_id: bytes) -> list[Effect]:
+        lease = self.leases.get(lease_id)
+        if lease is None or lease.is_blocked:
+            return []
+        lease.is_blocked = True
+        cpu = ResourceSet.from_units({"CPU": lease.resources.units.get("CPU", 0)})
+        self.available.add(cpu)
+        effects: list[Effect] = []
+        self._dispatch(effects)
+        return effects
+
+    def on_worker_unblocked(self, lease_id: bytes) -> list[Effect]:
+        lease = self.leases.get(lease_id)
+        if lease is None or not lease.is_blocked:
+            return []
+        lease.is_blocked = False
+        cpu = ResourceSet.from_units({"CPU": lease.resources.units.get("CPU", 0)})
+        self.available.subtract_allow_negative(cpu)
+        return []
+
+    def on_cluster_view(self, nodes: list[NodeView]) -> list[Effect]:
+        self.view = {n.node_id: n for n in nodes if n.node_id != self.node_id and n.is_alive}
+        return []
+
+    def on_job_started(self, job_id: bytes, prestart: int) -> list[Effect]:
+        have = sum(1 for w in self.workers.values() if w.job_id == job_id and w.state in (WorkerState.IDLE, WorkerState.STARTING))
+        return [self._start_worker(job_id) for _ in range(max(0, prestart - have))]
+
+    def on_job_finished(self, job_id: bytes) -> list[Effect]:
+        effects: list[Effect] = []
+        self.queue = [r for r in self.queue if r.job_id != job_id]
+        for w in list(self.workers.values()):
+            if w.job_id == job_id:
+                if w.lease_id is not None:
+                    self._release(w.lease_id)
+                del self.workers[w.worker_id]
+                effects.append(KillWorker(w.worker_id, "job finished"))
+        self._dispatch(effects)
+        return effects
+
+    # --- decisions ------------------------------------------------------------------------
+    def _fits_total(self, rs: ResourceSet, total: ResourceSet) -> bool:
+        return rs.fits_in(total)
+
+    def _choose_node(self, req: LeaseRequest) -> Union[None, bytes, str]:
+        """None: queue here. bytes: spill to that node. str: infeasible, with the reason."""
+        kind = req.strategy[0] if req.strategy else "DEFAULT"
+        if kind == "NODE_AFFINITY":
+            node_id, is_soft = req.strategy[1], bool(req.strategy[2])
+            if node_id == self.node_id:
+                if req.resources.fits_in(self.total):
+                    return None
+                if not is_soft:
+                    return f"{req.description}: node {node_id.hex()[:8]} can never fit {req.resources.to_dict()}"
+            elif node_id in self.view and req.resources.fits_in(self.view[node_id].total):
+                return None if req.is_spillback else node_id
+            elif not is_soft:
+                return f"{req.description}: node {node_id.hex()[:8]} is not alive or cannot fit {req.resources.to_dict()}"
+        fits_here = req.resources.fits_in(self.total) and self._gpu_shape_ok(req.resources)
+        if req.is_spillback:
+            return None if fits_here else f"{req.description}: spilled here but cannot fit"
+        if kind == "SPREAD":
+            candidates = [self.node_id] if fits_here else []
+            candidates += sorted(n for n, v in self.view.items() if req.resources.fits_in(v.available))
+            if candidates:
+                pick = candidates[self._spread_next % len(candidates)]
+                self._spread_next += 1
+                if pick != self.node_id:
+                    return pick
+                return None
+        if fits_here:
+            if req.resources.fits_in(self.available) or self._local_backlog_fits(req):
+                return None
+            best = self._least_loaded(req.resources)
+            return best  # None: queue here
+        for node_id in sorted(self.view):
+            if req.resources.fits_in(self.view[node_id].total):
+                best = self._least_loaded(req.resources)
+                return best if best is not None else node_id
+        return (f"No node can ever fit {req.description} requiring {req.resources.to_dict()}; "
+                f"cluster totals: {[self.total.to_dict()] + [v.total.to_dict() for v in self.view.values()]}")
+
+    def _local_backlog_fits(self, req: LeaseRequest) -> bool:
+        return False
+
+    def _gpu_shape_ok(self, rs: ResourceSet) -> bool:
+        units = rs.units.get("GPU", 0)
+        return units <= UNIT or units % UNIT == 0
+
+    def _least_loaded(self, rs: ResourceSet) -> Optional[bytes]:
+        best, best_free = None, -1
+        for node_id in sorted(self.view):
+            v = self.view[node_id]
+            if rs.fits_in(v.available):
+                free = v.available.units.get("CPU", 0)
+                if free > best_free:
+                    best, best_free = node_id, free
+        return best
+
+    def _idle_worker(self, job_id: bytes) -> Optional[Worker]:
+        for w in self.workers.values():
+            if w.state is WorkerState.IDLE and w.job_id == job_id:
+                return w
+        return None
+
+    def _dispatch(self, effects: list[Effect]) -> None:
+        if not self.queue:
+            return
+        waiting_for_worker: dict[bytes, int] = {}
+        remaining: list[LeaseRequest] = []
+        for req in self.queue:
+            if not (req.resources.fits_in(self.available) and self.gpus.can_assign(req.resources.units.get("GPU", 0))):
+                remaining.append(req)
+                continue
+            w = self._idle_worker(req.job_id)
+            if w is None:
+                waiting_for_worker[req.job_id] = waiting_for_worker.get(req.job_id, 0) + 1
+                remaining.append(req)
+                continue
+            effects.append(self._grant(req, w))
+        self.queue = remaining
+        starting = sum(1 for w in self.workers.values() if w.state is WorkerState.STARTING)
+        for job_id, need in sorted(waiting_for_worker.items()):
+            have = sum(1 for w in self.workers.values() if w.state is WorkerState.STARTING and w.job_id == job_id)
+            while have < need and starting < self.max_starting:
+                effects.append(self._start_worker(job_id))
+                have += 1
+                starting += 1
+
+    def _grant(self, req: LeaseRequest, w: Worker) -> GrantLease:
+        lease_id = self._new_id(b"L")
+        gpu_assignment = self.gpus.assign(req.resources.units.get("GPU", 0))
+        self.available.subtract(req.resources)
+        self.leases[lease_id] = Lease(lease_id, w.worker_id, req.client_id, req.resources, gpu_assignment)
+        w.state = WorkerState.LEASED
+        w.lease_id = lease_id
+        return GrantLease(req.req_id, lease_id, w.worker_id, w.address,
+                          [idx for idx, _ in gpu_assignment], req.resources.to_dict())
+
+    def _release(self, lease_id: bytes) -> None:
+        lease = self.leases.pop(lease_id)
+        if lease.is_blocked:
+            cpu = lease.resources.units.get("CPU", 0)
+            held = ResourceSet.from_units({k: v for k, v in lease.resources.units.items() if k != "CPU"})
+            self.available.add(held)
+            del cpu
+        else:
+            self.available.add(lease.resources)
+        self.gpus.release(lease.gpu_assignment)
+        w = self.workers.get(lease.worker_id)
+        if w is not None:
+            w.lease_id = None
+
+    def _start_worker(self, job_id: bytes) -> StartWorker:
+        worker_id = self._new_id(b"W")
+        self.workers[worker_id] = Worker(worker_id, job_id)
+        return StartWorker(worker_id, job_id)
+
+    # --- queries and checks -----------------------------------------------------------------
+    def pending_demands(self) -> list[list[Any]]:
+        shapes: dict[tuple, int] = {}
+        for req in self.queue:
+            key = tuple(sorted(req.resources.to_dict().items()))
+            shapes[key] = shapes.get(key, 0) + 1
+        return [[dict(k), n] for k, n in shapes.items()]
+
+    def check_invariants(self) -> None:
+        held = ResourceSet()
+        for lease in self.leases.values():
+            if lease.is_blocked:
+                held.add(ResourceSet.from_units({k: v for k, v in lease.resources.units.items() if k != "CPU"}))
+            else:
+                held.add(lease.resources)
+            w = self.workers.get(lease.worker_id)
+            assert w is None or w.lease_id == lease.lease_id, "worker and lease disagree"
+        check = self.available.copy()
+        check.add(held)
+        assert check == self.total, f"available {self.available} + held {held} != total {self.total}"

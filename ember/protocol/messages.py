@@ -1,0 +1,390 @@
+"""Every message that crosses a socket in ember: the one schema.
+
+Tags are stable numbers; never reuse one.  Fields hold only msgpack types (bytes, str,
+int, float, bool, list, dict, None) or other messages.  Addresses are "host:port"
+strings; ids are bytes.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+from ember.protocol.codec import message
+
+
+# --- connection set-up (1-9) ----------------------------------------------------------
+@message(1)
+class Challenge:
+    nonce: bytes
+
+
+@message(2)
+class AuthResponse:
+    proof: bytes
+    nonce: bytes
+    peer_kind: str          # "driver", "worker", "node", "cli"
+
+
+@message(3)
+class AuthOk:
+    proof: bytes
+
+
+@message(4)
+class Ok:
+    pass
+
+
+@message(5)
+class ErrorReply:
+    kind: str               # "ValueError", "ObjectStoreFullError", ...
+    message: str
+    data: Optional[bytes]   # a pickled exception where one helps the caller
+
+
+# --- control store (10-39) ------------------------------------------------------------
+@message(10)
+class NodeInfo:
+    node_id: bytes
+    address: str            # the node daemon's rpc address
+    resources_total: dict
+    resources_available: dict
+    is_alive: bool
+    is_head: bool
+    store_dir: str
+    labels: dict
+    pending_demands: list   # [[resource dict, count], ...]
+    object_store_used_bytes: int
+    object_store_capacity_bytes: int
+
+
+@message(11)
+class RegisterNode:
+    info: NodeInfo
+
+
+@message(12)
+class Heartbeat:
+    node_id: bytes
+    resources_available: dict
+    pending_demands: list
+    object_store_used_bytes: int
+    view_version: int       # the newest cluster view this node has
+
+
+@message(13)
+class ClusterView:
+    version: int
+    nodes: list             # [NodeInfo]; empty when the node is up to date
+
+
+@message(14)
+class GetNodes:
+    pass
+
+
+@message(15)
+class NodeList:
+    nodes: list
+
+
+@message(16)
+class RegisterJob:
+    driver_address: str
+    driver_pid: int
+    namespace: str
+    node_id: bytes
+    entrypoint: str
+
+
+@message(17)
+class JobRegistered:
+    job_id: bytes
+    namespace: str
+
+
+@message(18)
+class JobFinished:
+    job_id: bytes
+
+
+@message(19)
+class KvPut:
+    namespace: str
+    key: bytes
+    value: bytes
+    overwrite: bool
+
+
+@message(20)
+class KvGet:
+    namespace: str
+    key: bytes
+
+
+@message(21)
+class KvValue:
+    value: Optional[bytes]
+
+
+@message(22)
+class KvDel:
+    namespace: str
+    key: bytes
+
+
+@message(23)
+class KvKeys:
+    namespace: str
+    prefix: bytes
+
+
+@message(24)
+class KvKeyList:
+    keys: list
+
+
+@message(25)
+class Subscribe:
+    channel: str            # "nodes", "logs:<job hex>", "actors"
+    key: bytes
+
+
+@message(26)
+class Published:
+    channel: str
+    key: bytes
+    data: object
+
+
+@message(27)
+class LogLines:
+    job_id: bytes
+    pid: int
+    node_id: bytes
+    is_err: bool
+    lines: list
+
+
+@message(28)
+class DrainNode:
+    node_id: bytes
+
+
+@message(29)
+class GetJobs:
+    pass
+
+
+@message(30)
+class JobList:
+    jobs: list              # [[job_id, namespace, driver_pid, is_alive]]
+
+
+# --- node daemon (40-69) ----------------------------------------------------------------
+@message(40)
+class RegisterWorker:
+    worker_id: bytes
+    pid: int
+    address: str            # the worker's own rpc server
+    job_id: bytes
+    is_driver: bool
+
+
+@message(41)
+class WorkerRegistered:
+    node_id: bytes
+    store_dir: str
+    gcs_address: str
+    session_dir: str
+    node_resources: dict
+
+
+@message(42)
+class RequestLease:
+    job_id: bytes
+    resources: dict
+    strategy: list          # ["DEFAULT"] | ["SPREAD"] | ["NODE_AFFINITY", node_id, soft]
+    is_spillback: bool      # granted here or queued here; never spilled again
+    for_actor: bool
+    description: str        # function or class name, for warnings and status
+
+
+@message(43)
+class LeaseGranted:
+    lease_id: bytes
+    worker_id: bytes
+    worker_address: str
+    node_id: bytes
+    gpu_ids: list
+    resources: dict
+
+
+@message(44)
+class LeaseSpillback:
+    node_id: bytes
+    address: str
+
+
+@message(45)
+class LeaseInfeasible:
+    message: str
+
+
+@message(46)
+class ReturnLease:
+    lease_id: bytes
+    is_worker_dead: bool
+
+
+@message(47)
+class WorkerBlocked:
+    worker_id: bytes
+
+
+@message(48)
+class WorkerUnblocked:
+    worker_id: bytes
+
+
+@message(49)
+class CreateObject:
+    object_id: bytes
+    size_bytes: int
+    owner_address: str
+
+
+@message(50)
+class ObjectSealed:
+    object_id: bytes
+    size_bytes: int
+    owner_address: str
+
+
+@message(51)
+class PullObject:
+    object_id: bytes
+    from_address: str       # node daemon address holding a copy
+    size_bytes: int
+
+
+@message(52)
+class FreeObjects:
+    object_ids: list
+
+
+@message(53)
+class ReadChunk:
+    object_id: bytes
+    offset: int
+    length: int
+
+
+@message(54)
+class Chunk:
+    data: bytes
+    total_bytes: int
+
+
+@message(55)
+class NodeStats:
+    pass
+
+
+@message(56)
+class NodeStatsReply:
+    node_id: bytes
+    num_workers: int
+    pending_leases: int
+    store_used_bytes: int
+    store_objects: int
+
+
+@message(57)
+class KillWorkerProcess:
+    worker_id: bytes
+    force: bool
+
+
+@message(58)
+class EnsureLocal:
+    object_id: bytes        # restore from spill if needed; Ok when the file is in shm
+
+
+# --- core worker (70-99) -----------------------------------------------------------------
+@message(70)
+class TaskSpec:
+    task_id: bytes
+    job_id: bytes
+    function_id: bytes
+    function_blob: Optional[bytes]   # sent with the first task of a function to a worker
+    name: str
+    args: list              # [[0, inline bytes] | [1, object_id, owner_address]]
+    kwarg_names: list       # the last len(kwarg_names) args are keyword arguments
+    num_returns: int
+    owner_address: str
+    max_retries: int
+    retry_exceptions: object  # bool or list of pickled exception classes (bytes)
+    attempt: int
+    resources: dict
+    gpu_ids: list
+    actor_id: Optional[bytes]
+    sequence_no: int
+    runtime_env: Optional[dict]
+
+
+@message(71)
+class PushTask:
+    spec: TaskSpec
+
+
+@message(72)
+class ReturnObject:
+    object_id: bytes
+    data: Optional[bytes]   # inline value (the serialization layout)
+    node_id: Optional[bytes]  # when stored in a node's store
+    node_address: str
+    size_bytes: int
+
+
+@message(73)
+class TaskDone:
+    returns: list           # [ReturnObject]
+    error: Optional[bytes]  # a serialized RayTaskError for application errors
+    is_retryable_error: bool
+
+
+@message(74)
+class GetObjectStatus:
+    object_id: bytes
+
+
+@message(75)
+class ObjectStatus:
+    status: str             # "ready", "failed"
+    data: Optional[bytes]
+    node_id: Optional[bytes]
+    node_address: str
+    size_bytes: int
+
+
+@message(76)
+class CancelTask:
+    task_id: bytes
+    force: bool
+
+
+@message(77)
+class Exit:
+    reason: str
+
+
+@message(78)
+class AddBorrower:
+    object_id: bytes
+    borrower_address: str
+
+
+@message(79)
+class RemoveBorrower:
+    object_id: bytes
+    borrower_address: str

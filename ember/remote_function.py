@@ -1,0 +1,73 @@
+"""RemoteFunction: ``@ember.remote`` on a function, ``.options()``, ``.remote()``."""
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Callable, Optional
+
+from ember import options as opt
+from ember.util.scheduling_strategies import to_wire
+
+
+class RemoteFunction:
+    def __init__(self, function: Callable[..., Any], task_options: dict[str, Any]) -> None:
+        opt.validate_task_options(task_options, in_options=False)
+        self._function = function
+        self._name = getattr(function, "__qualname__", getattr(function, "__name__", "function"))
+        self._default_options = task_options
+        self._blob: Optional[bytes] = None
+        self._function_id = b""
+        self.__doc__ = function.__doc__
+        self.__name__ = getattr(function, "__name__", self._name)
+        self.__wrapped__ = function
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError(f"Remote functions cannot be called directly. Instead of running "
+                        f"'{self._name}()', try '{self._name}.remote()'.")
+
+    def options(self, **task_options: Any) -> "_BoundOptions":
+        opt.validate_task_options(task_options, in_options=True)
+        return _BoundOptions(self, opt.merge_options(self._default_options, task_options))
+
+    def remote(self, *args: Any, **kwargs: Any) -> Any:
+        return self._remote(args, kwargs, self._default_options)
+
+    def _export(self) -> tuple[bytes, bytes]:
+        if self._blob is None:
+            from ember.shells import serialization
+            self._blob = serialization.serialize(self._function, what=f"the remote function {self._name}").to_bytes()
+            self._function_id = hashlib.blake2b(self._blob, digest_size=16).digest()
+        return self._function_id, self._blob
+
+    def _remote(self, args: tuple, kwargs: dict, task_options: dict[str, Any]) -> Any:
+        from ember import api
+        cw = api.core_worker_or_init()
+        o = opt.with_defaults(task_options, opt.TASK)
+        function_id, blob = self._export()
+        num_returns = o["num_returns"]
+        max_retries = o["max_retries"]
+        retry = o["retry_exceptions"]
+        refs = cw.submit_task(
+            function_id=function_id, blob=blob, name=o.get("name") or self._name, args=args, kwargs=kwargs,
+            num_returns=num_returns, resources=opt.resolve_task_resources(o),
+            max_retries=-1 if max_retries == -1 else int(max_retries),
+            retry_exceptions=list(retry) if isinstance(retry, (list, tuple)) else bool(retry),
+            strategy=to_wire(o.get("scheduling_strategy")), runtime_env=o.get("runtime_env"))
+        if num_returns == 1:
+            return refs[0]
+        return refs
+
+    def __reduce__(self) -> Any:
+        return (RemoteFunction, (self._function, self._default_options))
+
+
+class _BoundOptions:
+    def __init__(self, fn: RemoteFunction, task_options: dict[str, Any]) -> None:
+        self._fn = fn
+        self._options = task_options
+
+    def remote(self, *args: Any, **kwargs: Any) -> Any:
+        return self._fn._remote(args, kwargs, self._options)
+
+    def options(self, **more: Any) -> "_BoundOptions":
+        opt.validate_task_options(more, in_options=True)
+        return _BoundOptions(self._fn, opt.merge_options(self._options, more))

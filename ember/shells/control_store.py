@@ -1,0 +1,233 @@
+"""The control store process (Ray's GCS): node, job and KV tables and pub/sub.
+
+It never sits on the path of a normal task.  Run as
+``python -m ember.shells.control_store --port P --session-dir D``; it prints
+``READY <port>`` on stdout once it listens.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+import time
+from typing import Any
+
+from ember.config import CONFIG
+from ember.logic.control.kv import KvTable
+from ember.logic.control.nodes import NodeRecord, NodeTable
+from ember.protocol import codec
+from ember.protocol import messages as m
+from ember.shells import rpc, session
+
+log = logging.getLogger("ember.gcs")
+
+
+def node_info(rec: NodeRecord) -> m.NodeInfo:
+    return m.NodeInfo(rec.node_id, rec.address, rec.resources_total, rec.resources_available,
+                      rec.is_alive, rec.is_head, rec.store_dir, rec.labels, rec.pending_demands,
+                      rec.object_store_used_bytes, rec.object_store_capacity_bytes)
+
+
+class ControlStore:
+    def __init__(self, token: bytes) -> None:
+        self.token = token
+        self.nodes = NodeTable(CONFIG.heartbeat_timeout_s)
+        self.kv = KvTable()
+        self.jobs: dict[bytes, dict[str, Any]] = {}
+        self._next_job = 1
+        self.subscribers: dict[tuple[str, bytes], set[rpc.Connection]] = {}
+        self.extensions: list[Any] = []  # table managers added by later layers (actors, ...)
+
+    # --- rpc.Handler ------------------------------------------------------------------------
+    def handle_message(self, conn: rpc.Connection, kind: int, request_id: int, msg: Any) -> None:
+        method = getattr(self, "on_" + type(msg).__name__, None)
+        if method is None:
+            for ext in self.extensions:
+                method = getattr(ext, "on_" + type(msg).__name__, None)
+                if method is not None:
+                    break
+        if method is None:
+            if kind == codec.KIND_REQUEST:
+                conn.reply_error(request_id, "ValueError", f"control store does not handle {type(msg).__name__}")
+            return
+        try:
+            result = method(conn, msg)
+        except Exception as exc:
+            log.exception("handling %s", type(msg).__name__)
+            if kind == codec.KIND_REQUEST:
+                conn.reply_error(request_id, type(exc).__name__, str(exc))
+            return
+        if kind != codec.KIND_REQUEST:
+            return
+        if asyncio.iscoroutine(result):
+            asyncio.ensure_future(self._reply_later(conn, request_id, result))
+        else:
+            conn.reply(request_id, result if result is not None else m.Ok())
+
+    async def _reply_later(self, conn: rpc.Connection, request_id: int, coro: Any) -> None:
+        try:
+            result = await coro
+            conn.reply(request_id, result if result is not None else m.Ok())
+        except Exception as exc:
+            conn.reply_error(request_id, type(exc).__name__, str(exc))
+
+    def connection_lost(self, conn: rpc.Connection) -> None:
+        for subs in self.subscribers.values():
+            subs.discard(conn)
+        node_id = conn.state.get("node_id")
+        if node_id is not None and self.nodes.mark_dead(node_id):
+            log.warning("node %s disconnected; marked dead", node_id.hex()[:8])
+            self._node_died(node_id)
+        job_id = conn.state.get("job_id")
+        if job_id is not None:
+            self._finish_job(job_id)
+
+    # --- pub/sub ------------------------------------------------------------------------------
+    def publish(self, channel: str, key: bytes, data: Any) -> None:
+        msg = m.Published(channel, key, data)
+        for k in ((channel, key), (channel, b"")):
+            for conn in list(self.subscribers.get(k, ())):
+                if not conn.closed:
+                    conn.send(msg)
+
+    def on_Subscribe(self, conn: rpc.Connection, msg: m.Subscribe) -> m.Ok:
+        self.subscribers.setdefault((msg.channel, msg.key), set()).add(conn)
+        return m.Ok()
+
+    def on_LogLines(self, conn: rpc.Connection, msg: m.LogLines) -> None:
+        self.publish("logs", msg.job_id, msg)
+
+    # --- nodes ----------------------------------------------------------------------------------
+    def on_RegisterNode(self, conn: rpc.Connection, msg: m.RegisterNode) -> m.ClusterView:
+        i = msg.info
+        rec = NodeRecord(i.node_id, i.address, i.resources_total, i.resources_available, i.is_head,
+                         i.store_dir, i.labels, object_store_capacity_bytes=i.object_store_capacity_bytes)
+        self.nodes.register(rec, time.monotonic())
+        conn.state["node_id"] = i.node_id
+        log.info("node %s registered at %s with %s", i.node_id.hex()[:8], i.address, i.resources_total)
+        self.publish("nodes", b"", node_info(rec))
+        return self._view()
+
+    def _view(self) -> m.ClusterView:
+        return m.ClusterView(self.nodes.version, [node_info(r) for r in self.nodes.nodes.values()])
+
+    def on_Heartbeat(self, conn: rpc.Connection, msg: m.Heartbeat) -> m.ClusterView:
+        if not self.nodes.heartbeat(msg.node_id, msg.resources_available, msg.pending_demands,
+                                    msg.object_store_used_bytes, time.monotonic()):
+            raise LookupError("node is not registered or was declared dead; register again")
+        if msg.view_version == self.nodes.version:
+            return m.ClusterView(self.nodes.version, [])
+        return self._view()
+
+    def on_GetNodes(self, conn: rpc.Connection, msg: m.GetNodes) -> m.NodeList:
+        return m.NodeList([node_info(r) for r in self.nodes.nodes.values()])
+
+    def on_DrainNode(self, conn: rpc.Connection, msg: m.DrainNode) -> m.Ok:
+        if self.nodes.mark_dead(msg.node_id):
+            self._node_died(msg.node_id)
+        return m.Ok()
+
+    def _node_died(self, node_id: bytes) -> None:
+        rec = self.nodes.nodes[node_id]
+        self.publish("nodes", b"", node_info(rec))
+        for ext in self.extensions:
+            hook = getattr(ext, "node_died", None)
+            if hook is not None:
+                hook(node_id)
+
+    async def expire_loop(self) -> None:
+        while True:
+            await asyncio.sleep(CONFIG.heartbeat_interval_s)
+            for node_id in self.nodes.expire(time.monotonic()):
+                log.warning("node %s missed heartbeats; marked dead", node_id.hex()[:8])
+                self._node_died(node_id)
+
+    # --- jobs -------------------------------------------------------------------------------------
+    def on_RegisterJob(self, conn: rpc.Connection, msg: m.RegisterJob) -> m.JobRegistered:
+        job_id = self._next_job.to_bytes(4, "little")
+        self._next_job += 1
+        namespace = msg.namespace
+        self.jobs[job_id] = {"namespace": namespace, "driver_pid": msg.driver_pid, "is_alive": True,
+                             "driver_address": msg.driver_address, "node_id": msg.node_id,
+                             "entrypoint": msg.entrypoint, "start_time": time.time()}
+        conn.state["job_id"] = job_id
+        return m.JobRegistered(job_id, namespace)
+
+    def on_JobFinished(self, conn: rpc.Connection, msg: m.JobFinished) -> m.Ok:
+        self._finish_job(msg.job_id)
+        return m.Ok()
+
+    def _finish_job(self, job_id: bytes) -> None:
+        job = self.jobs.get(job_id)
+        if job is None or not job["is_alive"]:
+            return
+        job["is_alive"] = False
+        job["end_time"] = time.time()
+        self.publish("jobs", b"", m.JobFinished(job_id))
+        for ext in self.extensions:
+            hook = getattr(ext, "job_finished", None)
+            if hook is not None:
+                hook(job_id)
+
+    def on_GetJobs(self, conn: rpc.Connection, msg: m.GetJobs) -> m.JobList:
+        return m.JobList([[j, v["namespace"], v["driver_pid"], v["is_alive"]] for j, v in self.jobs.items()])
+
+    # --- kv ---------------------------------------------------------------------------------------
+    def on_KvPut(self, conn: rpc.Connection, msg: m.KvPut) -> m.KvValue:
+        added = self.kv.put(msg.namespace, msg.key, msg.value, msg.overwrite)
+        return m.KvValue(b"1" if added else b"0")
+
+    def on_KvGet(self, conn: rpc.Connection, msg: m.KvGet) -> m.KvValue:
+        return m.KvValue(self.kv.get(msg.namespace, msg.key))
+
+    def on_KvDel(self, conn: rpc.Connection, msg: m.KvDel) -> m.KvValue:
+        return m.KvValue(b"1" if self.kv.delete(msg.namespace, msg.key) else b"0")
+
+    def on_KvKeys(self, conn: rpc.Connection, msg: m.KvKeys) -> m.KvKeyList:
+        return m.KvKeyList(self.kv.keys(msg.namespace, msg.prefix))
+
+
+def install_uvloop() -> None:
+    try:
+        import uvloop
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    except ImportError:  # pragma: no cover
+        pass
+
+
+async def _main(args: argparse.Namespace) -> None:
+    token = session.read_token(args.token_file)
+    store = ControlStore(token)
+    loop = asyncio.get_running_loop()
+    stop = loop.create_future()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
+    server = await rpc.serve(store, args.host, args.port, token)
+    port = server.sockets[0].getsockname()[1]
+    sys.stdout.write(f"READY {port}\n")
+    sys.stdout.flush()
+    async with asyncio.TaskGroup() as tg:
+        expire = tg.create_task(store.expire_loop())
+        await stop
+        expire.cancel()
+        server.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=CONFIG.gcs_port)
+    parser.add_argument("--token-file", required=True)
+    parser.add_argument("--session-dir", required=True)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s",
+                        stream=sys.stderr)
+    install_uvloop()
+    asyncio.run(_main(args))
+
+
+if __name__ == "__main__":
+    main()

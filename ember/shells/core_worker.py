@@ -1,0 +1,493 @@
+"""The core worker: the runtime inside every driver and worker process.
+
+An asyncio loop on a background thread ("ember-io") does all I/O; user threads call
+the sync bridge (get/put/wait/submit).  The process owns the objects it creates and
+the tasks it submits (see DESIGN.md "Task" and "Object").
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import concurrent.futures
+import logging
+import os
+import sys
+import threading
+import time
+from typing import Any, Callable, Optional
+
+from ember import exceptions as exc
+from ember.config import CONFIG
+from ember.object_ref import ObjectRef, set_ref_hook
+from ember.protocol import codec
+from ember.protocol import messages as m
+from ember.shells import rpc, serialization
+from ember.shells.memory_store import FAILED, PENDING, READY, Entry, MemoryStore
+from ember.shells.shm_store import ShmStore
+
+log = logging.getLogger("ember.core_worker")
+
+_core_worker: Optional["CoreWorker"] = None
+
+
+def _new_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+        return uvloop.new_event_loop()
+    except ImportError:  # pragma: no cover
+        return asyncio.new_event_loop()
+
+
+def get_core_worker() -> "CoreWorker":
+    cw = _core_worker
+    if cw is None:
+        raise exc.RaySystemError("ember.init() has not been called in this process")
+    return cw
+
+
+def set_core_worker(cw: Optional["CoreWorker"]) -> None:
+    global _core_worker
+    _core_worker = cw
+
+
+class CoreWorker:
+    def __init__(self, *, mode: str, token: bytes, node_address: str, gcs_address: str,
+                 worker_id: bytes, job_id: bytes = b"", namespace: str = "", host: str = "127.0.0.1",
+                 log_to_driver: bool = True) -> None:
+        self.mode = mode                      # "driver" or "worker"
+        self.token = token
+        self.node_address = node_address
+        self.gcs_address = gcs_address
+        self.worker_id = worker_id
+        self.job_id = job_id
+        self.namespace = namespace
+        self.host = host
+        self.log_to_driver = log_to_driver
+        self.address = ""
+        self.node_id = b""
+        self.session_dir = ""
+        self.node_resources: dict = {}
+        self.store = MemoryStore()
+        self.shm: Optional[ShmStore] = None
+        self._mapped: dict[bytes, memoryview] = {}
+        self._id_prefix = os.urandom(8)
+        self._id_counter = 0
+        self._id_lock = threading.Lock()
+        self.loop = _new_loop()
+        self._thread: Optional[threading.Thread] = None
+        self.raylet: Optional[rpc.Connection] = None
+        self.gcs: Optional[rpc.Connection] = None
+        self.peers = rpc.Peers(token, self, mode)
+        self._ref_ops: collections.deque = collections.deque()
+        self.ref_counts: dict[bytes, int] = {}
+        self.escaped: set[bytes] = set()
+        self.handlers: dict[type, Callable[[rpc.Connection, int, Any], None]] = {}
+        self.connection_lost_hooks: list[Callable[[rpc.Connection], None]] = []
+        self._server: Optional[asyncio.AbstractServer] = None
+        self.is_shutdown = False
+        self.context = threading.local()  # current task per executing thread
+        from ember.shells.task_submitter import TaskSubmitter
+        self.submitter = TaskSubmitter(self)
+        self.handlers[m.GetObjectStatus] = self._on_get_object_status
+        self.handlers[m.Published] = self._on_published
+
+    # --- lifecycle -----------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run_loop, name="ember-io", daemon=True)
+        self._thread.start()
+        self.run_sync(self._connect(), timeout_s=CONFIG.connect_timeout_s * 3)
+        set_ref_hook(self._ref_hook)
+
+    def _run_loop(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+
+    async def _connect(self) -> None:
+        self._server = await rpc.serve(self, self.host, 0, self.token)
+        self.address = f"{self.host}:{self._server.sockets[0].getsockname()[1]}"
+        if self.mode == "driver":
+            self.gcs = await rpc.connect(self.gcs_address, self.token, self, "driver", CONFIG.connect_timeout_s)
+            reg = await self.gcs.request(m.RegisterJob(self.address, os.getpid(), self.namespace, b"",
+                                                       " ".join(sys.argv)[:200]))
+            self.job_id = reg.job_id
+            if self.log_to_driver:
+                await self.gcs.request(m.Subscribe("logs", self.job_id))
+            if not self.node_address:
+                self.node_address = await self._pick_local_node()
+        self.raylet = await rpc.connect(self.node_address, self.token, self, self.mode, CONFIG.connect_timeout_s)
+        info = await self.raylet.request(m.RegisterWorker(self.worker_id, os.getpid(), self.address, self.job_id,
+                                                          self.mode == "driver"))
+        self.node_id = info.node_id
+        self.session_dir = info.session_dir
+        self.node_resources = info.node_resources
+        self.shm = ShmStore(info.store_dir)
+        self.loop.call_later(0.1, self._drain_ref_ops_periodic)
+
+    async def _pick_local_node(self) -> str:
+        """The node daemon a driver joining an existing cluster attaches to: the head's if it is
+        on this host, else any live node on this host."""
+        assert self.gcs is not None
+        nodes = [n for n in (await self.gcs.request(m.GetNodes())).nodes if n.is_alive]
+        local_hosts = {"127.0.0.1", "localhost", self.host, self.gcs_address.rpartition(":")[0]}
+        for pick in ([n for n in nodes if n.is_head and n.address.rpartition(":")[0] in local_hosts],
+                     [n for n in nodes if n.address.rpartition(":")[0] in local_hosts], nodes):
+            if pick:
+                return pick[0].address
+        raise ConnectionError(f"the cluster at {self.gcs_address} has no live node")
+
+    def shutdown(self) -> None:
+        if self.is_shutdown:
+            return
+        self.is_shutdown = True
+        set_ref_hook(None)
+
+        async def _close() -> None:
+            if self.gcs is not None and not self.gcs.closed and self.mode == "driver":
+                try:
+                    await self.gcs.request(m.JobFinished(self.job_id), timeout_s=2)
+                except Exception:
+                    pass
+            for conn in (self.gcs, self.raylet):
+                if conn is not None:
+                    conn.close()
+            self.peers.close_all()
+            if self._server is not None:
+                self._server.close()
+
+        try:
+            self.run_sync(_close(), timeout_s=5)
+        except Exception:
+            pass
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=5)
+        self._mapped.clear()
+
+    # --- threads ----------------------------------------------------------------------------------
+    def run_sync(self, coro: Any, timeout_s: Optional[float] = None) -> Any:
+        if threading.current_thread() is self._thread:
+            raise RuntimeError("blocking ember call on the I/O thread")
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout_s)
+
+    def post(self, fn: Callable[..., Any], *args: Any) -> None:
+        self.loop.call_soon_threadsafe(fn, *args)
+
+    def new_id(self) -> bytes:
+        with self._id_lock:
+            self._id_counter += 1
+            n = self._id_counter
+        return self._id_prefix + n.to_bytes(8, "little")
+
+    # --- rpc.Handler --------------------------------------------------------------------------------
+    def handle_message(self, conn: rpc.Connection, kind: int, request_id: int, msg: Any) -> None:
+        handler = self.handlers.get(type(msg))
+        if handler is None:
+            if kind == codec.KIND_REQUEST:
+                conn.reply_error(request_id, "ValueError", f"{self.mode} does not handle {type(msg).__name__}")
+            return
+        try:
+            handler(conn, request_id, msg)
+        except Exception as e:
+            log.exception("handling %s", type(msg).__name__)
+            if kind == codec.KIND_REQUEST:
+                conn.reply_error(request_id, type(e).__name__, str(e))
+
+    def connection_lost(self, conn: rpc.Connection) -> None:
+        self.peers.forget(conn)
+        for hook in self.connection_lost_hooks:
+            hook(conn)
+        if conn is self.raylet and not self.is_shutdown:
+            log.error("lost the connection to the node daemon")
+            if self.mode == "worker":
+                os._exit(1)
+
+    def get_namespace(self) -> str:
+        """The job's namespace (workers learn it from the control store on first use)."""
+        if not self.namespace:
+            async def _ask() -> str:
+                jobs = await (await self.gcs_conn()).request(m.GetJobs())
+                for job_id, namespace, _pid, _alive in jobs.jobs:
+                    if job_id == self.job_id:
+                        return namespace
+                return ""
+            self.namespace = self.run_sync(_ask(), timeout_s=CONFIG.connect_timeout_s)
+        return self.namespace
+
+    async def gcs_conn(self) -> rpc.Connection:
+        if self.gcs is None or self.gcs.closed:
+            self.gcs = await rpc.connect(self.gcs_address, self.token, self, self.mode, CONFIG.connect_timeout_s)
+        return self.gcs
+
+    # --- reference counting -----------------------------------------------------------------------------
+    def _ref_hook(self, op: str, ref: ObjectRef) -> None:
+        if op == "add":
+            self._ref_ops.append((1, ref._id))
+        elif op == "drop":
+            self._ref_ops.append((-1, ref._id))
+
+    def _drain_ref_ops_periodic(self) -> None:
+        if self.is_shutdown:
+            return
+        self.drain_ref_ops()
+        self.loop.call_later(0.1, self._drain_ref_ops_periodic)
+
+    def drain_ref_ops(self) -> None:
+        """Apply queued ref adds/drops (I/O thread); free what nobody can reach any more."""
+        ops, counts = self._ref_ops, self.ref_counts
+        zero: list[bytes] = []
+        while ops:
+            delta, oid = ops.popleft()
+            n = counts.get(oid, 0) + delta
+            if n > 0:
+                counts[oid] = n
+            else:
+                counts.pop(oid, None)
+                zero.append(oid)
+        for oid in zero:
+            if oid not in counts:
+                self._free(oid)
+
+    def _free(self, oid: bytes) -> None:
+        if oid in self.escaped:
+            return
+        e = self.store.get(oid)
+        if e is None or e.state == PENDING:
+            return  # a pending return: freed when it completes with no holder
+        self.store.pop(oid)
+        view = self._mapped.pop(oid, None)
+        del view
+        if e.is_owned and e.node_address:
+            self._send_free(e.node_address, oid)
+
+    def _send_free(self, node_address: str, oid: bytes) -> None:
+        conn = self.raylet if node_address == self.node_address else self.peers.get_nowait(node_address)
+        if conn is not None and not conn.closed:
+            conn.send(m.FreeObjects([oid]))
+
+    def mark_escaped(self, refs: list[ObjectRef]) -> None:
+        """Refs serialized into other values: keep their objects (borrowers are not tracked yet)."""
+        for r in refs:
+            self.escaped.add(r._id)
+
+    # --- tasks ---------------------------------------------------------------------------------------
+    def submit_task(self, **kwargs: Any) -> list[ObjectRef]:
+        from ember.shells.task_submitter import submit_task
+        return submit_task(self, **kwargs)
+
+    # --- objects: put ----------------------------------------------------------------------------------
+    def put(self, value: Any, *, _owner_address: Optional[str] = None) -> ObjectRef:
+        if isinstance(value, ObjectRef):
+            raise TypeError("Calling 'put' on an ObjectRef is not allowed. If you really want to do this, "
+                            "you can wrap the ObjectRef in a list and call 'put' on it.")
+        ser = serialization.serialize(value, what="the value passed to put()")
+        oid = self.new_id() + b"\x00\x00\x00\x00"
+        ref = ObjectRef(oid, self.address)
+        self.store_owned(oid, ser)
+        return ref
+
+    def store_owned(self, oid: bytes, ser: Any) -> None:
+        if ser.contained_refs:
+            self.mark_escaped(ser.contained_refs)
+        size = ser.total_bytes
+        if size <= CONFIG.inline_object_max_bytes:
+            self.store.put_ready(oid, ser.to_bytes(), size=size)
+            return
+        self.write_to_shm(oid, ser, self.address)
+        self.store.put_ready(oid, None, self.node_id, self.node_address, size)
+
+    def write_to_shm(self, oid: bytes, ser: Any, owner_address: str) -> None:
+        size = ser.total_bytes
+        try:
+            self.run_sync(self._create_object(oid, size, owner_address))
+        except rpc.RpcError as e:
+            if e.kind == "ObjectStoreFullError":
+                raise exc.ObjectStoreFullError(e.message) from None
+            raise
+        assert self.shm is not None
+        self.shm.write(oid, ser)
+        self.post(self._send_sealed, oid, size, owner_address)
+
+    async def _create_object(self, oid: bytes, size: int, owner_address: str) -> None:
+        assert self.raylet is not None
+        await self.raylet.request(m.CreateObject(oid, size, owner_address))
+
+    def _send_sealed(self, oid: bytes, size: int, owner_address: str) -> None:
+        if self.raylet is not None and not self.raylet.closed:
+            self.raylet.send(m.ObjectSealed(oid, size, owner_address))
+
+    # --- objects: get ------------------------------------------------------------------------------------
+    def _entry_for(self, ref: ObjectRef) -> Entry:
+        e = self.store.get(ref._id)
+        if e is not None:
+            return e
+        if ref._owner == self.address:
+            e = Entry(True)
+            e.state = FAILED
+            e.error = exc.ReferenceCountingAssertionError(ref.hex(), self.address, "")
+            return e
+        e = self.store.add_pending(ref._id, is_owned=False)
+        self.post(self._start_fetch, ref)
+        return e
+
+    def _start_fetch(self, ref: ObjectRef) -> None:
+        self.loop.create_task(self._fetch_from_owner(ref))
+
+    async def _fetch_from_owner(self, ref: ObjectRef) -> None:
+        oid = ref._id
+        try:
+            conn = await self.peers.get(ref._owner)
+            st = await conn.request(m.GetObjectStatus(oid))
+        except (OSError, rpc.ConnectionLost, TimeoutError) as e:
+            self.store.complete(oid, error=exc.OwnerDiedError(ref.hex(), ref._owner, str(e)))
+            return
+        except rpc.RpcError as e:
+            self.store.complete(oid, error=exc.ObjectLostError(ref.hex(), ref._owner, e.message))
+            return
+        if st.status == "ready":
+            self.store.complete(oid, data=st.data, node_id=st.node_id, node_address=st.node_address,
+                                size=st.size_bytes)
+        else:
+            self.store.complete(oid, error=serialization.deserialize(st.data))
+
+    def _on_get_object_status(self, conn: rpc.Connection, request_id: int, msg: m.GetObjectStatus) -> None:
+        e = self.store.get(msg.object_id)
+        if e is None:
+            err = exc.ReferenceCountingAssertionError(msg.object_id.hex(), self.address, "")
+            conn.reply(request_id, m.ObjectStatus("failed", serialization.serialize(err).to_bytes(), None, "", 0))
+            return
+
+        def answer() -> None:
+            if e.state == READY:
+                conn.reply(request_id, m.ObjectStatus("ready", e.data, e.node_id, e.node_address, e.size))
+            else:
+                data = serialization.serialize(e.error).to_bytes()
+                conn.reply(request_id, m.ObjectStatus("failed", data, None, "", 0))
+
+        if not self.store.add_waiter(msg.object_id, lambda: self.loop.call_soon_threadsafe(answer)):
+            answer()
+
+    def get(self, refs: list[ObjectRef], timeout_s: Optional[float]) -> list[Any]:
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        entries = [self._entry_for(r) for r in refs]
+        blocked = False
+        try:
+            for ref, e in zip(refs, entries):
+                if e.state != PENDING:
+                    continue
+                if not blocked:
+                    blocked = self._notify_blocked()
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                if not self.store.wait(ref._id, left):
+                    raise exc.GetTimeoutError(f"Get timed out: some object(s) not ready (first: {ref.hex()}) "
+                                              f"after {timeout_s}s.")
+        finally:
+            if blocked:
+                self._notify_unblocked()
+        return [self.materialize(r, e) for r, e in zip(refs, entries)]
+
+    def _notify_blocked(self) -> bool:
+        if self.mode != "worker" or getattr(self.context, "task", None) is None:
+            return False
+        self.post(self._send_raylet, m.WorkerBlocked(self.worker_id))
+        return True
+
+    def _notify_unblocked(self) -> None:
+        self.post(self._send_raylet, m.WorkerUnblocked(self.worker_id))
+
+    def _send_raylet(self, msg: Any) -> None:
+        if self.raylet is not None and not self.raylet.closed:
+            self.raylet.send(msg)
+
+    def materialize(self, ref: ObjectRef, e: Entry) -> Any:
+        if e.state == FAILED:
+            err = e.error
+            if isinstance(err, exc.RayTaskError):
+                raise err.as_instanceof_cause()
+            raise err  # type: ignore[misc]
+        if e.data is not None:
+            return serialization.deserialize(e.data)
+        return serialization.deserialize(self._map_local(ref._id, e))
+
+    def _map_local(self, oid: bytes, e: Entry) -> memoryview:
+        view = self._mapped.get(oid)
+        if view is not None:
+            return view
+        assert self.shm is not None
+        view = self.shm.open(oid)
+        if view is None:
+            if e.node_id == self.node_id:
+                self.run_sync(self._raylet_request(m.EnsureLocal(oid)))
+            else:
+                self.run_sync(self._raylet_request(m.PullObject(oid, e.node_address, e.size)))
+            view = self.shm.open(oid)
+            if view is None:
+                raise exc.ObjectLostError(oid.hex(), "", "the object's file vanished from the local store")
+        self._mapped[oid] = view
+        return view
+
+    async def _raylet_request(self, msg: Any) -> Any:
+        assert self.raylet is not None
+        try:
+            return await self.raylet.request(msg)
+        except rpc.RpcError as e:
+            raise exc.ObjectLostError(getattr(msg, "object_id", b"").hex(), "", e.message) from None
+
+    # --- wait -----------------------------------------------------------------------------------------------
+    def wait(self, refs: list[ObjectRef], num_returns: int, timeout_s: Optional[float],
+             fetch_local: bool) -> tuple[list[ObjectRef], list[ObjectRef]]:
+        cond = threading.Condition()
+        done_flags = [False] * len(refs)
+        count = [0]
+
+        def make_cb(i: int) -> Callable[[], None]:
+            def cb() -> None:
+                with cond:
+                    if not done_flags[i]:
+                        done_flags[i] = True
+                        count[0] += 1
+                        cond.notify_all()
+            return cb
+
+        for i, r in enumerate(refs):
+            e = self._entry_for(r)
+            if e.state != PENDING or not self.store.add_waiter(r._id, make_cb(i)):
+                make_cb(i)()
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        with cond:
+            while count[0] < num_returns:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    break
+                cond.wait(left)
+            flags = list(done_flags)
+        ready, not_ready = [], []
+        for r, f in zip(refs, flags):
+            (ready if f and len(ready) < num_returns else not_ready).append(r)
+        return ready, not_ready
+
+    # --- futures ----------------------------------------------------------------------------------------------
+    def as_future(self, ref: ObjectRef) -> concurrent.futures.Future:
+        fut: concurrent.futures.Future = concurrent.futures.Future()
+        e = self._entry_for(ref)
+
+        def resolve() -> None:
+            try:
+                fut.set_result(self.materialize(ref, e))
+            except BaseException as err:
+                fut.set_exception(err)
+
+        if e.state != PENDING or not self.store.add_waiter(ref._id, lambda: threading.Thread(target=resolve, daemon=True).start()):
+            resolve()
+        return fut
+
+    def as_asyncio_future(self, ref: ObjectRef) -> asyncio.Future:
+        return asyncio.wrap_future(self.as_future(ref))
+
+    # --- pub/sub -------------------------------------------------------------------------------------------------
+    def _on_published(self, conn: rpc.Connection, request_id: int, msg: m.Published) -> None:
+        data = msg.data
+        if msg.channel == "logs" and isinstance(data, m.LogLines):
+            prefix = f"(pid={data.pid}, node={data.node_id.hex()[:8]}) "
+            stream = sys.stderr if data.is_err else sys.stdout
+            stream.write("".join(prefix + line + "\n" for line in data.lines))
+            stream.flush()

@@ -1,0 +1,147 @@
+"""Runs tasks pushed to this worker: resolves arguments, calls user code, stores results.
+
+Pushes arrive on the I/O thread and are queued; the worker's main thread executes them
+one at a time (Ray's default for normal tasks) and hands each reply back to the I/O
+thread.
+"""
+from __future__ import annotations
+
+import os
+import queue
+import threading
+from typing import Any, Optional
+
+
+from ember import exceptions as exc
+from ember.config import CONFIG
+from ember.object_ref import ObjectRef
+from ember.protocol import messages as m
+from ember.shells import rpc, serialization
+
+
+class TaskContext:
+    __slots__ = ("task_id", "name", "resources", "gpu_ids", "actor_id", "spec")
+
+    def __init__(self, spec: m.TaskSpec, gpu_ids: list) -> None:
+        self.task_id = spec.task_id
+        self.name = spec.name
+        self.resources = spec.resources
+        self.gpu_ids = gpu_ids
+        self.actor_id = spec.actor_id
+        self.spec = spec
+
+
+class Executor:
+    def __init__(self, cw: Any) -> None:
+        self.cw = cw
+        self.functions: dict[bytes, Any] = {}
+        self.queue: "queue.SimpleQueue[Optional[tuple]]" = queue.SimpleQueue()
+        self.gpu_ids: list = []
+        self._base_cuda = os.environ.get("CUDA_VISIBLE_DEVICES")
+        cw.handlers[m.PushTask] = self._on_push
+        cw.handlers[m.Exit] = self._on_exit
+
+    # --- I/O thread ---------------------------------------------------------------------------
+    def _on_push(self, conn: rpc.Connection, request_id: int, msg: m.PushTask) -> None:
+        self.queue.put((conn, request_id, msg.spec))
+
+    def _on_exit(self, conn: rpc.Connection, request_id: int, msg: m.Exit) -> None:
+        self.queue.put(None)
+
+    # --- main thread ----------------------------------------------------------------------------
+    def run(self) -> None:
+        while True:
+            item = self.queue.get()
+            if item is None:
+                return
+            conn, request_id, spec = item
+            done = self.execute(spec)
+            self.cw.post(conn.reply, request_id, done)
+
+    def function_for(self, spec: m.TaskSpec) -> Any:
+        fn = self.functions.get(spec.function_id)
+        if fn is None:
+            if spec.function_blob is None:
+                raise exc.RaySystemError(f"function {spec.name} was never sent to this worker")
+            fn = serialization.deserialize(spec.function_blob)
+            self.functions[spec.function_id] = fn
+        return fn
+
+    def resolve_args(self, spec: m.TaskSpec) -> tuple[list, dict]:
+        values: list[Any] = [None] * len(spec.args)
+        refs, ref_pos = [], []
+        for i, arg in enumerate(spec.args):
+            if arg[0] == 0:
+                values[i] = serialization.deserialize(arg[1])
+            else:
+                refs.append(ObjectRef(arg[1], arg[2]))
+                ref_pos.append(i)
+        if refs:
+            for i, v in zip(ref_pos, self.cw.get(refs, None)):
+                values[i] = v
+        nk = len(spec.kwarg_names)
+        if nk:
+            return values[:-nk], dict(zip(spec.kwarg_names, values[-nk:]))
+        return values, {}
+
+    def _set_gpus(self, spec: m.TaskSpec) -> list:
+        gpu_ids = list(spec.gpu_ids)
+        if spec.resources.get("GPU"):
+            os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in gpu_ids)
+        elif self._base_cuda is None:
+            os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+        else:
+            os.environ["CUDA_VISIBLE_DEVICES"] = self._base_cuda
+        return gpu_ids
+
+    def execute(self, spec: m.TaskSpec) -> m.TaskDone:
+        ctx = self.cw.context
+        ctx.task = TaskContext(spec, self._set_gpus(spec))
+        try:
+            fn = self.function_for(spec)
+            args, kwargs = self.resolve_args(spec)
+            result = fn(*args, **kwargs)
+            return m.TaskDone(self.store_returns(spec, result), None, False)
+        except Exception as e:  # the task's own error: reported, the worker lives on
+            return self.error_reply(spec, e)
+        finally:
+            ctx.task = None
+
+    def error_reply(self, spec: m.TaskSpec, e: BaseException) -> m.TaskDone:
+        if isinstance(e, exc.RayTaskError):
+            err = e
+        else:
+            err = exc.RayTaskError.from_exception(e, spec.name)
+        try:
+            data = serialization.serialize(err).to_bytes()
+        except Exception:
+            data = serialization.serialize(exc.RayTaskError(spec.name, err.traceback_str, RuntimeError(str(e)))).to_bytes()
+        return m.TaskDone([], data, True)
+
+    def store_returns(self, spec: m.TaskSpec, result: Any) -> list:
+        n = spec.num_returns
+        if n == 1:
+            values = [result]
+        elif n == 0:
+            values = []
+        else:
+            try:
+                values = list(result)
+            except TypeError:
+                raise ValueError(f"Task {spec.name} has num_returns={n} but returned a {type(result).__name__}, "
+                                 f"not a sequence of {n} values") from None
+            if len(values) != n:
+                raise ValueError(f"Task {spec.name} has num_returns={n} but returned {len(values)} values")
+        out = []
+        for i, value in enumerate(values, start=1):
+            oid = spec.task_id + i.to_bytes(4, "little")
+            ser = serialization.serialize(value, what=f"the return value of {spec.name}")
+            if ser.contained_refs:
+                self.cw.mark_escaped(ser.contained_refs)
+            size = ser.total_bytes
+            if size <= CONFIG.inline_object_max_bytes:
+                out.append(m.ReturnObject(oid, ser.to_bytes(), None, "", size))
+            else:
+                self.cw.write_to_shm(oid, ser, spec.owner_address)
+                out.append(m.ReturnObject(oid, None, self.cw.node_id, self.cw.node_address, size))
+        return out

@@ -1,0 +1,95 @@
+"""Starting and stopping the daemons of a cluster on this machine.
+
+Used by ``ember.init()`` (a private cluster tied to the driver) and by ``ember start``
+(daemons that outlive the command).
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from ember.shells import processes, session
+
+
+@dataclass
+class StartedCluster:
+    session_dir: str
+    token: bytes
+    gcs_address: str = ""
+    node_address: str = ""
+    pids: list = field(default_factory=list)
+    procs: list = field(default_factory=list)
+
+
+def start_head(*, host: str = "127.0.0.1", port: int = 0, tied_to_parent: bool,
+               node_args: Optional[list[str]] = None) -> StartedCluster:
+    session_dir = session.new_session_dir()
+    token = session.create_token(session_dir)
+    cluster = StartedCluster(session_dir, token)
+    logs = os.path.join(session_dir, "logs")
+    gcs, gcs_port = processes.spawn_daemon(
+        "ember.shells.control_store",
+        ["--host", host, "--port", str(port), "--token-file", session.token_path(session_dir),
+         "--session-dir", session_dir],
+        log_path=os.path.join(logs, "control_store.err"), tied_to_parent=tied_to_parent)
+    cluster.procs.append(gcs)
+    cluster.pids.append(gcs.pid)
+    cluster.gcs_address = f"{host}:{gcs_port}"
+    try:
+        node, node_port = start_node(cluster.gcs_address, session_dir, session.token_path(session_dir),
+                                     host=host, is_head=True, tied_to_parent=tied_to_parent,
+                                     extra=node_args or [])
+    except Exception:
+        stop_cluster(cluster)
+        raise
+    cluster.procs.append(node)
+    cluster.pids.append(node.pid)
+    cluster.node_address = f"{host}:{node_port}"
+    return cluster
+
+
+def start_node(gcs_address: str, session_dir: str, token_file: str, *, host: str, is_head: bool,
+               tied_to_parent: bool, extra: list[str]) -> tuple[Any, int]:
+    args = ["--gcs-address", gcs_address, "--token-file", token_file, "--session-dir", session_dir,
+            "--host", host, *extra]
+    if is_head:
+        args.append("--head")
+    name = "node_daemon_head.err" if is_head else f"node_daemon_{os.getpid()}_{len(os.listdir(os.path.join(session_dir, 'logs')))}.err"
+    return processes.spawn_daemon("ember.shells.node_daemon", args,
+                                  log_path=os.path.join(session_dir, "logs", name),
+                                  tied_to_parent=tied_to_parent)
+
+
+def node_args(*, num_cpus: Optional[float], num_gpus: Optional[float], resources: Optional[dict],
+              object_store_memory: Optional[int], memory: Optional[float] = None) -> list[str]:
+    args: list[str] = []
+    if num_cpus is not None:
+        args += ["--num-cpus", str(num_cpus)]
+    if num_gpus is not None:
+        args += ["--num-gpus", str(num_gpus)]
+    if resources:
+        args += ["--resources", json.dumps(resources)]
+    if object_store_memory:
+        args += ["--object-store-memory", str(int(object_store_memory))]
+    if memory:
+        args += ["--memory", str(memory)]
+    return args
+
+
+def stop_cluster(cluster: StartedCluster) -> None:
+    # Node daemons first (they stop their workers), then the control store.
+    for proc in reversed(cluster.procs):
+        try:
+            proc.send_signal(signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            proc.wait(timeout=5)
+        except Exception:
+            proc.kill()
+            proc.wait(timeout=5)
+        if proc.stdout is not None:
+            proc.stdout.close()

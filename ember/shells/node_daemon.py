@@ -1,0 +1,328 @@
+"""The node daemon (Ray's raylet): leases, worker pool, object store, log streaming.
+
+Run as ``python -m ember.shells.node_daemon --gcs-address A --token-file F ...``; it
+prints ``READY <port>`` once it listens and has registered with the control store.
+The scheduling decisions live in ``ember.logic.node.leases.LeaseManager``; this module
+only moves messages, processes and bytes.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Any, Optional
+
+from ember.config import CONFIG
+from ember.logic.node import leases as L
+from ember.logic.resources import ResourceSet
+from ember.protocol import codec
+from ember.protocol import messages as m
+from ember.shells import rpc, session
+from ember.shells.control_store import install_uvloop
+from ember.shells.log_monitor import LogMonitor
+from ember.shells.object_service import ObjectService
+from ember.shells.shm_store import ShmStore, node_store_directory
+
+log = logging.getLogger("ember.node")
+
+
+class NodeDaemon:
+    def __init__(self, args: argparse.Namespace, token: bytes) -> None:
+        self.args = args
+        self.token = token
+        self.node_id = os.urandom(16)
+        self.session_dir = args.session_dir
+        resources = {"CPU": float(args.num_cpus), **({"GPU": float(args.num_gpus)} if args.num_gpus else {})}
+        resources.update(json.loads(args.resources or "{}"))
+        if args.memory:
+            resources["memory"] = float(args.memory)
+        self.resources_total = {k: float(v) for k, v in resources.items() if v}
+        self.leases = L.LeaseManager(self.node_id, self.resources_total, max_starting=CONFIG.max_workers_starting)
+        store_dir = node_store_directory(os.path.basename(self.session_dir), self.node_id.hex())
+        self.store = ShmStore(store_dir)
+        self.objects = ObjectService(self, args.object_store_memory)
+        self.address = ""
+        self.gcs: Optional[rpc.Connection] = None
+        self.peers = rpc.Peers(token, self, "node")
+        self.worker_conns: dict[bytes, rpc.Connection] = {}
+        self.worker_pids: dict[bytes, int] = {}
+        self.worker_jobs: dict[bytes, bytes] = {}
+        self.pid_workers: dict[int, bytes] = {}
+        self.zygote: Optional[asyncio.subprocess.Process] = None
+        self.logs = LogMonitor(self)
+        self.view_version = -1
+        self.stopping = asyncio.Event()
+        self._infeasible_warned: set[str] = set()
+
+    # --- effects ----------------------------------------------------------------------------
+    def run_effects(self, effects: list[Any]) -> None:
+        for eff in effects:
+            if isinstance(eff, L.GrantLease):
+                conn, request_id = eff.req_id
+                conn.reply(request_id, m.LeaseGranted(eff.lease_id, eff.worker_id, eff.worker_address,
+                                                      self.node_id, eff.gpu_ids, eff.resources))
+            elif isinstance(eff, L.SpillLease):
+                conn, request_id = eff.req_id
+                conn.reply(request_id, m.LeaseSpillback(eff.node_id, eff.address))
+            elif isinstance(eff, L.RejectInfeasible):
+                conn, request_id = eff.req_id
+                conn.reply(request_id, m.LeaseInfeasible(eff.message))
+            elif isinstance(eff, L.StartWorker):
+                self._fork_worker(eff.worker_id, eff.job_id)
+            elif isinstance(eff, L.KillWorker):
+                self._kill_worker(eff.worker_id, eff.reason)
+
+    def _fork_worker(self, worker_id: bytes, job_id: bytes) -> None:
+        assert self.zygote is not None and self.zygote.stdin is not None
+        log_base = os.path.join(self.session_dir, "logs", f"worker-{worker_id.hex()}")
+        args = {"node_address": self.address, "token_file": self.args.token_file, "worker_id": worker_id.hex(),
+                "job_id": job_id.hex(), "node_id": self.node_id.hex(), "host": self.args.host,
+                "session_dir": self.session_dir, "store_dir": self.store.directory,
+                "gcs_address": self.args.gcs_address}
+        cmd = {"op": "fork", "worker_id": worker_id.hex(), "log_base": log_base, "args": args,
+               "env": {"EMBER_NODE_IP_ADDRESS": self.args.host}}
+        self.zygote.stdin.write((json.dumps(cmd) + "\n").encode())
+        self.worker_jobs[worker_id] = job_id
+        self.logs.add(worker_id, job_id, log_base)
+
+    def _kill_worker(self, worker_id: bytes, reason: str) -> None:
+        log.info("killing worker %s: %s", worker_id.hex()[-8:], reason)
+        pid = self.worker_pids.get(worker_id)
+        if pid is not None:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    # --- rpc.Handler ----------------------------------------------------------------------------
+    def handle_message(self, conn: rpc.Connection, kind: int, request_id: int, msg: Any) -> None:
+        method = getattr(self, "on_" + type(msg).__name__, None) or getattr(self.objects, "on_" + type(msg).__name__, None)
+        if method is None:
+            if kind == codec.KIND_REQUEST:
+                conn.reply_error(request_id, "ValueError", f"node daemon does not handle {type(msg).__name__}")
+            return
+        try:
+            method(conn, request_id, msg)
+        except Exception as exc:
+            log.exception("handling %s", type(msg).__name__)
+            if kind == codec.KIND_REQUEST:
+                conn.reply_error(request_id, type(exc).__name__, str(exc))
+
+    def connection_lost(self, conn: rpc.Connection) -> None:
+        self.peers.forget(conn)
+        if conn is self.gcs and not self.stopping.is_set():
+            log.error("lost the control store connection")
+            asyncio.ensure_future(self._reconnect_gcs())
+        worker_id = conn.state.get("worker_id")
+        if worker_id is not None and self.worker_conns.get(worker_id) is conn:
+            del self.worker_conns[worker_id]
+            self.run_effects(self.leases.on_worker_died(worker_id))
+        self.run_effects(self.leases.on_client_disconnected(conn))
+
+    # --- workers and drivers ----------------------------------------------------------------------
+    def on_RegisterWorker(self, conn: rpc.Connection, request_id: int, msg: m.RegisterWorker) -> None:
+        reply = m.WorkerRegistered(self.node_id, self.store.directory, self.args.gcs_address,
+                                   self.session_dir, self.resources_total)
+        if msg.is_driver:
+            conn.state["driver_job"] = msg.job_id
+            conn.reply(request_id, reply)
+            self.run_effects(self.leases.on_job_started(msg.job_id, int(self.leases.total.get("CPU"))))
+            return
+        conn.state["worker_id"] = msg.worker_id
+        self.worker_conns[msg.worker_id] = conn
+        self.worker_pids[msg.worker_id] = msg.pid
+        self.pid_workers[msg.pid] = msg.worker_id
+        self.logs.set_pid(msg.worker_id, msg.pid)
+        conn.reply(request_id, reply)
+        self.run_effects(self.leases.on_worker_registered(msg.worker_id, msg.address))
+
+    def on_RequestLease(self, conn: rpc.Connection, request_id: int, msg: m.RequestLease) -> None:
+        try:
+            resources = ResourceSet(msg.resources)
+        except ValueError as exc:
+            conn.reply_error(request_id, "ValueError", str(exc))
+            return
+        req = L.LeaseRequest((conn, request_id), conn, msg.job_id, resources, msg.strategy,
+                             msg.is_spillback, msg.for_actor, msg.description)
+        self.run_effects(self.leases.on_lease_requested(req))
+
+    def on_ReturnLease(self, conn: rpc.Connection, request_id: int, msg: m.ReturnLease) -> None:
+        self.run_effects(self.leases.on_lease_returned(msg.lease_id, msg.is_worker_dead))
+
+    def on_WorkerBlocked(self, conn: rpc.Connection, request_id: int, msg: m.WorkerBlocked) -> None:
+        w = self.leases.workers.get(msg.worker_id)
+        if w is not None and w.lease_id is not None:
+            self.run_effects(self.leases.on_worker_blocked(w.lease_id))
+
+    def on_WorkerUnblocked(self, conn: rpc.Connection, request_id: int, msg: m.WorkerUnblocked) -> None:
+        w = self.leases.workers.get(msg.worker_id)
+        if w is not None and w.lease_id is not None:
+            self.run_effects(self.leases.on_worker_unblocked(w.lease_id))
+
+    def on_KillWorkerProcess(self, conn: rpc.Connection, request_id: int, msg: m.KillWorkerProcess) -> None:
+        self._kill_worker(msg.worker_id, "asked to")
+        conn.reply(request_id, m.Ok())
+
+    def on_NodeStats(self, conn: rpc.Connection, request_id: int, msg: m.NodeStats) -> None:
+        conn.reply(request_id, m.NodeStatsReply(self.node_id, len(self.worker_conns), len(self.leases.queue),
+                                                self.objects.used_bytes(), self.objects.num_objects()))
+
+    def on_Published(self, conn: rpc.Connection, request_id: int, msg: m.Published) -> None:
+        if msg.channel == "jobs" and isinstance(msg.data, m.JobFinished):
+            self.run_effects(self.leases.on_job_finished(msg.data.job_id))
+            self.logs.job_finished(msg.data.job_id)
+
+    # --- zygote -------------------------------------------------------------------------------------
+    async def start_zygote(self) -> None:
+        from ember.shells import processes
+        err = open(os.path.join(self.session_dir, "logs", f"zygote-{self.node_id.hex()[:8]}.err"), "ab")
+        self.zygote = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "ember.shells.zygote", stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=err, preexec_fn=processes.die_with_parent)
+        err.close()
+        assert self.zygote.stdout is not None
+        line = await self.zygote.stdout.readline()
+        if not line:
+            raise RuntimeError("zygote failed to start; see its log in the session directory")
+
+    async def zygote_loop(self) -> None:
+        assert self.zygote is not None and self.zygote.stdout is not None
+        while True:
+            line = await self.zygote.stdout.readline()
+            if not line:
+                if not self.stopping.is_set():
+                    log.error("zygote exited")
+                    self.stopping.set()
+                return
+            ev = json.loads(line)
+            if ev["op"] == "forked":
+                wid = bytes.fromhex(ev["worker_id"])
+                self.worker_pids[wid] = ev["pid"]
+                self.pid_workers[ev["pid"]] = wid
+                self.logs.set_pid(wid, ev["pid"])
+            elif ev["op"] == "exited":
+                wid = self.pid_workers.pop(ev["pid"], None)
+                if wid is not None:
+                    self.worker_pids.pop(wid, None)
+                    self.worker_jobs.pop(wid, None)
+                    self.logs.worker_exited(wid)
+                    if wid not in self.worker_conns:  # died before registering, or already handled
+                        self.run_effects(self.leases.on_worker_died(wid))
+
+    # --- control store ----------------------------------------------------------------------------------
+    def node_info(self) -> m.NodeInfo:
+        return m.NodeInfo(self.node_id, self.address, self.resources_total, self.leases.available.to_dict(),
+                          True, self.args.head, self.store.directory, {}, [], self.objects.used_bytes(),
+                          self.objects.capacity_bytes)
+
+    async def connect_gcs(self) -> None:
+        self.gcs = await rpc.connect(self.args.gcs_address, self.token, self, "node", CONFIG.connect_timeout_s)
+        view = await self.gcs.request(m.RegisterNode(self.node_info()))
+        self._apply_view(view)
+        await self.gcs.request(m.Subscribe("jobs", b""))
+
+    async def _reconnect_gcs(self) -> None:
+        deadline = time.monotonic() + 60
+        while not self.stopping.is_set() and time.monotonic() < deadline:
+            try:
+                await self.connect_gcs()
+                log.info("reconnected to the control store")
+                return
+            except (OSError, rpc.ConnectionLost, TimeoutError, rpc.RpcError):
+                await asyncio.sleep(0.5)
+        log.error("control store unreachable; stopping")
+        self.stopping.set()
+
+    def _apply_view(self, view: m.ClusterView) -> None:
+        if not view.nodes:
+            return
+        self.view_version = view.version
+        nodes = [L.NodeView(n.node_id, n.address, ResourceSet(n.resources_total),
+                            ResourceSet({k: max(0.0, v) for k, v in n.resources_available.items()}), n.is_alive)
+                 for n in view.nodes]
+        self.run_effects(self.leases.on_cluster_view(nodes))
+
+    async def heartbeat_loop(self) -> None:
+        while not self.stopping.is_set():
+            await asyncio.sleep(CONFIG.heartbeat_interval_s)
+            if self.gcs is None or self.gcs.closed:
+                continue
+            hb = m.Heartbeat(self.node_id, self.leases.available.to_dict(), self.leases.pending_demands(),
+                             self.objects.used_bytes(), self.view_version)
+            try:
+                view = await self.gcs.request(hb, timeout_s=CONFIG.heartbeat_timeout_s)
+                self._apply_view(view)
+            except rpc.RpcError:
+                await self.gcs.request(m.RegisterNode(self.node_info()))
+            except (rpc.ConnectionLost, TimeoutError):
+                pass
+
+    async def shutdown(self) -> None:
+        self.stopping.set()
+        if self.zygote is not None and self.zygote.stdin is not None:
+            self.zygote.stdin.close()
+            try:
+                async with asyncio.timeout(5):
+                    await self.zygote.wait()
+            except TimeoutError:
+                self.zygote.kill()
+        self.logs.flush_all()
+        self.store.remove_dir()
+        self.objects.close()
+
+
+async def _main(args: argparse.Namespace) -> None:
+    token = session.read_token(args.token_file)
+    daemon = NodeDaemon(args, token)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, daemon.stopping.set)
+    daemon.store.create_dir()
+    server = await rpc.serve(daemon, args.host, args.port, token)
+    port = server.sockets[0].getsockname()[1]
+    daemon.address = f"{args.host}:{port}"
+    await daemon.start_zygote()
+    await daemon.connect_gcs()
+    sys.stdout.write(f"READY {port}\n")
+    sys.stdout.flush()
+    try:
+        async with asyncio.TaskGroup() as tg:
+            tasks = [tg.create_task(daemon.heartbeat_loop()), tg.create_task(daemon.zygote_loop()),
+                     tg.create_task(daemon.logs.run())]
+            await daemon.stopping.wait()
+            server.close()
+            await daemon.shutdown()
+            for t in tasks:
+                t.cancel()
+    finally:
+        daemon.store.remove_dir()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--gcs-address", required=True)
+    parser.add_argument("--token-file", required=True)
+    parser.add_argument("--session-dir", required=True)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--num-cpus", type=float, default=os.cpu_count() or 1)
+    parser.add_argument("--num-gpus", type=float, default=0)
+    parser.add_argument("--memory", type=float, default=0)
+    parser.add_argument("--resources", default="{}")
+    parser.add_argument("--object-store-memory", type=int, default=0)
+    parser.add_argument("--head", action="store_true")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s",
+                        stream=sys.stderr)
+    install_uvloop()
+    asyncio.run(_main(args))
+
+
+if __name__ == "__main__":
+    main()

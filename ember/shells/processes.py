@@ -1,0 +1,74 @@
+"""Process helpers: start daemons, make children die with their parent, stop trees."""
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Optional
+
+import psutil
+
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(sig: int = signal.SIGKILL) -> None:
+    """Ask the kernel to send ``sig`` to this process when its parent exits (Linux)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0)
+    except OSError:
+        pass
+
+
+def spawn_daemon(module: str, args: list[str], *, log_path: str, tied_to_parent: bool,
+                 env: Optional[dict[str, str]] = None) -> tuple[subprocess.Popen, int]:
+    """Start ``python -m module args``; wait for its ``READY <port>`` line; return (proc, port)."""
+    err = open(log_path, "ab")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", module, *args],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err,
+        preexec_fn=die_with_parent if tied_to_parent else os.setsid,
+        env=env, close_fds=True,
+    )
+    err.close()
+    assert proc.stdout is not None
+    line = proc.stdout.readline().decode().strip()
+    if not line.startswith("READY "):
+        proc.wait(timeout=5)
+        with open(log_path, "rb") as f:
+            tail = f.read()[-3000:].decode(errors="replace")
+        raise RuntimeError(f"{module} failed to start (exit {proc.returncode}); log {log_path}:\n{tail}")
+    return proc, int(line.split()[1])
+
+
+def stop_process(pid: int, timeout_s: float = 5.0) -> None:
+    """SIGTERM, then SIGKILL after ``timeout_s``; also kills the process's descendants."""
+    try:
+        proc = psutil.Process(pid)
+        children = proc.children(recursive=True)
+    except psutil.NoSuchProcess:
+        return
+    for p in [proc]:
+        try:
+            p.send_signal(signal.SIGTERM)
+        except psutil.NoSuchProcess:
+            pass
+    gone, alive = psutil.wait_procs([proc] + children, timeout=timeout_s)
+    for p in alive:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(alive, timeout=2)
+
+
+def wait_gone(pids: list[int], timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in pids):
+            return True
+        time.sleep(0.02)
+    return False

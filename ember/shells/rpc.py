@@ -1,0 +1,268 @@
+"""Connections between ember processes: framed msgpack over TCP, authenticated by HMAC.
+
+One Connection per peer pair carries requests (with ids, answered by replies) and
+one-way messages in both directions.  Writes made in one event-loop iteration are
+coalesced into one socket write.  A peer that fails the handshake or sends a malformed
+frame is logged and disconnected; the server keeps serving everyone else.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from typing import Any, Awaitable, Callable, Optional, Protocol
+
+from ember.protocol import auth, codec
+from ember.protocol import messages as m
+from ember.protocol.framing import Framer, ProtocolError, frame_header
+
+log = logging.getLogger("ember.rpc")
+
+HANDSHAKE_TIMEOUT_S = 10.0
+
+
+class RpcError(Exception):
+    """The peer answered a request with an error."""
+
+    def __init__(self, kind: str, message: str, data: Optional[bytes] = None) -> None:
+        super().__init__(f"{kind}: {message}")
+        self.kind = kind
+        self.message = message
+        self.data = data
+
+
+class ConnectionLost(ConnectionError):
+    """The connection closed before a reply arrived."""
+
+
+class Handler(Protocol):
+    def handle_message(self, conn: "Connection", kind: int, request_id: int, msg: Any) -> None: ...
+
+    def connection_lost(self, conn: "Connection") -> None: ...
+
+
+class Connection(asyncio.Protocol):
+    def __init__(self, handler: Handler, token: bytes, *, is_server: bool, peer_kind: str = "") -> None:
+        self._handler = handler
+        self._token = token
+        self._is_server = is_server
+        self.peer_kind = peer_kind
+        self._framer = Framer()
+        self._transport: Optional[asyncio.Transport] = None
+        self._loop = asyncio.get_running_loop()
+        self._out: list[bytes] = []
+        self._flush_scheduled = False
+        self._pending: dict[int, asyncio.Future[Any]] = {}
+        self._next_id = 1
+        self._nonce = os.urandom(auth.NONCE_BYTES)
+        self._authed = False
+        self._held: list[bytes] = []  # frames queued until the handshake ends
+        self.ready: asyncio.Future[None] = self._loop.create_future()
+        self.closed = False
+        self.peer = ""
+        self.state: dict[str, Any] = {}  # per-connection facts the owner attaches
+
+    # --- asyncio.Protocol ---------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]
+        peer = transport.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
+        if self._is_server:
+            self._write_now(codec.encode(codec.KIND_ONEWAY, 0, m.Challenge(self._nonce)))
+            self._loop.call_later(HANDSHAKE_TIMEOUT_S, self._handshake_deadline)
+
+    def data_received(self, data: bytes) -> None:
+        self._framer.feed(data)
+        try:
+            while True:
+                frame = self._framer.next_frame()
+                if frame is None:
+                    return
+                kind, request_id, msg = codec.decode(frame)
+                if not self._authed:
+                    self._handshake(msg)
+                    continue
+                if kind == codec.KIND_REPLY or kind == codec.KIND_ERROR:
+                    fut = self._pending.pop(request_id, None)
+                    if fut is not None and not fut.done():
+                        if kind == codec.KIND_REPLY:
+                            fut.set_result(msg)
+                        else:
+                            fut.set_exception(RpcError(msg.kind, msg.message, msg.data))
+                    continue
+                self._handler.handle_message(self, kind, request_id, msg)
+        except ProtocolError as exc:
+            log.warning("closing connection from %s: %s", self.peer, exc)
+            self.close()
+
+    def connection_lost(self, exc: Optional[Exception]) -> None:
+        self.closed = True
+        err = ConnectionLost(f"connection to {self.peer} lost")
+        for fut in self._pending.values():
+            if not fut.done():
+                fut.set_exception(err)
+        self._pending.clear()
+        if not self.ready.done():
+            self.ready.set_exception(err)
+            self.ready.exception()  # mark retrieved
+        try:
+            self._handler.connection_lost(self)
+        except Exception:
+            log.exception("connection_lost handler failed")
+
+    # --- handshake ------------------------------------------------------------------------
+    def _handshake(self, msg: Any) -> None:
+        if self._is_server and isinstance(msg, m.AuthResponse):
+            if not auth.verify(auth.client_proof(self._token, self._nonce), msg.proof):
+                raise ProtocolError("authentication failed: wrong cluster token")
+            self.peer_kind = msg.peer_kind
+            self._authed = True
+            self._write_now(codec.encode(codec.KIND_ONEWAY, 0, m.AuthOk(auth.server_proof(self._token, msg.nonce))))
+            self.ready.set_result(None)
+        elif not self._is_server and isinstance(msg, m.Challenge):
+            proof = auth.client_proof(self._token, msg.nonce)
+            self._write_now(codec.encode(codec.KIND_ONEWAY, 0, m.AuthResponse(proof, self._nonce, self.peer_kind)))
+        elif not self._is_server and isinstance(msg, m.AuthOk):
+            if not auth.verify(auth.server_proof(self._token, self._nonce), msg.proof):
+                raise ProtocolError("server failed to prove it holds the cluster token")
+            self._authed = True
+            for frame in self._held:
+                self._write(frame)
+            self._held.clear()
+            self.ready.set_result(None)
+        else:
+            raise ProtocolError(f"unexpected {type(msg).__name__} before authentication")
+
+    def _handshake_deadline(self) -> None:
+        if not self._authed and not self.closed:
+            log.warning("closing connection from %s: no authentication within %ss", self.peer, HANDSHAKE_TIMEOUT_S)
+            self.close()
+
+    # --- writing --------------------------------------------------------------------------
+    def _write_now(self, payload: bytes) -> None:
+        if self._transport is not None and not self.closed:
+            self._transport.write(frame_header(len(payload)) + payload)
+
+    def _write(self, payload: bytes) -> None:
+        if not self._authed:
+            self._held.append(payload)
+            return
+        self._out.append(frame_header(len(payload)))
+        self._out.append(payload)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if self._out and self._transport is not None and not self.closed:
+            self._transport.write(b"".join(self._out))
+        self._out = []
+
+    def send(self, msg: Any) -> None:
+        """A one-way message."""
+        if self.closed:
+            raise ConnectionLost(f"connection to {self.peer} is closed")
+        self._write(codec.encode(codec.KIND_ONEWAY, 0, msg))
+
+    def request_future(self, msg: Any) -> "asyncio.Future[Any]":
+        if self.closed:
+            raise ConnectionLost(f"connection to {self.peer} is closed")
+        request_id = self._next_id
+        self._next_id += 1
+        fut: asyncio.Future[Any] = self._loop.create_future()
+        self._pending[request_id] = fut
+        self._write(codec.encode(codec.KIND_REQUEST, request_id, msg))
+        return fut
+
+    async def request(self, msg: Any, timeout_s: Optional[float] = None) -> Any:
+        fut = self.request_future(msg)
+        if timeout_s is None:
+            return await fut
+        async with asyncio.timeout(timeout_s):
+            return await fut
+
+    def reply(self, request_id: int, msg: Any) -> None:
+        if not self.closed:
+            self._write(codec.encode(codec.KIND_REPLY, request_id, msg))
+
+    def reply_error(self, request_id: int, kind: str, message: str, data: Optional[bytes] = None) -> None:
+        if not self.closed:
+            self._write(codec.encode(codec.KIND_ERROR, request_id, m.ErrorReply(kind, message, data)))
+
+    def close(self) -> None:
+        if self._transport is not None and not self.closed:
+            self._flush()
+            self._transport.close()
+
+
+def split_address(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return host, int(port)
+
+
+async def serve(handler: Handler, host: str, port: int, token: bytes) -> asyncio.AbstractServer:
+    loop = asyncio.get_running_loop()
+    return await loop.create_server(
+        lambda: Connection(handler, token, is_server=True), host, port, reuse_address=True
+    )
+
+
+async def connect(address: str, token: bytes, handler: Handler, peer_kind: str,
+                  timeout_s: float = 10.0) -> Connection:
+    loop = asyncio.get_running_loop()
+    host, port = split_address(address)
+    async with asyncio.timeout(timeout_s):
+        _, conn = await loop.create_connection(
+            lambda: Connection(handler, token, is_server=False, peer_kind=peer_kind), host, port
+        )
+        await conn.ready
+    return conn
+
+
+class Peers:
+    """One connection per peer address, opened on first use."""
+
+    def __init__(self, token: bytes, handler: Handler, peer_kind: str) -> None:
+        self._token = token
+        self._handler = handler
+        self._peer_kind = peer_kind
+        self._conns: dict[str, Connection] = {}
+        self._connecting: dict[str, asyncio.Future[Connection]] = {}
+
+    def get_nowait(self, address: str) -> Optional[Connection]:
+        conn = self._conns.get(address)
+        return conn if conn is not None and not conn.closed else None
+
+    async def get(self, address: str) -> Connection:
+        conn = self._conns.get(address)
+        if conn is not None and not conn.closed:
+            return conn
+        fut = self._connecting.get(address)
+        if fut is None:
+            fut = asyncio.ensure_future(connect(address, self._token, self._handler, self._peer_kind))
+            self._connecting[address] = fut
+            try:
+                conn = await fut
+                self._conns[address] = conn
+                return conn
+            finally:
+                self._connecting.pop(address, None)
+        return await asyncio.shield(fut)
+
+    def forget(self, conn: Connection) -> None:
+        for addr, c in list(self._conns.items()):
+            if c is conn:
+                del self._conns[addr]
+
+    def close_all(self) -> None:
+        for conn in self._conns.values():
+            conn.close()
+        self._conns.clear()

@@ -1,0 +1,351 @@
+"""The owner's task submission: dependency waits, worker leases, direct pushes, retries.
+
+Runs on the core worker's I/O thread.  Tasks are queued per scheduling key (function,
+resource shape, strategy); each key leases workers from the node daemon (following
+spillback to other nodes) and pushes its tasks straight to them, reusing a lease while
+tasks of the key remain and returning it after ``lease_linger_s`` of idleness.
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import sys
+from typing import Any, Optional
+
+from ember import exceptions as exc
+from ember.config import CONFIG
+from ember.object_ref import ObjectRef
+from ember.protocol import messages as m
+from ember.shells import rpc, serialization
+from ember.shells.memory_store import FAILED, PENDING, READY
+
+log = logging.getLogger("ember.submitter")
+
+
+class TaskRecord:
+    __slots__ = ("task_id", "key", "function_id", "function_blob", "name", "args", "kwarg_names",
+                 "num_returns", "return_ids", "max_retries", "retry_exceptions", "attempt", "resources",
+                 "strategy", "arg_refs", "pending_deps", "runtime_env")
+
+    def __init__(self, task_id: bytes, key: tuple, function_id: bytes, function_blob: bytes, name: str,
+                 args: list, kwarg_names: list, num_returns: int, max_retries: int, retry_exceptions: Any,
+                 resources: dict, strategy: list, arg_refs: list, runtime_env: Optional[dict]) -> None:
+        self.task_id = task_id
+        self.key = key
+        self.function_id = function_id
+        self.function_blob = function_blob
+        self.name = name
+        self.args = args
+        self.kwarg_names = kwarg_names
+        self.num_returns = num_returns
+        self.return_ids = [task_id + i.to_bytes(4, "little") for i in range(1, num_returns + 1)]
+        self.max_retries = max_retries
+        self.retry_exceptions = retry_exceptions
+        self.attempt = 0
+        self.resources = resources
+        self.strategy = strategy
+        self.arg_refs = arg_refs          # keeps argument objects alive until the task ends
+        self.pending_deps = 0
+        self.runtime_env = runtime_env
+
+
+class LeaseState:
+    __slots__ = ("lease_id", "worker_id", "worker_address", "raylet", "conn", "in_flight", "linger", "is_dead")
+
+    def __init__(self, granted: m.LeaseGranted, raylet: rpc.Connection) -> None:
+        self.lease_id = granted.lease_id
+        self.worker_id = granted.worker_id
+        self.worker_address = granted.worker_address
+        self.raylet = raylet
+        self.conn: Optional[rpc.Connection] = None
+        self.in_flight: Optional[TaskRecord] = None
+        self.linger: Optional[asyncio.TimerHandle] = None
+        self.is_dead = False
+
+
+class KeyState:
+    __slots__ = ("key", "queue", "leases", "pending_requests", "warned_infeasible", "resources", "strategy", "name")
+
+    def __init__(self, rec: TaskRecord) -> None:
+        self.key = rec.key
+        self.queue: collections.deque[TaskRecord] = collections.deque()
+        self.leases: list[LeaseState] = []
+        self.pending_requests = 0
+        self.warned_infeasible = False
+        self.resources = rec.resources
+        self.strategy = rec.strategy
+        self.name = rec.name
+
+
+class TaskSubmitter:
+    def __init__(self, cw: Any) -> None:
+        self.cw = cw
+        self.keys: dict[tuple, KeyState] = {}
+        self.sent_functions: set[tuple[bytes, bytes]] = set()
+        self._incoming: collections.deque[TaskRecord] = collections.deque()
+        self._drain_scheduled = False
+        cw.connection_lost_hooks.append(self._on_connection_lost)
+
+    # --- from user threads --------------------------------------------------------------------
+    def submit(self, rec: TaskRecord) -> None:
+        self._incoming.append(rec)
+        if not self._drain_scheduled:
+            self._drain_scheduled = True
+            self.cw.post(self._drain_incoming)
+
+    # --- I/O thread ------------------------------------------------------------------------------
+    def _drain_incoming(self) -> None:
+        self._drain_scheduled = False
+        while self._incoming:
+            self._resolve_deps(self._incoming.popleft())
+
+    def _resolve_deps(self, rec: TaskRecord) -> None:
+        store = self.cw.store
+        for arg in rec.args:
+            if arg[0] == 1 and arg[2] == self.cw.address:
+                e = store.get(arg[1])
+                if e is not None and e.state == PENDING and store.add_waiter(arg[1], lambda r=rec: self.cw.post(self._dep_ready, r)):
+                    rec.pending_deps += 1
+        if rec.pending_deps == 0:
+            self._enqueue(rec)
+
+    def _dep_ready(self, rec: TaskRecord) -> None:
+        rec.pending_deps -= 1
+        if rec.pending_deps == 0:
+            self._enqueue(rec)
+
+    def _enqueue(self, rec: TaskRecord) -> None:
+        store = self.cw.store
+        args = rec.args
+        for i, arg in enumerate(args):
+            if arg[0] != 1 or arg[2] != self.cw.address:
+                continue
+            e = store.get(arg[1])
+            if e is None:
+                continue
+            if e.state == FAILED:
+                self._fail(rec, e.error)
+                return
+            if e.state == READY and e.data is not None:
+                args[i] = [0, e.data]
+        ks = self.keys.get(rec.key)
+        if ks is None:
+            ks = self.keys[rec.key] = KeyState(rec)
+        ks.queue.append(rec)
+        self._pump(ks)
+
+    def _pump(self, ks: KeyState) -> None:
+        for lease in ks.leases:
+            if not ks.queue:
+                break
+            if lease.in_flight is None and lease.conn is not None and not lease.is_dead:
+                self._push(ks, lease, ks.queue.popleft())
+        backlog = len(ks.queue)
+        want = min(backlog, CONFIG.max_pending_lease_requests) - ks.pending_requests
+        for _ in range(want):
+            ks.pending_requests += 1
+            self.cw.loop.create_task(self._request_lease(ks))
+        if not ks.queue:
+            for lease in ks.leases:
+                if lease.in_flight is None and lease.linger is None and not lease.is_dead:
+                    lease.linger = self.cw.loop.call_later(CONFIG.lease_linger_s, self._return_lease, ks, lease)
+
+    async def _request_lease(self, ks: KeyState) -> None:
+        raylet = self.cw.raylet
+        is_spillback = False
+        try:
+            while ks.queue:
+                req = m.RequestLease(self.cw.job_id, ks.resources, ks.strategy, is_spillback, False, ks.name)
+                reply = await raylet.request(req)
+                if isinstance(reply, m.LeaseGranted):
+                    await self._lease_granted(ks, reply, raylet)
+                    return
+                if isinstance(reply, m.LeaseSpillback):
+                    raylet = await self.cw.peers.get(reply.address)
+                    is_spillback = True
+                    continue
+                if isinstance(reply, m.LeaseInfeasible):
+                    if not ks.warned_infeasible:
+                        ks.warned_infeasible = True
+                        sys.stderr.write(f"Warning: the task {ks.name} cannot be scheduled right now: "
+                                         f"{reply.message}. It will wait until a node that fits joins.\n")
+                    raylet, is_spillback = self.cw.raylet, False
+                    await asyncio.sleep(CONFIG.infeasible_retry_s)
+                    continue
+        except rpc.RpcError as e:
+            self._fail_queue(ks, exc.RaySystemError(f"lease request for {ks.name} failed: {e.message}"))
+        except (OSError, rpc.ConnectionLost, TimeoutError) as e:
+            if not self.cw.is_shutdown:
+                log.warning("lease request for %s failed: %s; retrying", ks.name, e)
+                await asyncio.sleep(0.2)
+                ks.pending_requests -= 1
+                self._pump(ks)
+                return
+        finally:
+            pass
+        ks.pending_requests -= 1
+
+    async def _lease_granted(self, ks: KeyState, granted: m.LeaseGranted, raylet: rpc.Connection) -> None:
+        ks.pending_requests -= 1
+        lease = LeaseState(granted, raylet)
+        ks.leases.append(lease)
+        try:
+            lease.conn = await self.cw.peers.get(granted.worker_address)
+        except (OSError, rpc.ConnectionLost, TimeoutError):
+            self._lease_dead(ks, lease)
+            return
+        if not ks.queue:
+            self._pump(ks)
+            return
+        self._push(ks, lease, ks.queue.popleft())
+        self._pump(ks)
+
+    def _push(self, ks: KeyState, lease: LeaseState, rec: TaskRecord) -> None:
+        if lease.linger is not None:
+            lease.linger.cancel()
+            lease.linger = None
+        lease.in_flight = rec
+        sent_key = (lease.worker_id, rec.function_id)
+        blob = None
+        if sent_key not in self.sent_functions:
+            self.sent_functions.add(sent_key)
+            blob = rec.function_blob
+        spec = m.TaskSpec(rec.task_id, self.cw.job_id, rec.function_id, blob, rec.name, rec.args, rec.kwarg_names,
+                          rec.num_returns, self.cw.address, rec.max_retries, False, rec.attempt, rec.resources,
+                          [], None, 0, rec.runtime_env)
+        assert lease.conn is not None
+        try:
+            fut = lease.conn.request_future(m.PushTask(spec))
+        except rpc.ConnectionLost:
+            self.sent_functions.discard(sent_key)
+            lease.in_flight = None
+            ks.queue.appendleft(rec)
+            self._lease_dead(ks, lease)
+            return
+        fut.add_done_callback(lambda f: self._task_replied(ks, lease, rec, f))
+
+    def _task_replied(self, ks: KeyState, lease: LeaseState, rec: TaskRecord, fut: asyncio.Future) -> None:
+        lease.in_flight = None
+        err = fut.exception()
+        if err is not None:
+            self._lease_dead(ks, lease)
+            if isinstance(err, rpc.ConnectionLost):
+                self._retry_or_fail(ks, rec, exc.WorkerCrashedError(f"(task {rec.name}, worker {lease.worker_address})"),
+                                    is_system=True)
+            else:
+                self._retry_or_fail(ks, rec, exc.RaySystemError(f"pushing {rec.name} failed: {err}"), is_system=True)
+            return
+        done: m.TaskDone = fut.result()
+        if done.error is not None:
+            error = serialization.deserialize(done.error)
+            self._retry_or_fail(ks, rec, error, is_system=False)
+        else:
+            self._complete(rec, done.returns)
+        self._pump(ks)
+
+    def _retry_or_fail(self, ks: KeyState, rec: TaskRecord, error: BaseException, is_system: bool) -> None:
+        can_retry = rec.max_retries < 0 or rec.attempt < rec.max_retries
+        if can_retry and (is_system or self._is_retryable(rec, error)):
+            rec.attempt += 1
+            log.info("retrying %s (attempt %d): %s", rec.name, rec.attempt, type(error).__name__)
+            ks.queue.appendleft(rec)
+            self._pump(ks)
+            return
+        self._fail(rec, error)
+
+    def _is_retryable(self, rec: TaskRecord, error: BaseException) -> bool:
+        allowed = rec.retry_exceptions
+        if allowed is True:
+            return True
+        if not allowed:
+            return False
+        cause = getattr(error, "cause", error)
+        return isinstance(cause, tuple(allowed))
+
+    def _complete(self, rec: TaskRecord, returns: list) -> None:
+        store = self.cw.store
+        for ret in returns:
+            if not store.complete(ret.object_id, data=ret.data, node_id=ret.node_id,
+                                  node_address=ret.node_address, size=ret.size_bytes):
+                if ret.node_address:   # nobody holds the ref any more
+                    self.cw._send_free(ret.node_address, ret.object_id)
+        rec.arg_refs = None
+
+    def _fail(self, rec: TaskRecord, error: BaseException) -> None:
+        for oid in rec.return_ids:
+            self.cw.store.complete(oid, error=error)
+        rec.arg_refs = None
+
+    def _fail_queue(self, ks: KeyState, error: BaseException) -> None:
+        while ks.queue:
+            self._fail(ks.queue.popleft(), error)
+
+    def _lease_dead(self, ks: KeyState, lease: LeaseState) -> None:
+        if lease.is_dead:
+            return
+        lease.is_dead = True
+        if lease.linger is not None:
+            lease.linger.cancel()
+        if lease in ks.leases:
+            ks.leases.remove(lease)
+        if not lease.raylet.closed:
+            lease.raylet.send(m.ReturnLease(lease.lease_id, True))
+
+    def _return_lease(self, ks: KeyState, lease: LeaseState) -> None:
+        lease.linger = None
+        if lease.in_flight is not None or lease.is_dead or ks.queue:
+            return
+        ks.leases.remove(lease)
+        lease.is_dead = True
+        if not lease.raylet.closed:
+            lease.raylet.send(m.ReturnLease(lease.lease_id, False))
+
+    def _on_connection_lost(self, conn: rpc.Connection) -> None:
+        for ks in self.keys.values():
+            for lease in list(ks.leases):
+                if lease.conn is conn and lease.in_flight is None:
+                    self._lease_dead(ks, lease)
+                    self._pump(ks)
+
+
+def encode_args(cw: Any, args: tuple, kwargs: dict) -> tuple[list, list, list]:
+    """Arguments as wire entries: refs stay refs, small values inline, large values put."""
+    wire: list = []
+    keep: list = []
+    values = list(args) + list(kwargs.values())
+    for i, value in enumerate(values):
+        if type(value) is ObjectRef:
+            wire.append([1, value._id, value._owner])
+            keep.append(value)
+            continue
+        what = f"argument {i}" if i < len(args) else f"keyword argument {list(kwargs)[i - len(args)]!r}"
+        ser = serialization.serialize(value, what=what)
+        if ser.contained_refs:
+            cw.mark_escaped(ser.contained_refs)
+            keep.extend(ser.contained_refs)
+        if ser.total_bytes <= CONFIG.inline_object_max_bytes:
+            wire.append([0, ser.to_bytes()])
+        else:
+            oid = cw.new_id() + b"\x00\x00\x00\x00"
+            ref = ObjectRef(oid, cw.address)
+            cw.store_owned(oid, ser)
+            wire.append([1, oid, cw.address])
+            keep.append(ref)
+    return wire, list(kwargs), keep
+
+
+def submit_task(cw: Any, *, function_id: bytes, blob: bytes, name: str, args: tuple, kwargs: dict,
+                num_returns: int, resources: dict, max_retries: int, retry_exceptions: Any, strategy: list,
+                runtime_env: Optional[dict]) -> list[ObjectRef]:
+    wire, kwarg_names, keep = encode_args(cw, args, kwargs)
+    task_id = cw.new_id()
+    key = (function_id, tuple(sorted(resources.items())), tuple(strategy), repr(runtime_env) if runtime_env else "")
+    rec = TaskRecord(task_id, key, function_id, blob, name, wire, kwarg_names, num_returns, max_retries,
+                     retry_exceptions, resources, strategy, keep, runtime_env)
+    refs = []
+    for oid in rec.return_ids:
+        cw.store.add_pending(oid, is_owned=True)
+        refs.append(ObjectRef(oid, cw.address))
+    cw.submitter.submit(rec)
+    return refs

@@ -1,0 +1,121 @@
+"""The zygote: a warm Python process that forks workers in milliseconds.
+
+The node daemon starts it with pipes on stdin/stdout and speaks JSON lines:
+  in:  {"op": "fork", "worker_id": hex, "log_base": path, "args": {...}, "env": {...}}
+  out: {"op": "forked", "worker_id": hex, "pid": N}
+       {"op": "exited", "pid": N, "status": N}
+The zygote has no threads (fork safety).  When its stdin closes (the daemon died or
+stopped) it kills every worker it forked and exits.  Workers die with the zygote too.
+"""
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import sys
+
+
+def _preload() -> None:
+    # Import what every worker needs so that forked children start warm.
+    import ember.shells.worker_main  # noqa: F401
+
+
+def _child(cmd: dict, close_fds: list[int]) -> None:
+    from ember.shells import processes, worker_main
+    try:
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        for fd in close_fds:
+            os.close(fd)
+        processes.die_with_parent(signal.SIGKILL)
+        os.setpgid(0, 0)
+        base = cmd["log_base"]
+        out = os.open(base + ".out", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        err = os.open(base + ".err", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.dup2(out, 1)
+        os.dup2(err, 2)
+        for fd in (null, out, err):
+            os.close(fd)
+        sys.stdout = open(1, "w", buffering=1, closefd=False)
+        sys.stderr = open(2, "w", buffering=1, closefd=False)
+        os.environ.update(cmd.get("env") or {})
+        code = worker_main.run(cmd["args"])
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    except BaseException:
+        import traceback
+        traceback.print_exc()
+        code = 1
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    finally:
+        os._exit(code)
+
+
+def main() -> None:
+    _preload()
+    in_fd, out_fd = sys.stdin.fileno(), sys.stdout.fileno()
+    out = os.fdopen(os.dup(out_fd), "w", buffering=1)
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    signal.signal(signal.SIGTERM, lambda *_: None)  # the daemon ends us by closing stdin
+    children: set[int] = set()
+    buf = b""
+    out.write(json.dumps({"op": "ready", "pid": os.getpid()}) + "\n")
+    while True:
+        try:
+            ready, _, _ = select.select([in_fd, wake_r], [], [])
+        except InterruptedError:
+            continue
+        if wake_r in ready:
+            try:
+                os.read(wake_r, 4096)
+            except BlockingIOError:
+                pass
+        while children:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+            children.discard(pid)
+            out.write(json.dumps({"op": "exited", "pid": pid, "status": os.waitstatus_to_exitcode(status)}) + "\n")
+        if in_fd not in ready:
+            continue
+        data = os.read(in_fd, 65536)
+        if not data:
+            break
+        buf += data
+        while b"\n" in buf:
+            line, buf = buf.split(b"\n", 1)
+            cmd = json.loads(line)
+            if cmd.get("op") != "fork":
+                continue
+            pid = os.fork()
+            if pid == 0:
+                _child(cmd, [wake_r, wake_w, in_fd, out_fd, out.fileno()])
+            children.add(pid)
+            out.write(json.dumps({"op": "forked", "worker_id": cmd["worker_id"], "pid": pid}) + "\n")
+    for pid in children:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    for pid in list(children):
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:
+            pass
+
+
+if __name__ == "__main__":
+    main()
