@@ -102,7 +102,7 @@ def main() -> None:
                 continue
             pid = os.fork()
             if pid == 0:
-                _child(cmd, [wake_r, wake_w, in_fd, out_fd, out.fileno()])
+                _child(cmd, [wake_r, wake_w, out.fileno()])
             children.add(pid)
             out.write(json.dumps({"op": "forked", "worker_id": cmd["worker_id"], "pid": pid}) + "\n")
     for pid in children:
