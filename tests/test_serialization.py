@@ -270,7 +270,12 @@ def test_inspect_serializability_depth_limits_walk():
 
 
 def test_fast_path_used_for_plain_values():
-    assert ser._is_plain((1, "a", [2.0, None], {"k": b"v"}), 3)
-    assert not ser._is_plain(b"x" * OOB_BYTES_THRESHOLD_BYTES, 3)
-    assert not ser._is_plain([ObjectRef(b"\x00" * 28)], 3)
-    assert not ser._is_plain(list(range(1000)), 3)
+    refs: list = []
+    ref = ObjectRef(b"\x00" * 28)
+    assert ser._is_plain((1, "a", [2.0, None], {"k": b"v"}, ref), 3, refs)
+    assert refs == [ref]
+    assert not ser._is_plain(b"x" * OOB_BYTES_THRESHOLD_BYTES, 3, [])
+    assert not ser._is_plain(list(range(1000)), 3, [])
+    assert not ser._is_plain([threading.Lock()], 3, [])
+    obj = serialize([ref, ObjectRef(b"\x00" * 28), {"r": ref}])
+    assert obj.contained_refs == [ref]  # unique by id
