@@ -85,3 +85,67 @@ def find_token(address: str, token: Optional[str] = None) -> bytes:
     raise ConnectionError(
         f"no cluster token for {address}: set EMBER_CLUSTER_TOKEN or pass the token "
         f"(it is in the head's session directory, file 'token')")
+
+
+# --- files written by ``ember start`` ------------------------------------------------------------
+PIDS_FILE = "pids"
+
+
+def session_dirs() -> list[str]:
+    """Every ``session_*`` directory under the root, oldest name first."""
+    try:
+        names = sorted(n for n in os.listdir(ROOT) if n.startswith("session_"))
+    except OSError:
+        return []
+    return [os.path.join(ROOT, n) for n in names if os.path.isdir(os.path.join(ROOT, n))]
+
+
+def pids_path(session_dir: str) -> str:
+    return os.path.join(session_dir, PIDS_FILE)
+
+
+def record_pid(session_dir: str, *, pid: int, create_time: float, role: str, address: str) -> None:
+    """Append one daemon started by ``ember start`` to the session's pid file (one JSON a line).
+
+    ``create_time`` (psutil's) lets ``ember stop`` tell the daemon from a later process that
+    reused its pid.
+    """
+    line = json.dumps({"pid": pid, "create_time": create_time, "role": role, "address": address}) + "\n"
+    fd = os.open(pids_path(session_dir), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        os.write(fd, line.encode())
+    finally:
+        os.close(fd)
+
+
+def read_pids(session_dir: str) -> list[dict]:
+    try:
+        with open(pids_path(session_dir)) as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return []
+    out = []
+    for line in lines:
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and isinstance(entry.get("pid"), int):
+            out.append(entry)
+    return out
+
+
+def remove_pids(session_dir: str) -> None:
+    try:
+        os.unlink(pids_path(session_dir))
+    except OSError:
+        pass
+
+
+def write_token(session_dir: str, token: bytes) -> str:
+    """Store a cluster's token (from another machine's head) in a local session directory."""
+    path = token_path(session_dir)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(token)
+    return path
