@@ -1,0 +1,142 @@
+"""The node daemon's scheduler, driven directly: grants, queues, spillback, infeasible."""
+import pytest
+
+from ember.logic.node import leases as L
+from ember.logic.resources import ResourceSet
+
+NODE = b"N" * 16
+OTHER = b"O" * 16
+JOB = b"J1"
+
+
+def req(rid, client="c", res=None, strategy=None, spill=False):
+    return L.LeaseRequest(rid, client, JOB, ResourceSet(res or {"CPU": 1}), strategy or ["DEFAULT"], spill)
+
+
+def started(effects):
+    return [e for e in effects if isinstance(e, L.StartWorker)]
+
+
+def register_all(lm, effects):
+    out = []
+    for e in started(effects):
+        out += lm.on_worker_registered(e.worker_id, "addr-" + e.worker_id.hex()[-4:])
+    return out
+
+
+@pytest.fixture
+def lm():
+    m = L.LeaseManager(NODE, {"CPU": 2, "GPU": 2})
+    yield m
+    m.check_invariants()
+
+
+def test_grant_starts_a_worker_then_grants(lm):
+    eff = lm.on_lease_requested(req(1))
+    assert len(started(eff)) == 1
+    grants = register_all(lm, eff)
+    assert [type(g) for g in grants] == [L.GrantLease]
+    assert lm.available.get("CPU") == 1
+
+
+def test_idle_worker_is_reused(lm):
+    g = register_all(lm, lm.on_lease_requested(req(1)))[0]
+    lm.on_lease_returned(g.lease_id, False)
+    eff = lm.on_lease_requested(req(2))
+    assert [type(e) for e in eff] == [L.GrantLease] and eff[0].worker_id == g.worker_id
+
+
+def test_queue_when_full_and_grant_on_return(lm):
+    g1 = register_all(lm, lm.on_lease_requested(req(1)))[0]
+    g2 = register_all(lm, lm.on_lease_requested(req(2)))[0]
+    assert lm.on_lease_requested(req(3)) == []
+    eff = lm.on_lease_returned(g1.lease_id, False)
+    assert [type(e) for e in eff] == [L.GrantLease] and eff[0].req_id == 3
+    assert g2
+
+
+def test_infeasible_everywhere(lm):
+    eff = lm.on_lease_requested(req(1, res={"CPU": 8}))
+    assert isinstance(eff[0], L.RejectInfeasible) and "CPU" in eff[0].message
+
+
+def test_spill_to_node_that_fits_custom_resource(lm):
+    lm.on_cluster_view([L.NodeView(OTHER, "other:1", ResourceSet({"CPU": 1, "special": 1}),
+                                   ResourceSet({"CPU": 1, "special": 1}))])
+    eff = lm.on_lease_requested(req(1, res={"CPU": 1, "special": 1}))
+    assert isinstance(eff[0], L.SpillLease) and eff[0].node_id == OTHER
+
+
+def test_spill_when_busy_and_other_node_free(lm):
+    lm.on_cluster_view([L.NodeView(OTHER, "other:1", ResourceSet({"CPU": 2}), ResourceSet({"CPU": 2}))])
+    register_all(lm, lm.on_lease_requested(req(1, res={"CPU": 2})))
+    eff = lm.on_lease_requested(req(2, res={"CPU": 1}))
+    assert isinstance(eff[0], L.SpillLease)
+
+
+def test_spilled_request_is_never_spilled_again(lm):
+    lm.on_cluster_view([L.NodeView(OTHER, "other:1", ResourceSet({"CPU": 2}), ResourceSet({"CPU": 2}))])
+    register_all(lm, lm.on_lease_requested(req(1, res={"CPU": 2})))
+    assert lm.on_lease_requested(req(2, spill=True)) == []  # queued here
+
+
+def test_gpu_ids_whole_and_fractional(lm):
+    g = register_all(lm, lm.on_lease_requested(req(1, res={"CPU": 0.5, "GPU": 1})))[0]
+    assert len(g.gpu_ids) == 1
+    h = register_all(lm, lm.on_lease_requested(req(2, res={"CPU": 0.5, "GPU": 0.5})))[0]
+    i = register_all(lm, lm.on_lease_requested(req(3, res={"CPU": 0.5, "GPU": 0.5})))[0]
+    assert h.gpu_ids == i.gpu_ids and h.gpu_ids != g.gpu_ids
+
+
+def test_blocked_worker_lends_its_cpu(lm):
+    g1 = register_all(lm, lm.on_lease_requested(req(1)))[0]
+    register_all(lm, lm.on_lease_requested(req(2)))
+    assert lm.on_lease_requested(req(3)) == []
+    eff = lm.on_worker_blocked(g1.lease_id)
+    eff += register_all(lm, eff)
+    assert any(isinstance(e, L.GrantLease) and e.req_id == 3 for e in eff)
+    lm.on_worker_unblocked(g1.lease_id)
+    assert lm.available.get("CPU") == -1  # oversubscribed until someone returns
+
+
+def test_client_disconnect_kills_its_workers_and_drops_requests(lm):
+    g = register_all(lm, lm.on_lease_requested(req(1, client="driver")))[0]
+    register_all(lm, lm.on_lease_requested(req(2, client="driver")))
+    lm.on_lease_requested(req(3, client="driver"))
+    eff = lm.on_client_disconnected("driver")
+    assert {e.worker_id for e in eff if isinstance(e, L.KillWorker)} >= {g.worker_id}
+    assert lm.queue == [] and lm.available.get("CPU") == 2
+
+
+def test_worker_death_frees_its_lease(lm):
+    g = register_all(lm, lm.on_lease_requested(req(1)))[0]
+    lm.on_worker_died(g.worker_id)
+    assert lm.available.get("CPU") == 2 and not lm.leases
+
+
+def test_node_affinity_hard_to_unknown_node_is_infeasible(lm):
+    eff = lm.on_lease_requested(req(1, strategy=["NODE_AFFINITY", OTHER, False]))
+    assert isinstance(eff[0], L.RejectInfeasible)
+
+
+def test_node_affinity_soft_falls_back_here(lm):
+    eff = lm.on_lease_requested(req(1, strategy=["NODE_AFFINITY", OTHER, True]))
+    assert started(eff)
+
+
+def test_spread_alternates_between_nodes(lm):
+    lm.on_cluster_view([L.NodeView(OTHER, "other:1", ResourceSet({"CPU": 2}), ResourceSet({"CPU": 2}))])
+    kinds = []
+    for i in range(4):
+        eff = lm.on_lease_requested(req(i, strategy=["SPREAD"]))
+        kinds.append("spill" if any(isinstance(e, L.SpillLease) for e in eff) else "here")
+        register_all(lm, eff)
+    assert kinds.count("spill") >= 1 and kinds.count("here") >= 1
+
+
+def test_prestart_and_job_finish(lm):
+    eff = lm.on_job_started(JOB, 2)
+    assert len(started(eff)) == 2
+    register_all(lm, eff)
+    kills = lm.on_job_finished(JOB)
+    assert len([k for k in kills if isinstance(k, L.KillWorker)]) == 2
