@@ -51,12 +51,14 @@ class TaskRecord:
 
 
 class LeaseState:
-    __slots__ = ("lease_id", "worker_id", "worker_address", "raylet", "conn", "in_flight", "linger", "is_dead")
+    __slots__ = ("lease_id", "worker_id", "worker_address", "raylet", "conn", "in_flight", "linger", "is_dead",
+                 "gpu_ids")
 
     def __init__(self, granted: m.LeaseGranted, raylet: rpc.Connection) -> None:
         self.lease_id = granted.lease_id
         self.worker_id = granted.worker_id
         self.worker_address = granted.worker_address
+        self.gpu_ids = granted.gpu_ids
         self.raylet = raylet
         self.conn: Optional[rpc.Connection] = None
         self.in_flight: Optional[TaskRecord] = None
@@ -213,7 +215,7 @@ class TaskSubmitter:
             blob = rec.function_blob
         spec = m.TaskSpec(rec.task_id, self.cw.job_id, rec.function_id, blob, rec.name, rec.args, rec.kwarg_names,
                           rec.num_returns, self.cw.address, rec.max_retries, False, rec.attempt, rec.resources,
-                          [], None, 0, rec.runtime_env)
+                          lease.gpu_ids, None, 0, rec.runtime_env)
         assert lease.conn is not None
         try:
             fut = lease.conn.request_future(m.PushTask(spec))
