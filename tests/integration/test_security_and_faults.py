@@ -115,9 +115,14 @@ DRIVER = textwrap.dedent("""
 
 def _worker_pids():
     """Pids of the workers forked by this test's cluster's zygote."""
-    zygotes = [p for p in psutil.Process().children(recursive=True)
-               if "ember.shells.zygote" in " ".join(p.cmdline())]
-    return {c.pid for z in zygotes for c in z.children()}
+    pids = set()
+    for p in psutil.Process().children(recursive=True):
+        try:
+            if "ember.shells.zygote" in " ".join(p.cmdline()):
+                pids |= {c.pid for c in p.children() if c.status() != psutil.STATUS_ZOMBIE}
+        except psutil.Error:
+            pass
+    return pids
 
 
 def test_sigkilled_driver_frees_its_leases(cluster):
