@@ -207,6 +207,7 @@ class RequestLease:
     is_spillback: bool      # granted here or queued here; never spilled again
     for_actor: bool
     description: str        # function or class name, for warnings and status
+    placement_resources: Optional[dict] = None  # actors: the shape that must fit to grant (None: resources)
 
 
 @message(43)
@@ -388,3 +389,134 @@ class AddBorrower:
 class RemoveBorrower:
     object_id: bytes
     borrower_address: str
+
+
+# --- actors (100-127) ----------------------------------------------------------------------
+@message(100)
+class ActorCreationSpec:
+    """What the actor's worker needs to build it; opaque bytes to the actor table."""
+    actor_id: bytes
+    job_id: bytes
+    job_namespace: str      # the creating job's namespace (the actor's runtime context)
+    class_name: str
+    class_blob: bytes
+    args: list              # as TaskSpec.args
+    kwarg_names: list
+    owner_address: str
+    owner_node_address: str  # the node daemon asked first for the actor's lease
+    running_resources: dict  # held while the actor lives
+    max_concurrency: int
+    handle_meta: dict       # {"class_name", "methods": {name: [num_returns, max_task_retries]},
+                            #  "is_async", "max_task_retries", "max_pending_calls"}
+    name: str
+    namespace: str
+
+
+@message(101)
+class RegisterActor:
+    actor_id: bytes
+    job_id: bytes
+    owner_address: str
+    owner_worker_id: bytes
+    class_name: str
+    creation_spec: bytes    # an encoded ActorCreationSpec
+    name: str
+    namespace: str
+    is_detached: bool
+    resources: dict         # running shape
+    placement_resources: dict
+    strategy: list
+    max_restarts: int
+    get_if_exists: bool
+
+
+@message(102)
+class ActorRegistration:
+    actor_id: bytes         # another actor's id when get_if_exists found it
+    is_existing: bool
+    handle_meta: dict
+
+
+@message(103)
+class ActorInfo:
+    actor_id: bytes
+    version: int            # per actor, grows with every publication
+    state: str              # ActorState name
+    address: str            # the worker's address while ALIVE, else ""
+    incarnation: int
+    death_kind: str         # DeathKind name when DEAD, else ""
+    message: str            # why it is DEAD, or why its last incarnation ended
+    error: Optional[bytes]  # a serialized exception (``__init__`` raised)
+
+
+@message(104)
+class GetActorInfo:
+    actor_id: bytes
+    subscribe: bool         # also subscribe this connection to the actor's publications
+
+
+@message(105)
+class GetNamedActor:
+    name: str
+    namespace: str
+
+
+@message(106)
+class NamedActor:
+    actor_id: bytes
+    handle_meta: dict
+
+
+@message(107)
+class ListNamedActors:
+    namespace: str
+    all_namespaces: bool
+
+
+@message(108)
+class NamedActorList:
+    actors: list            # [[namespace, name]]
+
+
+@message(109)
+class KillActor:
+    actor_id: bytes
+    no_restart: bool
+
+
+@message(110)
+class ActorHandlesReleased:
+    actor_id: bytes         # the owner dropped its last handle and none was ever shared
+
+
+@message(111)
+class ActorExitReport:
+    actor_id: bytes
+    worker_id: bytes        # exit_actor() was called on this worker
+
+
+@message(112)
+class WorkerExited:
+    worker_id: bytes
+    node_id: bytes
+    exit_detail: str        # "exit code 1", "killed by signal 9 (SIGKILL)"
+
+
+@message(113)
+class CreateActor:
+    actor_id: bytes
+    incarnation: int
+    creation_spec: bytes
+    gpu_ids: list
+
+
+@message(114)
+class ActorCreationReply:
+    error: Optional[bytes]  # a serialized RayTaskError when ``__init__`` raised
+    message: str
+
+
+@message(115)
+class PushActorTask:
+    spec: TaskSpec          # actor_id and sequence_no set; owner_address is the caller
+    min_sequence_no: int    # every call of this caller below it is finished or abandoned

@@ -145,11 +145,12 @@ class NodeDaemon:
     def on_RequestLease(self, conn: rpc.Connection, request_id: int, msg: m.RequestLease) -> None:
         try:
             resources = ResourceSet(msg.resources)
+            placement = None if msg.placement_resources is None else ResourceSet(msg.placement_resources)
         except ValueError as exc:
             conn.reply_error(request_id, "ValueError", str(exc))
             return
         req = L.LeaseRequest((conn, request_id), conn, msg.job_id, resources, msg.strategy,
-                             msg.is_spillback, msg.for_actor, msg.description)
+                             msg.is_spillback, msg.for_actor, msg.description, placement)
         self.run_effects(self.leases.on_lease_requested(req))
 
     def on_ReturnLease(self, conn: rpc.Connection, request_id: int, msg: m.ReturnLease) -> None:
@@ -209,11 +210,24 @@ class NodeDaemon:
             elif ev["op"] == "exited":
                 wid = self.pid_workers.pop(ev["pid"], None)
                 if wid is not None:
+                    self._tell_gcs_worker_exited(wid, ev.get("status"))
                     self.worker_pids.pop(wid, None)
                     self.worker_jobs.pop(wid, None)
                     self.logs.worker_exited(wid)
                     if wid not in self.worker_conns:  # died before registering, or already handled
                         self.run_effects(self.leases.on_worker_died(wid))
+
+    def _tell_gcs_worker_exited(self, worker_id: bytes, status: Any) -> None:
+        """The control store restarts actors and ends actors owned by dead workers."""
+        if isinstance(status, int) and status < 0:
+            try:
+                detail = f"killed by signal {-status} ({signal.Signals(-status).name})"
+            except ValueError:
+                detail = f"killed by signal {-status}"
+        else:
+            detail = f"exit code {status}"
+        if self.gcs is not None and not self.gcs.closed:
+            self.gcs.send(m.WorkerExited(worker_id, self.node_id, detail))
 
     # --- control store ----------------------------------------------------------------------------------
     def node_info(self) -> m.NodeInfo:

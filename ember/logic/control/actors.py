@@ -101,9 +101,12 @@ class ActorSpec:
     name: str = ""  # "" = unnamed
     namespace: str = ""
     is_detached: bool = False
-    resources: Mapping[str, float] = field(default_factory=dict)
+    resources: Mapping[str, float] = field(default_factory=dict)  # held while it lives
     scheduling_strategy: object = None  # plain (msgpack-able) data, passed through
     max_restarts: int = 0  # -1 = no limit
+    # What must be free on a node to place it (Ray: 1 CPU by default while 0 are held);
+    # empty means the same as ``resources``.
+    placement_resources: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -228,6 +231,7 @@ class TableRestored:
 class ScheduleActor:
     actor_id: bytes
     resources: Mapping[str, float]
+    placement_resources: Mapping[str, float]
     creation_spec: bytes
     scheduling_strategy: object
     incarnation: int
@@ -685,6 +689,8 @@ class ActorTable:
 
     def _schedule(self, rec: ActorRecord, cause: str) -> ScheduleActor:
         return ScheduleActor(actor_id=rec.actor_id, resources=rec.spec.resources,
+                             placement_resources=(rec.spec.placement_resources
+                                                  or rec.spec.resources),
                              creation_spec=rec.spec.creation_spec,
                              scheduling_strategy=rec.spec.scheduling_strategy,
                              incarnation=rec.incarnation, cause_id=cause)
@@ -732,6 +738,7 @@ _HANDLERS: dict[type, Callable[[ActorTable, Any, float], list[Effect]]] = {
 }
 
 _SPEC_FIELDS = tuple(f.name for f in dataclasses.fields(ActorSpec))
+_OPTIONAL_SPEC_FIELDS = frozenset({"placement_resources"})  # added later: older records lack it
 _RECORD_FIELDS = ("state", "restarts", "node_id", "worker_id", "worker_address",
                   "registered_at_s", "state_changed_at_s")
 _FILTER_FIELDS = frozenset(_SPEC_FIELDS + _RECORD_FIELDS)
@@ -746,7 +753,8 @@ def _spec_problem(spec: ActorSpec) -> Optional[str]:
         return "actor_id must not be empty"
     if spec.max_restarts < -1:
         return f"max_restarts must be -1 (no limit) or >= 0, got {spec.max_restarts}"
-    negative = sorted(k for k, v in spec.resources.items() if v < 0)
+    negative = sorted(k for shape in (spec.resources, spec.placement_resources)
+                      for k, v in shape.items() if v < 0)
     if negative:
         return f"resource amounts must not be negative: {negative}"
     return None
@@ -755,6 +763,7 @@ def _spec_problem(spec: ActorSpec) -> Optional[str]:
 def _record_to_plain(rec: ActorRecord) -> dict[str, object]:
     plain: dict[str, object] = {name: getattr(rec.spec, name) for name in _SPEC_FIELDS}
     plain["resources"] = dict(rec.spec.resources)
+    plain["placement_resources"] = dict(rec.spec.placement_resources)
     plain.update({name: getattr(rec, name) for name in _RECORD_FIELDS})
     plain["state"] = rec.state.name
     death = rec.death
@@ -765,7 +774,8 @@ def _record_to_plain(rec: ActorRecord) -> dict[str, object]:
 
 def _record_from_plain(plain: Mapping[str, Any]) -> ActorRecord:
     try:
-        spec = ActorSpec(**{name: plain[name] for name in _SPEC_FIELDS})
+        spec = ActorSpec(**{name: plain[name] for name in _SPEC_FIELDS
+                            if name in plain or name not in _OPTIONAL_SPEC_FIELDS})
         raw_death = plain["death"]
         death = None if raw_death is None else DeathCause(
             DeathKind[raw_death["kind"]], raw_death["message"], raw_death["error_bytes"])

@@ -47,6 +47,12 @@ class LeaseRequest:
     is_spillback: bool = False
     for_actor: bool = False
     description: str = ""
+    placement: Optional[ResourceSet] = None  # actors: must fit to grant; the lease holds ``resources``
+
+    @property
+    def fit_shape(self) -> ResourceSet:
+        """What must be free on a node to grant this request."""
+        return self.placement if self.placement is not None else self.resources
 
 
 @dataclass
@@ -57,6 +63,7 @@ class Lease:
     resources: ResourceSet
     gpu_assignment: list = field(default_factory=list)
     is_blocked: bool = False
+    for_actor: bool = False      # the worker hosts an actor: the control store decides its end
 
 
 @dataclass
@@ -134,7 +141,7 @@ class LeaseManager:
             return [RejectInfeasible(req.req_id, target)]
         if target is not None:
             view = self.view[target]
-            view.available.subtract_allow_negative(req.resources)
+            view.available.subtract_allow_negative(req.fit_shape)
             return [SpillLease(req.req_id, target, view.address)]
         self.queue.append(req)
         self._dispatch(effects)
@@ -218,10 +225,12 @@ class LeaseManager:
         return [self._start_worker(job_id) for _ in range(max(0, prestart - have))]
 
     def on_job_finished(self, job_id: bytes) -> list[Effect]:
+        """Kill the job's workers, except those hosting actors: the control store ends
+        those (a detached actor outlives its job)."""
         effects: list[Effect] = []
-        self.queue = [r for r in self.queue if r.job_id != job_id]
+        self.queue = [r for r in self.queue if r.job_id != job_id or r.for_actor]
         for w in list(self.workers.values()):
-            if w.job_id == job_id:
+            if w.job_id == job_id and not (w.lease_id is not None and self.leases[w.lease_id].for_actor):
                 if w.lease_id is not None:
                     self._release(w.lease_id)
                 del self.workers[w.worker_id]
@@ -236,23 +245,24 @@ class LeaseManager:
     def _choose_node(self, req: LeaseRequest) -> Union[None, bytes, str]:
         """None: queue here. bytes: spill to that node. str: infeasible, with the reason."""
         kind = req.strategy[0] if req.strategy else "DEFAULT"
+        shape = req.fit_shape
         if kind == "NODE_AFFINITY":
             node_id, is_soft = req.strategy[1], bool(req.strategy[2])
             if node_id == self.node_id:
-                if req.resources.fits_in(self.total):
+                if shape.fits_in(self.total):
                     return None
                 if not is_soft:
-                    return f"{req.description}: node {node_id.hex()[:8]} can never fit {req.resources.to_dict()}"
-            elif node_id in self.view and req.resources.fits_in(self.view[node_id].total):
+                    return f"{req.description}: node {node_id.hex()[:8]} can never fit {shape.to_dict()}"
+            elif node_id in self.view and shape.fits_in(self.view[node_id].total):
                 return None if req.is_spillback else node_id
             elif not is_soft:
-                return f"{req.description}: node {node_id.hex()[:8]} is not alive or cannot fit {req.resources.to_dict()}"
-        fits_here = req.resources.fits_in(self.total) and self._gpu_shape_ok(req.resources)
+                return f"{req.description}: node {node_id.hex()[:8]} is not alive or cannot fit {shape.to_dict()}"
+        fits_here = shape.fits_in(self.total) and self._gpu_shape_ok(shape)
         if req.is_spillback:
             return None if fits_here else f"{req.description}: spilled here but cannot fit"
         if kind == "SPREAD":
             candidates = [self.node_id] if fits_here else []
-            candidates += sorted(n for n, v in self.view.items() if req.resources.fits_in(v.available))
+            candidates += sorted(n for n, v in self.view.items() if shape.fits_in(v.available))
             if candidates:
                 pick = candidates[self._spread_next % len(candidates)]
                 self._spread_next += 1
@@ -260,15 +270,15 @@ class LeaseManager:
                     return pick
                 return None
         if fits_here:
-            if req.resources.fits_in(self.available) or self._local_backlog_fits(req):
+            if shape.fits_in(self.available) or self._local_backlog_fits(req):
                 return None
-            best = self._least_loaded(req.resources)
+            best = self._least_loaded(shape)
             return best  # None: queue here
         for node_id in sorted(self.view):
-            if req.resources.fits_in(self.view[node_id].total):
-                best = self._least_loaded(req.resources)
+            if shape.fits_in(self.view[node_id].total):
+                best = self._least_loaded(shape)
                 return best if best is not None else node_id
-        return (f"No node can ever fit {req.description} requiring {req.resources.to_dict()}; "
+        return (f"No node can ever fit {req.description} requiring {shape.to_dict()}; "
                 f"cluster totals: {[self.total.to_dict()] + [v.total.to_dict() for v in self.view.values()]}")
 
     def _local_backlog_fits(self, req: LeaseRequest) -> bool:
@@ -300,7 +310,7 @@ class LeaseManager:
         waiting_for_worker: dict[bytes, int] = {}
         remaining: list[LeaseRequest] = []
         for req in self.queue:
-            if not (req.resources.fits_in(self.available) and self.gpus.can_assign(req.resources.units.get("GPU", 0))):
+            if not (req.fit_shape.fits_in(self.available) and self.gpus.can_assign(req.resources.units.get("GPU", 0))):
                 remaining.append(req)
                 continue
             w = self._idle_worker(req.job_id)
@@ -322,7 +332,8 @@ class LeaseManager:
         lease_id = self._new_id(b"L")
         gpu_assignment = self.gpus.assign(req.resources.units.get("GPU", 0))
         self.available.subtract(req.resources)
-        self.leases[lease_id] = Lease(lease_id, w.worker_id, req.client_id, req.resources, gpu_assignment)
+        self.leases[lease_id] = Lease(lease_id, w.worker_id, req.client_id, req.resources, gpu_assignment,
+                                      for_actor=req.for_actor)
         w.state = WorkerState.LEASED
         w.lease_id = lease_id
         return GrantLease(req.req_id, lease_id, w.worker_id, w.address,
@@ -351,7 +362,7 @@ class LeaseManager:
     def pending_demands(self) -> list[list[Any]]:
         shapes: dict[tuple, int] = {}
         for req in self.queue:
-            key = tuple(sorted(req.resources.to_dict().items()))
+            key = tuple(sorted(req.fit_shape.to_dict().items()))
             shapes[key] = shapes.get(key, 0) + 1
         return [[dict(k), n] for k, n in shapes.items()]
 
