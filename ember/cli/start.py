@@ -1,0 +1,291 @@
+"""``ember start``: start a head (control store + node daemon) or one more node, as daemons.
+
+The daemons outlive the command (they run in their own session, not tied to it). Their pids
+go to the session directory's ``pids`` file so that ``ember stop`` stops them and nothing
+else. ``--block`` keeps the command in the foreground and stops the daemons when it ends.
+"""
+from __future__ import annotations
+
+import asyncio
+import errno
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from typing import Any, Optional
+
+import click
+import psutil
+
+from ember.config import CONFIG
+from ember.shells import local_cluster, session
+
+_LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+_BLOCK_POLL_S = 0.5
+_STOP_GRACE_S = 5.0
+
+
+class _ResourcesParam(click.ParamType):
+    """``--resources '{"name": amount}'``: a JSON object of custom resources (not CPU/GPU)."""
+
+    name = "json"
+
+    def convert(self, value: Any, param: Optional[click.Parameter], ctx: Optional[click.Context]) -> dict:
+        if isinstance(value, dict):
+            return value
+        try:
+            parsed = json.loads(value)
+        except ValueError as exc:
+            self.fail(f"{value!r} is not valid JSON ({exc})", param, ctx)
+        if not isinstance(parsed, dict):
+            self.fail(f"{value!r} must be a JSON object such as '{{\"special\": 1}}'", param, ctx)
+        for key, amount in parsed.items():
+            if key in ("CPU", "GPU"):
+                self.fail(f"use --num-{key.lower()}s instead of {key} in --resources", param, ctx)
+            if isinstance(amount, bool) or not isinstance(amount, (int, float)) or amount < 0:
+                self.fail(f"resource {key!r} must be a non-negative number, got {amount!r}", param, ctx)
+        return {str(k): float(v) for k, v in parsed.items()}
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Raise ``click.ClickException`` when ``host:port`` cannot be bound (already in use)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise click.ClickException(
+                f"port {port} on {host} is already in use (another ember head, Redis or other server "
+                f"is listening there). Choose another port with --port, or stop the running cluster "
+                f"with `ember stop`.") from None
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    finally:
+        sock.close()
+
+
+def local_ip_towards(host: str) -> str:
+    """The address of this machine on the route to ``host`` (no packet is sent)."""
+    if host in _LOOPBACK_HOSTS:
+        return "127.0.0.1"
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.connect((host, 9))
+            return str(sock.getsockname()[0])
+    except OSError:
+        return "127.0.0.1"
+
+
+def _record(session_dir: str, proc: subprocess.Popen, role: str, address: str) -> None:
+    try:
+        create_time = psutil.Process(proc.pid).create_time()
+    except psutil.NoSuchProcess:
+        return
+    session.record_pid(session_dir, pid=proc.pid, create_time=create_time, role=role, address=address)
+
+
+def _release_pipes(procs: list[subprocess.Popen]) -> None:
+    for proc in procs:
+        if proc.stdout is not None:
+            proc.stdout.close()
+            proc.stdout = None
+
+
+def _session_for_node(gcs_address: str, token: bytes) -> str:
+    """The local head's session directory when joining it, else a new one holding the token."""
+    current = session.read_current_cluster()
+    if current is not None and _same_address(current.get("address", ""), gcs_address):
+        session_dir = str(current["session_dir"])
+        if os.path.exists(session.token_path(session_dir)) and session.read_token(
+                session.token_path(session_dir)) == token:
+            return session_dir
+    session_dir = session.new_session_dir()
+    session.write_token(session_dir, token)
+    return session_dir
+
+
+def _same_address(a: str, b: str) -> bool:
+    host_a, _, port_a = a.rpartition(":")
+    host_b, _, port_b = b.rpartition(":")
+    if port_a != port_b:
+        return False
+    return host_a == host_b or (host_a in _LOOPBACK_HOSTS and host_b in _LOOPBACK_HOSTS)
+
+
+def _check_head_reachable(gcs_address: str, token: bytes) -> None:
+    """Fail early and clearly when the head is not there or does not accept the token."""
+    from ember.cli.status import fetch_nodes
+    from ember.shells import rpc
+
+    try:
+        asyncio.run(fetch_nodes(gcs_address, token))
+    except rpc.ConnectionLost:
+        raise click.ClickException(
+            f"the control store at {gcs_address} closed the connection: the cluster token is probably "
+            "wrong (pass --token or set EMBER_CLUSTER_TOKEN to the head's token file contents)") from None
+    except (OSError, TimeoutError, rpc.RpcError) as exc:
+        raise click.ClickException(
+            f"could not reach the ember control store at {gcs_address} ({exc or type(exc).__name__}). "
+            "Is the head running (`ember start --head`)?") from None
+
+
+def _print_head_guidance(cluster: local_cluster.StartedCluster, host: str) -> None:
+    address = cluster.gcs_address
+    token_file = session.token_path(cluster.session_dir)
+    click.echo(f"Local node IP: {host}\n")
+    click.echo("--------------------\nEmber runtime started.\n--------------------\n")
+    click.echo("Next steps")
+    click.echo("  To add another node to this ember cluster, run")
+    click.echo(f"    ember start --address='{address}'")
+    if host in _LOOPBACK_HOSTS:
+        click.echo("  (the head listens on loopback only; start it with --node-ip-address to let other "
+                   "machines join)")
+    click.echo("  On another machine, pass the cluster token too:")
+    click.echo(f"    EMBER_CLUSTER_TOKEN=$(cat {token_file}) ember start --address='{address}'\n")
+    click.echo("  To connect to this ember cluster:")
+    click.echo("    import ember")
+    click.echo("    ember.init(address='auto')\n")
+    click.echo("  To view the status of the cluster, use")
+    click.echo("    ember status\n")
+    click.echo("  To terminate the ember runtime, run")
+    click.echo("    ember stop\n")
+    click.echo(f"  Cluster token file: {token_file}")
+    click.echo(f"  Logs: {os.path.join(cluster.session_dir, 'logs')}")
+
+
+def _start_head(host: str, port: int, extra: list[str], block: bool) -> None:
+    check_port_free(host, port)
+    try:
+        cluster = local_cluster.start_head(host=host, port=port, tied_to_parent=False, node_args=extra)
+    except RuntimeError as exc:
+        raise click.ClickException(f"the head failed to start: {exc}") from None
+    _record(cluster.session_dir, cluster.procs[0], "control_store", cluster.gcs_address)
+    _record(cluster.session_dir, cluster.procs[1], "node_daemon", cluster.node_address)
+    previous = session.read_current_cluster()
+    session.write_current_cluster(cluster.gcs_address, cluster.session_dir)
+    if previous is not None and previous.get("address") != cluster.gcs_address:
+        click.echo(f"Note: address='auto' now finds this head, no longer {previous.get('address')}.")
+    _print_head_guidance(cluster, host)
+    if block:
+        _block(cluster.procs, ["control store", "node daemon"], cluster.session_dir, is_head=True)
+    else:
+        _release_pipes(cluster.procs)
+
+
+def _start_worker_node(address: str, token_option: Optional[str], host: Optional[str], extra: list[str],
+                       block: bool) -> None:
+    gcs_address = address.split("://", 1)[-1]
+    if ":" not in gcs_address:
+        gcs_address = f"{gcs_address}:{CONFIG.gcs_port}"
+    try:
+        token = session.find_token(gcs_address, token_option)
+    except ConnectionError as exc:
+        raise click.ClickException(str(exc)) from None
+    _check_head_reachable(gcs_address, token)
+    node_host = host or local_ip_towards(gcs_address.rpartition(":")[0])
+    session_dir = _session_for_node(gcs_address, token)
+    try:
+        proc, node_port = local_cluster.start_node(gcs_address, session_dir, session.token_path(session_dir),
+                                                   host=node_host, is_head=False, tied_to_parent=False,
+                                                   extra=extra)
+    except RuntimeError as exc:
+        raise click.ClickException(f"the node daemon could not join {gcs_address}: {exc}") from None
+    _record(session_dir, proc, "node_daemon", f"{node_host}:{node_port}")
+    click.echo(f"Local node IP: {node_host}\n")
+    click.echo("--------------------\nEmber runtime started.\n--------------------\n")
+    click.echo(f"This node (daemon at {node_host}:{node_port}) joined the cluster at {gcs_address}.")
+    click.echo("To terminate the ember runtime on this machine, run\n    ember stop")
+    click.echo(f"Logs: {os.path.join(session_dir, 'logs')}")
+    if block:
+        _block([proc], ["node daemon"], session_dir, is_head=False)
+    else:
+        _release_pipes([proc])
+
+
+def _block(procs: list[subprocess.Popen], names: list[str], session_dir: str, *, is_head: bool) -> None:
+    """Stay in the foreground until a daemon exits or a signal arrives; then stop the rest."""
+    stop_requested: list[int] = []
+
+    def _on_signal(signum: int, frame: Any) -> None:
+        stop_requested.append(signum)
+
+    old = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    click.echo("\n--block: this command stays in the foreground; Ctrl-C stops the processes it started.")
+    exit_code = 0
+    try:
+        while not stop_requested:
+            exited = [(name, p) for name, p in zip(names, procs) if p.poll() is not None]
+            if exited:
+                for name, p in exited:
+                    click.echo(f"The {name} (pid {p.pid}) exited with code {p.returncode}; stopping the rest.",
+                               err=True)
+                exit_code = 1
+                break
+            time.sleep(_BLOCK_POLL_S)
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+        _stop_started(procs)
+        _release_pipes(procs)
+        # The pid file keeps their entries: `ember stop` skips pids that are gone or reused.
+        if is_head:
+            current = session.read_current_cluster()
+            if current is not None and current.get("session_dir") == session_dir:
+                session.clear_current_cluster()
+    if exit_code:
+        raise click.exceptions.Exit(exit_code)
+
+
+def _stop_started(procs: list[subprocess.Popen]) -> None:
+    # Node daemons (started last) first: they stop their zygote and workers; then the control store.
+    for proc in reversed(procs):
+        if proc.poll() is not None:
+            continue
+        try:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=_STOP_GRACE_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=_STOP_GRACE_S)
+        except ProcessLookupError:
+            pass
+
+
+@click.command("start")
+@click.option("--head", "is_head", is_flag=True, help="Start the head node: control store and a node daemon.")
+@click.option("--address", default=None, help="HOST:PORT of the head's control store to join as another node.")
+@click.option("--port", type=click.IntRange(0, 65535), default=None,
+              help=f"Control store port for --head (default {CONFIG.gcs_port}; 0 picks a free one).")
+@click.option("--node-ip-address", default=None,
+              help="IP address this node listens on and advertises (default: loopback for a head).")
+@click.option("--num-cpus", type=click.FloatRange(min=0), default=None, help="CPUs of this node.")
+@click.option("--num-gpus", type=click.FloatRange(min=0), default=None, help="GPUs of this node.")
+@click.option("--resources", type=_ResourcesParam(), default=None,
+              help='Custom resources as JSON, e.g. \'{"special": 1}\'.')
+@click.option("--memory", type=click.IntRange(min=0), default=None,
+              help="Memory (bytes) this node offers as the 'memory' resource.")
+@click.option("--object-store-memory", type=click.IntRange(min=0), default=None,
+              help="Capacity of this node's object store in bytes.")
+@click.option("--token", default=None, envvar="EMBER_CLUSTER_TOKEN", show_envvar=True,
+              help="Cluster token when joining with --address (default: the local head's token file).")
+@click.option("--block", is_flag=True, help="Stay in the foreground; Ctrl-C stops the started processes.")
+def start(is_head: bool, address: Optional[str], port: Optional[int], node_ip_address: Optional[str],
+          num_cpus: Optional[float], num_gpus: Optional[float], resources: Optional[dict],
+          memory: Optional[int], object_store_memory: Optional[int], token: Optional[str], block: bool) -> None:
+    """Start ember's processes on this machine: a head (--head) or a node joining one (--address)."""
+    if is_head == (address is not None):
+        raise click.UsageError("pass exactly one of --head (start a new cluster) or --address "
+                               "(join the cluster whose head is at that address)")
+    if port is not None and not is_head:
+        raise click.UsageError("--port is the head's control store port; use it with --head")
+    extra = local_cluster.node_args(num_cpus=num_cpus, num_gpus=num_gpus, resources=resources,
+                                    object_store_memory=object_store_memory, memory=memory)
+    if is_head:
+        host = node_ip_address or "127.0.0.1"
+        _start_head(host, CONFIG.gcs_port if port is None else port, extra, block)
+    else:
+        assert address is not None
+        _start_worker_node(address, token, node_ip_address, extra, block)
