@@ -206,15 +206,52 @@ def test_free_of_waiting_create_and_during_restore(table):
         DeleteObject(oid(1)), DeleteSpillFile("/s/1"), RestoreFailed("r", oid(1), "freed")]
 
 
-def test_spill_failure_picks_again_or_refuses(table):
+def test_spill_failure_of_a_pinned_object_refuses_full(table):
     put(table, 1, 60)
     assert table.handle(ObjectCreateRequested("b", oid(2), 60, True), 0.0) == [
         SpillObject(oid(1))]
-    # the only candidate failed and is chosen again; a pinned one would be refused
     table.handle(ObjectPinned(oid(1)), 0.0)
     assert table.handle(ObjectSpillFailed(oid(1), "ENOSPC"), 0.0) == [
         CreateRefused.match(req_id="b", reason="full")]
     assert table.state_of(oid(1)) is ObjectState.SEALED
+
+
+def test_spill_failure_is_not_retried_until_the_disk_may_have_room(table):
+    put(table, 1, 30)
+    put(table, 2, 30)
+    assert table.handle(ObjectCreateRequested("b", oid(3), 70, True), 0.0) == [
+        SpillObject(oid(1))]
+    # a failed object is not chosen again: the next candidate is tried, then the
+    # request is refused, naming the disk
+    assert table.handle(ObjectSpillFailed(oid(1), "ENOSPC"), 0.0) == [SpillObject(oid(2))]
+    disk_full = "OSError: No space left on device"
+    assert table.handle(ObjectSpillFailed(oid(2), disk_full), 0.0) == [
+        CreateRefused.match(req_id="b", reason="spill_failed", detail=disk_full,
+                            needed_bytes=70, used_bytes=60, capacity_bytes=100)]
+    assert table.handle(ObjectCreateRequested("c", oid(4), 50, True), 0.0) == [
+        CreateRefused.match(req_id="c", reason="spill_failed")]
+    # room that does not need objects 1 and 2 is still made
+    put(table, 5, 20)
+    assert table.handle(ObjectCreateRequested("d", oid(6), 30, True), 0.0) == [SpillObject(oid(5))]
+    # a spill that succeeds means the disk has room again: 1 and 2 may be chosen again
+    assert table.handle(ObjectSpilled(oid(5), "/s/5"), 0.0) == [CreateAllowed("d")]
+    table.handle(ObjectSealed(oid(6)), 0.0)
+    assert table.handle(ObjectCreateRequested("e", oid(7), 50, True), 0.0) == [
+        SpillObject(oid(1)), SpillObject(oid(2))]
+
+
+def test_freeing_a_spill_file_lets_failed_objects_spill_again(table):
+    put(table, 1, 50)
+    put(table, 2, 50)
+    table.handle(ObjectCreateRequested("b", oid(3), 50, True), 0.0)  # spills 1
+    table.handle(ObjectSpilled(oid(1), "/s/1"), 0.0)
+    table.handle(ObjectSealed(oid(3)), 0.0)
+    assert table.handle(ObjectCreateRequested("c", oid(4), 50, True), 0.0) == [SpillObject(oid(2))]
+    assert table.handle(ObjectSpillFailed(oid(2), "ENOSPC"), 0.0) == [SpillObject(oid(3))]
+    assert table.handle(ObjectSpillFailed(oid(3), "ENOSPC"), 0.0) == [
+        CreateRefused.match(req_id="c", reason="spill_failed", detail="ENOSPC")]
+    assert table.handle(ObjectFreed(oid(1)), 0.0) == [DeleteSpillFile("/s/1")]
+    assert table.handle(ObjectCreateRequested("d", oid(4), 50, True), 0.0) == [SpillObject(oid(2))]
 
 
 def test_reports_that_do_not_match_raise(table):

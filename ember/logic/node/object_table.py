@@ -37,7 +37,12 @@ Rule 4. Pinned objects (being read or sent) are never chosen.  Accessing an obje
 Rule 5. Spill files outlive restores: a restored object keeps its url until freed,
         so evicting it again costs no copy.  ``spilled_bytes`` = sizes of objects
         that have a spill file.
-Rule 6. Reports about orders this table gave (spilled, restored, failed) that do not
+Rule 6. A primary whose spill failed (disk full, I/O error) is not chosen again
+        until a spill succeeds or a spill file is deleted (room on disk may have
+        come back).  A request that only those objects could have made room for is
+        refused with reason "spill_failed" (the detail names the last failure),
+        so a full disk makes puts fail instead of retrying forever.
+Rule 7. Reports about orders this table gave (spilled, restored, failed) that do not
         match its state raise InvalidTransition: a broken shell.  Events about
         unknown or already freed objects (seal after free, duplicate free) are
         logged and ignored.
@@ -213,14 +218,17 @@ class CreateAllowed(_Effect):
 
 @dataclass(frozen=True, slots=True)
 class CreateRefused(_Effect):
-    """No room even after spilling everything spillable (reason "full"); or "too_large",
-    "exists" (already in this store: the shell may treat it as done), "freed"."""
+    """No room even after spilling everything spillable (reason "full"); or
+    "spill_failed" (room could only come from objects whose spill failed; ``detail``
+    names the failure), "too_large", "exists" (already in this store: the shell may
+    treat it as done), "freed"."""
     req_id: RequestId
     reason: str
     needed_bytes: int
     capacity_bytes: int
     used_bytes: int
     cause_id: str = ""
+    detail: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,7 +282,7 @@ ObjectTableEffect = Union[CreateAllowed, CreateRefused, SpillObject, DeleteObjec
 # --- records ---------------------------------------------------------------------------
 class _Object:
     __slots__ = ("state", "size_bytes", "is_primary", "pins", "spill_url", "is_freed",
-                 "restore_waiters")
+                 "restore_waiters", "has_spill_failed")
 
     def __init__(self, state: ObjectState, size_bytes: int, is_primary: bool) -> None:
         self.state = state
@@ -284,6 +292,7 @@ class _Object:
         self.spill_url: Optional[str] = None
         self.is_freed = False  # freed while a spill/restore was in flight
         self.restore_waiters: list[RequestId] = []
+        self.has_spill_failed = False  # not chosen to spill again until the disk may have room
 
 
 class _Request:
@@ -313,6 +322,8 @@ class ObjectTable:
         self.used_bytes = 0
         self.spilled_bytes = 0
         self._spilling_bytes = 0
+        self._spill_failed: set[ObjectId] = set()
+        self._last_spill_error = ""
         self._objects: dict[ObjectId, _Object] = {}
         self._lru: OrderedDict[ObjectId, None] = OrderedDict()  # SEALED only, oldest first
         self._queue: deque[_Request] = deque()
@@ -347,6 +358,12 @@ class ObjectTable:
     def num_objects(self) -> int:
         """Objects known to the table, in shm or spilled."""
         return len(self._objects)
+
+    @property
+    def num_spilled_objects(self) -> int:
+        """Objects that are on disk only (SPILLED or being restored); O(objects)."""
+        return sum(1 for o in self._objects.values()
+                   if o.state in (ObjectState.SPILLED, ObjectState.RESTORING))
 
     @property
     def available_bytes(self) -> int:
@@ -412,6 +429,8 @@ class ObjectTable:
         if obj.spill_url is not None:
             self.spilled_bytes -= obj.size_bytes
             out.append(DeleteSpillFile(obj.spill_url, cause_id))
+            self._forget_spill_failures()
+        self._spill_failed.discard(object_id)
         for req_id in obj.restore_waiters:
             out.append(RestoreFailed(req_id, object_id, "freed", cause_id))
         if obj.restore_waiters and self._queue:
@@ -487,6 +506,7 @@ class ObjectTable:
         self._move(ev.object_id, obj, ObjectState.SPILLED, ev.cause_id)
         obj.spill_url = ev.url
         self.spilled_bytes += obj.size_bytes
+        self._forget_spill_failures()
         if obj.is_freed:
             self._drop(ev.object_id, obj, ev.cause_id, "freed during spill", out)
         elif obj.restore_waiters:
@@ -497,6 +517,9 @@ class ObjectTable:
         obj = self._known(ev.object_id, ev.cause_id, ObjectState.SPILLING, ObjectState.SEALED)
         self._move(ev.object_id, obj, ObjectState.SEALED, ev.cause_id)
         self._note(ev.object_id, ev.cause_id, f"spill failed: {ev.reason}")
+        obj.has_spill_failed = True
+        self._spill_failed.add(ev.object_id)
+        self._last_spill_error = ev.reason
         waiters, obj.restore_waiters = obj.restore_waiters, []
         out.extend(RestoreDone(req_id, ev.cause_id) for req_id in waiters)
         if obj.is_freed:
@@ -557,9 +580,15 @@ class ObjectTable:
                                     cause_id))
 
     def _refusal(self, req_id: RequestId, reason: str, size_bytes: int,
-                 cause_id: str) -> CreateRefused:
+                 cause_id: str, detail: str = "") -> CreateRefused:
         return CreateRefused(req_id, reason, size_bytes, self.capacity_bytes, self.used_bytes,
-                             cause_id)
+                             cause_id, detail)
+
+    def _forget_spill_failures(self) -> None:
+        """The disk may have room again: objects whose spill failed may be chosen again."""
+        for object_id in self._spill_failed:
+            self._objects[object_id].has_spill_failed = False
+        self._spill_failed.clear()
 
     def _admit(self, out: _Out) -> None:
         """Admit waiting requests in order while they fit; make room for the first one."""
@@ -575,7 +604,9 @@ class ObjectTable:
             victims = self._choose_victims(shortfall)
             if victims is None:
                 self._queue.popleft()
-                self._refuse(req, out)
+                is_disk = (bool(self._spill_failed)
+                           and self._choose_victims(shortfall, True) is not None)
+                self._refuse(req, "spill_failed" if is_disk else "full", out)
                 continue
             for object_id in victims:
                 self._evict(object_id, req.cause_id, out)
@@ -596,23 +627,33 @@ class ObjectTable:
                          at_s=self._now, note="1 create allowed")
         out.append(CreateAllowed(req.req_id, req.cause_id))
 
-    def _refuse(self, req: _Request, out: _Out) -> None:
-        self._note(req.object_id, req.cause_id, "refused: store full, nothing left to spill")
+    def _refuse(self, req: _Request, reason: str, out: _Out) -> None:
+        detail = self._last_spill_error if reason == "spill_failed" else ""
+        self._note(req.object_id, req.cause_id,
+                   f"refused: store full, nothing left to spill ({reason} {detail})".rstrip())
         if not req.is_restore:
-            out.append(self._refusal(req.req_id, "full", req.size_bytes, req.cause_id))
+            out.append(self._refusal(req.req_id, reason, req.size_bytes, req.cause_id, detail))
             return
         obj = self._objects[req.object_id]
         waiters, obj.restore_waiters = obj.restore_waiters, []
-        out.extend(RestoreFailed(r, req.object_id, "full", req.cause_id) for r in waiters)
+        why = f"{reason}: {detail}" if detail else reason
+        out.extend(RestoreFailed(r, req.object_id, why, req.cause_id) for r in waiters)
 
-    def _choose_victims(self, shortfall_bytes: int) -> Optional[list[ObjectId]]:
-        """Unpinned SEALED objects whose sizes cover the shortfall, or None if impossible."""
+    def _choose_victims(self, shortfall_bytes: int,
+                        is_spill_failed_ok: bool = False) -> Optional[list[ObjectId]]:
+        """Unpinned SEALED objects whose sizes cover the shortfall, or None if impossible.
+
+        Primaries whose spill failed (and that have no spill file) are skipped unless
+        ``is_spill_failed_ok``.
+        """
         chosen: list[ObjectId] = []
         total = 0
         for want_primary in (False, True):
             for object_id in self._lru:
                 obj = self._objects[object_id]
                 if obj.pins or obj.is_primary is not want_primary:
+                    continue
+                if obj.has_spill_failed and obj.spill_url is None and not is_spill_failed_ok:
                     continue
                 chosen.append(object_id)
                 total += obj.size_bytes
@@ -656,6 +697,9 @@ class ObjectTable:
                 problems.append(f"{oid.hex()} is {o.state.name} without a spill url")
             if o.restore_waiters and o.state in (ObjectState.SEALED, ObjectState.CREATING):
                 problems.append(f"{oid.hex()} is {o.state.name} with restore waiters")
+        flagged = {oid for oid, o in self._objects.items() if o.has_spill_failed}
+        if flagged != self._spill_failed:
+            problems.append("spill-failed flags do not match the spill-failed set")
         if self._queue and self._queue[0].size_bytes <= self.available_bytes:
             problems.append("the first waiting request fits but was not admitted")
         if problems:
