@@ -53,7 +53,7 @@ def cli() -> None:
 
 
 def main() -> None:
-    cli()
+    cli(prog_name="ember")
 
 
 if __name__ == "__main__":
