@@ -8,7 +8,7 @@ medians. The machine's own limits (memcpy, first-touch shared memory, socket rou
 trips) are measured in the same run and printed above the table.
 
     bash benchmarks/install_ray.sh
-    python benchmarks/compare_ray.py --quick            # a few minutes
+    python benchmarks/compare_ray.py --quick            # one run per row, about 5 minutes
     python benchmarks/compare_ray.py --json out.json    # full: long (see docs/performance.md)
     python benchmarks/compare_ray.py --rows 'actor' --repeat 3
     python benchmarks/compare_ray.py --runtimes ray     # Ray's column only
@@ -40,7 +40,7 @@ from ember.benchmarks.runner import format_value, load_registry  # noqa: E402
 DEFAULT_RAY_PYTHON = os.path.join(HERE, ".ray-venv", "bin", "python")
 RUNTIMES = ("ember", "ray")
 FULL = {"repeat": 5, "scale": 1.0, "row_timeout_s": 900.0}
-QUICK = {"repeat": 2, "scale": 0.1, "row_timeout_s": 300.0}
+QUICK = {"repeat": 1, "scale": 0.1, "row_timeout_s": 300.0}
 RATIO_NOTE = (
     "ember/Ray > 1 means ember is better: for rates it is ember/Ray, for times, "
     "latencies, memory and process counts it is Ray/ember."
