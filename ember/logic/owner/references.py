@@ -260,6 +260,7 @@ def _is_held(rec: _Record) -> bool:
     return bool(rec.local or rec.submitted or rec.contained_in or rec.borrowers)
 
 
+_NO_NODES: frozenset[Address] = frozenset()
 _Handler = Callable[[Any, str, list[ReferenceEffect]], None]
 LOG_ENTRIES_MAX = 10_000
 
@@ -556,7 +557,8 @@ class ReferenceTable:
             oid, r = stack.pop()
             del records[oid]
             if r.is_owned:
-                out.append(FreeObject(oid, frozenset(r.plasma_nodes or ()), cause_id))
+                nodes = frozenset(r.plasma_nodes) if r.plasma_nodes else _NO_NODES
+                out.append(FreeObject(oid, nodes, cause_id))
                 if r.lineage_task_id is not None:
                     self._unpin_lineage(r.lineage_task_id, cause_id, out)
             elif r.is_announced:
