@@ -246,3 +246,30 @@ def available_resources() -> dict[str, float]:
                 if v > 0:
                     total[k] = total.get(k, 0.0) + v
     return total
+
+
+# --- actors ---------------------------------------------------------------------------------------------
+def method(*args: Any, **kwargs: Any) -> Any:
+    """``@ember.method(num_returns=N)`` on an actor method."""
+    from ember.actor import method as _method
+    return _method(*args, **kwargs)
+
+
+def get_actor(name: str, namespace: Optional[str] = None) -> Any:
+    """The handle of the live actor called ``name`` in ``namespace`` (default: this job's)."""
+    from ember.actor import ActorHandle
+    if not isinstance(name, str) or not name:
+        raise ValueError("Please supply a non-empty value to get_actor")
+    if namespace is not None and (not isinstance(namespace, str) or not namespace):
+        raise ValueError('"" is not a valid namespace. Pass None to not specify a namespace.')
+    cw = core_worker_or_init()
+    actor_id, meta = cw.actor_submitter.get_named(name, namespace if namespace is not None else cw.get_namespace())
+    return ActorHandle(actor_id, meta)
+
+
+def kill(actor: Any, *, no_restart: bool = True) -> None:
+    """End an actor at once (its pending calls fail); with ``no_restart=False`` it may restart."""
+    from ember.actor import ActorHandle
+    if not isinstance(actor, ActorHandle):
+        raise ValueError(f"ray.kill() only supported for actors. For tasks, try ray.cancel(). Got: {type(actor)}.")
+    core_worker_or_init().actor_submitter.kill(actor._ember_actor_id, bool(no_restart))

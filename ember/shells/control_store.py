@@ -40,6 +40,8 @@ class ControlStore:
         self._next_job = 1
         self.subscribers: dict[tuple[str, bytes], set[rpc.Connection]] = {}
         self.extensions: list[Any] = []  # table managers added by later layers (actors, ...)
+        from ember.shells.actor_manager import ActorManager
+        self.extensions.append(ActorManager(self))
 
     # --- rpc.Handler ------------------------------------------------------------------------
     def handle_message(self, conn: rpc.Connection, kind: int, request_id: int, msg: Any) -> None:

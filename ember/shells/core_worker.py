@@ -107,6 +107,9 @@ class CoreWorker:
         self.address = f"{self.host}:{self._server.sockets[0].getsockname()[1]}"
         if self.mode == "driver":
             self.gcs = await rpc.connect(self.gcs_address, self.token, self, "driver", CONFIG.connect_timeout_s)
+        self.published_hooks: dict[str, Callable[[m.Published], None]] = {}  # channel -> handler
+        from ember.shells.actor_submitter import ActorSubmitter
+        self.actor_submitter = ActorSubmitter(self)
             reg = await self.gcs.request(m.RegisterJob(self.address, os.getpid(), self.namespace, b"",
                                                        " ".join(sys.argv)[:200]))
             self.job_id = reg.job_id
@@ -491,3 +494,7 @@ class CoreWorker:
             stream = sys.stderr if data.is_err else sys.stdout
             stream.write("".join(prefix + line + "\n" for line in data.lines))
             stream.flush()
+        hook = self.published_hooks.get(msg.channel)
+        if hook is not None:
+            hook(msg)
+            return

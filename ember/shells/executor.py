@@ -40,6 +40,8 @@ class Executor:
         self._base_cuda = os.environ.get("CUDA_VISIBLE_DEVICES")
         cw.handlers[m.PushTask] = self._on_push
         cw.handlers[m.Exit] = self._on_exit
+        from ember.shells.actor_executor import ActorExecutor
+        self.actor = ActorExecutor(cw, self)  # CreateActor / PushActorTask
 
     # --- I/O thread ---------------------------------------------------------------------------
     def _on_push(self, conn: rpc.Connection, request_id: int, msg: m.PushTask) -> None:
@@ -54,6 +56,9 @@ class Executor:
             item = self.queue.get()
             if item is None:
                 return
+            if callable(item):  # work posted for the main thread (actor creation and calls)
+                item()
+                continue
             conn, request_id, spec = item
             done = self.execute(spec)
             self.cw.post(conn.reply, request_id, done)

@@ -1,0 +1,20 @@
+"""ember.util: helpers built on the public API (Ray's ``ray.util``)."""
+from __future__ import annotations
+
+from typing import Any, Union
+
+from ember.util.actor_pool import ActorPool
+
+
+def list_named_actors(all_namespaces: bool = False) -> list[Union[str, dict[str, str]]]:
+    """Names of the live named actors in this job's namespace, or, with
+    ``all_namespaces=True``, ``{"name": ..., "namespace": ...}`` for every namespace."""
+    from ember import api
+    cw: Any = api.core_worker_or_init()
+    found = cw.actor_submitter.list_named(cw.get_namespace(), bool(all_namespaces))
+    if all_namespaces:
+        return [{"name": name, "namespace": namespace} for namespace, name in found]
+    return [name for _, name in found]
+
+
+__all__ = ["ActorPool", "list_named_actors"]
