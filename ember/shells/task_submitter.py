@@ -15,6 +15,7 @@ from typing import Any, Optional
 
 from ember import exceptions as exc
 from ember.config import CONFIG
+from ember.logic.owner import task_policy
 from ember.object_ref import ObjectRef
 from ember.protocol import messages as m
 from ember.shells import rpc, serialization
@@ -143,8 +144,8 @@ class TaskSubmitter:
                 break
             if lease.in_flight is None and lease.conn is not None and not lease.is_dead:
                 self._push(ks, lease, ks.queue.popleft())
-        backlog = len(ks.queue)
-        want = min(backlog, CONFIG.max_pending_lease_requests) - ks.pending_requests
+        want = task_policy.lease_requests_to_send(len(ks.queue), ks.pending_requests,
+                                                  CONFIG.max_pending_lease_requests)
         for _ in range(want):
             ks.pending_requests += 1
             self.cw.loop.create_task(self._request_lease(ks))
@@ -247,23 +248,14 @@ class TaskSubmitter:
         self._pump(ks)
 
     def _retry_or_fail(self, ks: KeyState, rec: TaskRecord, error: BaseException, is_system: bool) -> None:
-        can_retry = rec.max_retries < 0 or rec.attempt < rec.max_retries
-        if can_retry and (is_system or self._is_retryable(rec, error)):
+        if task_policy.should_retry(max_retries=rec.max_retries, attempt=rec.attempt, is_system_failure=is_system,
+                                    retry_exceptions=rec.retry_exceptions, error=error):
             rec.attempt += 1
             log.info("retrying %s (attempt %d): %s", rec.name, rec.attempt, type(error).__name__)
             ks.queue.appendleft(rec)
             self._pump(ks)
             return
         self._fail(rec, error)
-
-    def _is_retryable(self, rec: TaskRecord, error: BaseException) -> bool:
-        allowed = rec.retry_exceptions
-        if allowed is True:
-            return True
-        if not allowed:
-            return False
-        cause = getattr(error, "cause", error)
-        return isinstance(cause, tuple(allowed))
 
     def _complete(self, rec: TaskRecord, returns: list) -> None:
         store = self.cw.store

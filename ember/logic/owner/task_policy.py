@@ -1,0 +1,40 @@
+"""The owner's task decisions, without I/O: retries and how many leases to ask for.
+
+Rule 1: a system failure (the worker or its node died) is retried while attempts remain;
+        an application error only when ``retry_exceptions`` allows it (True, or a list of
+        exception classes the error's cause is an instance of).  ``max_retries = -1``
+        retries forever.
+Rule 2: a scheduling key asks for at most ``max_pending`` leases at once, and never for
+        more than its backlog of unassigned tasks.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence, Union
+
+RetryExceptions = Union[bool, Sequence[type]]
+
+
+def has_attempts_left(max_retries: int, attempt: int) -> bool:
+    return max_retries < 0 or attempt < max_retries
+
+
+def is_retryable_error(retry_exceptions: RetryExceptions, error: BaseException) -> bool:
+    if retry_exceptions is True:
+        return True
+    if not retry_exceptions:
+        return False
+    cause: Any = getattr(error, "cause", error)
+    classes = tuple(c for c in retry_exceptions if isinstance(c, type))  # type: ignore[union-attr]
+    return isinstance(cause, classes) or isinstance(error, classes)
+
+
+def should_retry(*, max_retries: int, attempt: int, is_system_failure: bool,
+                 retry_exceptions: RetryExceptions, error: BaseException) -> bool:
+    if not has_attempts_left(max_retries, attempt):
+        return False
+    return is_system_failure or is_retryable_error(retry_exceptions, error)
+
+
+def lease_requests_to_send(backlog: int, pending_requests: int, max_pending: int) -> int:
+    """How many more lease requests a scheduling key should send now (never negative)."""
+    return max(0, min(backlog, max_pending) - pending_requests)

@@ -1,0 +1,34 @@
+from ember.logic.owner import task_policy as tp
+
+
+class Cause(Exception):
+    pass
+
+
+class Wrapped(Exception):
+    def __init__(self, cause):
+        self.cause = cause
+
+
+def test_system_failures_retry_while_attempts_remain():
+    assert tp.should_retry(max_retries=3, attempt=2, is_system_failure=True, retry_exceptions=False, error=Exception())
+    assert not tp.should_retry(max_retries=3, attempt=3, is_system_failure=True, retry_exceptions=False,
+                               error=Exception())
+    assert tp.should_retry(max_retries=-1, attempt=1000, is_system_failure=True, retry_exceptions=False,
+                           error=Exception())
+
+
+def test_application_errors_need_retry_exceptions():
+    err = Wrapped(Cause())
+    assert not tp.should_retry(max_retries=3, attempt=0, is_system_failure=False, retry_exceptions=False, error=err)
+    assert tp.should_retry(max_retries=3, attempt=0, is_system_failure=False, retry_exceptions=True, error=err)
+    assert tp.should_retry(max_retries=3, attempt=0, is_system_failure=False, retry_exceptions=[Cause], error=err)
+    assert not tp.should_retry(max_retries=3, attempt=0, is_system_failure=False, retry_exceptions=[KeyError],
+                               error=err)
+
+
+def test_lease_requests_bounded_by_backlog_and_max():
+    assert tp.lease_requests_to_send(10, 0, 4) == 4
+    assert tp.lease_requests_to_send(10, 3, 4) == 1
+    assert tp.lease_requests_to_send(1, 0, 4) == 1
+    assert tp.lease_requests_to_send(0, 2, 4) == 0
