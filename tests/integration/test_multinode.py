@@ -132,11 +132,6 @@ def test_large_object_made_on_second_node_is_pulled_to_the_head(two_nodes: Clust
     assert total == float(expected.sum()) and size_bytes == LARGE_BYTES
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "runtime bug in ember/logic/node/leases.py: LeaseManager._choose_node checks a request against "
-    "`available` without counting requests already queued locally for a starting worker, so a second "
-    "1-CPU request on a 1-CPU node queues behind the first instead of spilling to the idle node; the "
-    "owner then runs both tasks on one lease"))
 def test_tasks_needing_more_than_one_node_spread_to_both(two_nodes: Cluster) -> None:
     refs = [sleep_then_node.remote(1.0) for _ in range(2)]
     assert set(ember.get(refs, timeout=60)) == {two_nodes.head_id, two_nodes.second_id}

@@ -140,3 +140,13 @@ def test_prestart_and_job_finish(lm):
     register_all(lm, eff)
     kills = lm.on_job_finished(JOB)
     assert len([k for k in kills if isinstance(k, L.KillWorker)]) == 2
+
+
+def test_requests_queued_for_starting_workers_count_as_taken():
+    lm = L.LeaseManager(NODE, {"CPU": 1})
+    lm.on_cluster_view([L.NodeView(OTHER, "other:1", ResourceSet({"CPU": 1}), ResourceSet({"CPU": 1}))])
+    first = lm.on_lease_requested(req(1))
+    assert started(first)  # queued here while its worker starts
+    second = lm.on_lease_requested(req(2))
+    assert isinstance(second[0], L.SpillLease) and second[0].node_id == OTHER
+    lm.check_invariants()

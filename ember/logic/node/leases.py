@@ -270,7 +270,7 @@ class LeaseManager:
                     return pick
                 return None
         if fits_here:
-            if shape.fits_in(self.available) or self._local_backlog_fits(req):
+            if shape.fits_in(self._uncommitted()):
                 return None
             best = self._least_loaded(shape)
             return best  # None: queue here
@@ -281,8 +281,12 @@ class LeaseManager:
         return (f"No node can ever fit {req.description} requiring {shape.to_dict()}; "
                 f"cluster totals: {[self.total.to_dict()] + [v.total.to_dict() for v in self.view.values()]}")
 
-    def _local_backlog_fits(self, req: LeaseRequest) -> bool:
-        return False
+    def _uncommitted(self) -> ResourceSet:
+        """Available resources minus what requests already queued here will take."""
+        left = self.available.copy()
+        for queued in self.queue:
+            left.subtract_allow_negative(queued.resources)
+        return left
 
     def _gpu_shape_ok(self, rs: ResourceSet) -> bool:
         units = rs.units.get("GPU", 0)
@@ -341,11 +345,9 @@ class LeaseManager:
 
     def _release(self, lease_id: bytes) -> None:
         lease = self.leases.pop(lease_id)
-        if lease.is_blocked:
-            cpu = lease.resources.units.get("CPU", 0)
+        if lease.is_blocked:  # its CPU was lent out while blocked: only the rest comes back
             held = ResourceSet.from_units({k: v for k, v in lease.resources.units.items() if k != "CPU"})
             self.available.add(held)
-            del cpu
         else:
             self.available.add(lease.resources)
         self.gpus.release(lease.gpu_assignment)
