@@ -13,6 +13,8 @@ from ember import exceptions as exc
 from ember.object_ref import ObjectRef
 from ember.shells import core_worker as cwmod
 from ember.shells import local_cluster, session
+from ember.shells.object_service import spill_root_from_config
+from ember.shells.shm_store import OBJECT_STORE_MIN_BYTES as OBJECT_STORE_MINIMUM_MEMORY_BYTES
 
 log = logging.getLogger("ember")
 
@@ -73,7 +75,8 @@ def init(address: Optional[str] = None, *, num_cpus: Optional[float] = None, num
             raise RuntimeError("Maybe you called ember.init twice by accident? This error can be suppressed "
                                "by passing in 'ignore_reinit_error=True' or by calling 'ember.shutdown()' "
                                "prior to 'ember.init()'.")
-        unknown = set(kwargs) - {"_node_ip_address", "_temp_dir", "_memory", "_plasma_directory"}
+        unknown = set(kwargs) - {"_node_ip_address", "_temp_dir", "_memory", "_plasma_directory",
+                                 "object_spilling_directory"}
         if unknown:
             raise RuntimeError(f"Unknown keyword argument(s): {', '.join(sorted(unknown))}")
         if resources is not None:
@@ -87,11 +90,15 @@ def init(address: Optional[str] = None, *, num_cpus: Optional[float] = None, num
         ns = namespace if namespace is not None else f"anon-{uuid.uuid4().hex[:12]}"
         token: bytes
         node_address = ""
+        if object_store_memory is not None and object_store_memory < OBJECT_STORE_MINIMUM_MEMORY_BYTES:
+            raise ValueError(f"Attempting to cap object store memory usage at {object_store_memory} bytes, "
+                             f"but the minimum allowed is {OBJECT_STORE_MINIMUM_MEMORY_BYTES} bytes.")
+        spill_dir = spill_root_from_config(_system_config, kwargs.get("object_spilling_directory"))
         if address is None:
             node_args = local_cluster.node_args(num_cpus=num_cpus if num_cpus is not None else (os.cpu_count() or 1),
                                                 num_gpus=num_gpus, resources=resources,
                                                 object_store_memory=object_store_memory,
-                                                memory=kwargs.get("_memory"))
+                                                memory=kwargs.get("_memory"), spill_dir=spill_dir)
             cluster = local_cluster.start_head(tied_to_parent=True, node_args=node_args)
             _local_cluster = cluster
             gcs_address, token, node_address = cluster.gcs_address, cluster.token, cluster.node_address

@@ -297,7 +297,10 @@ class NodeStatsReply:
     num_workers: int
     pending_leases: int
     store_used_bytes: int
-    store_objects: int
+    store_objects: int      # objects in the store's table: in shm or spilled
+    store_capacity_bytes: int
+    store_spilled_bytes: int  # bytes with a spill file
+    store_spilled_objects: int  # objects on disk only
 
 
 @message(57)

@@ -9,11 +9,14 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import json
 import logging
+import mmap
 import os
 import sys
 import threading
 import time
+import weakref
 from typing import Any, Callable, Optional
 
 from ember import exceptions as exc
@@ -36,6 +39,19 @@ def _new_loop() -> asyncio.AbstractEventLoop:
         return uvloop.new_event_loop()
     except ImportError:  # pragma: no cover
         return asyncio.new_event_loop()
+
+
+_MAP_TRIES_MAX = 3
+
+
+def _store_full_error(e: rpc.RpcError) -> exc.ObjectStoreFullError:
+    """The node daemon's refusal, with the sizes it sent (needed, capacity, used)."""
+    try:
+        sizes = {k: int(v) for k, v in json.loads(e.data or b"{}").items()
+                 if k in ("object_size_bytes", "capacity_bytes", "used_bytes")}
+    except (ValueError, TypeError, AttributeError):
+        sizes = {}
+    return exc.ObjectStoreFullError(e.message, **sizes)
 
 
 def get_core_worker() -> "CoreWorker":
@@ -69,7 +85,8 @@ class CoreWorker:
         self.node_resources: dict = {}
         self.store = MemoryStore()
         self.shm: Optional[ShmStore] = None
-        self._mapped: dict[bytes, memoryview] = {}
+        # Store mappings in use: an entry lives as long as some value read from it (zero copy).
+        self._mapped: weakref.WeakValueDictionary[bytes, mmap.mmap] = weakref.WeakValueDictionary()
         self._id_prefix = os.urandom(8)
         self._id_counter = 0
         self._id_lock = threading.Lock()
@@ -303,8 +320,10 @@ class CoreWorker:
         try:
             self.run_sync(self._create_object(oid, size, owner_address))
         except rpc.RpcError as e:
+            if e.kind == "ObjectExists":
+                return  # already in this node's store (a retried task's return): nothing to write
             if e.kind == "ObjectStoreFullError":
-                raise exc.ObjectStoreFullError(e.message) from None
+                raise _store_full_error(e) from None
             raise
         assert self.shm is not None
         self.shm.write(oid, ser)
@@ -412,20 +431,23 @@ class CoreWorker:
         return serialization.deserialize(self._map_local(ref._id, e))
 
     def _map_local(self, oid: bytes, e: Entry) -> memoryview:
-        view = self._mapped.get(oid)
-        if view is not None:
-            return view
+        mapping = self._mapped.get(oid)
+        if mapping is not None:
+            return memoryview(mapping)
         assert self.shm is not None
         view = self.shm.open(oid)
-        if view is None:
+        tries = 0
+        while view is None:  # spilled (restore it) or on another node (pull it)
+            tries += 1
+            if tries > _MAP_TRIES_MAX:  # restored, then evicted again before we mapped it
+                raise exc.ObjectLostError(oid.hex(), "", "the object's file vanished from the local store")
             if e.node_id == self.node_id:
                 self.run_sync(self._raylet_request(m.EnsureLocal(oid)))
             else:
                 self.run_sync(self._raylet_request(m.PullObject(oid, e.node_address, e.size)))
             view = self.shm.open(oid)
-            if view is None:
-                raise exc.ObjectLostError(oid.hex(), "", "the object's file vanished from the local store")
-        self._mapped[oid] = view
+        if isinstance(view.obj, mmap.mmap):
+            self._mapped[oid] = view.obj
         return view
 
     async def _raylet_request(self, msg: Any) -> Any:
@@ -433,6 +455,8 @@ class CoreWorker:
         try:
             return await self.raylet.request(msg)
         except rpc.RpcError as e:
+            if e.kind == "ObjectStoreFullError":
+                raise _store_full_error(e) from None
             raise exc.ObjectLostError(getattr(msg, "object_id", b"").hex(), "", e.message) from None
 
     # --- wait -----------------------------------------------------------------------------------------------

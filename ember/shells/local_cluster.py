@@ -64,7 +64,8 @@ def start_node(gcs_address: str, session_dir: str, token_file: str, *, host: str
 
 
 def node_args(*, num_cpus: Optional[float], num_gpus: Optional[float], resources: Optional[dict],
-              object_store_memory: Optional[int], memory: Optional[float] = None) -> list[str]:
+              object_store_memory: Optional[int], memory: Optional[float] = None,
+              spill_dir: Optional[str] = None) -> list[str]:
     args: list[str] = []
     if num_cpus is not None:
         args += ["--num-cpus", str(num_cpus)]
@@ -76,6 +77,8 @@ def node_args(*, num_cpus: Optional[float], num_gpus: Optional[float], resources
         args += ["--object-store-memory", str(int(object_store_memory))]
     if memory:
         args += ["--memory", str(memory)]
+    if spill_dir:
+        args += ["--spill-dir", os.path.abspath(os.path.expanduser(spill_dir))]
     return args
 
 

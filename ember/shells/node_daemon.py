@@ -46,7 +46,7 @@ class NodeDaemon:
         self.leases = L.LeaseManager(self.node_id, self.resources_total, max_starting=CONFIG.max_workers_starting)
         store_dir = node_store_directory(os.path.basename(self.session_dir), self.node_id.hex())
         self.store = ShmStore(store_dir)
-        self.objects = ObjectService(self, args.object_store_memory)
+        self.objects = ObjectService(self, args.object_store_memory, args.spill_dir)
         self.address = ""
         self.gcs: Optional[rpc.Connection] = None
         self.peers = rpc.Peers(token, self, "node")
@@ -116,6 +116,7 @@ class NodeDaemon:
 
     def connection_lost(self, conn: rpc.Connection) -> None:
         self.peers.forget(conn)
+        self.objects.connection_lost(conn)
         if conn is self.gcs and not self.stopping.is_set():
             log.error("lost the control store connection")
             asyncio.ensure_future(self._reconnect_gcs())
@@ -172,7 +173,9 @@ class NodeDaemon:
 
     def on_NodeStats(self, conn: rpc.Connection, request_id: int, msg: m.NodeStats) -> None:
         conn.reply(request_id, m.NodeStatsReply(self.node_id, len(self.worker_conns), len(self.leases.queue),
-                                                self.objects.used_bytes(), self.objects.num_objects()))
+                                                self.objects.used_bytes(), self.objects.num_objects(),
+                                                self.objects.capacity_bytes, self.objects.spilled_bytes(),
+                                                self.objects.num_spilled_objects()))
 
     def on_Published(self, conn: rpc.Connection, request_id: int, msg: m.Published) -> None:
         if msg.channel == "jobs" and isinstance(msg.data, m.JobFinished):
@@ -297,6 +300,7 @@ async def _main(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, daemon.stopping.set)
+    daemon.objects.start()  # sweeps stale store/spill directories of dead daemons first
     daemon.store.create_dir()
     server = await rpc.serve(daemon, args.host, args.port, token)
     port = server.sockets[0].getsockname()[1]
@@ -330,6 +334,7 @@ def main() -> None:
     parser.add_argument("--memory", type=float, default=0)
     parser.add_argument("--resources", default="{}")
     parser.add_argument("--object-store-memory", type=int, default=0)
+    parser.add_argument("--spill-dir", default="", help="where spilled objects go (default <session>/spill)")
     parser.add_argument("--head", action="store_true")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s",

@@ -1,89 +1,351 @@
-"""The node daemon's object store service: admit, seal, free, pull between nodes.
+"""The node daemon's object service: admission, seal, free, spill/restore, pulls.
 
 Objects are files in the node's shared-memory directory (``ShmStore``); writers and
-readers on the node map them directly, so this service sees only control messages:
-admission (capacity), seal notices, frees, and pulls of objects from other nodes.
+readers on the node map them directly, so this service sees only control messages.
+Every decision (may this object be created, what to spill or delete to make room,
+when a restore may start) is taken by the pure ``ObjectTable``; this module feeds it
+events and carries out its effects:
+
+=====================  ==================================================================
+effect                 what the shell does
+=====================  ==================================================================
+CreateAllowed          answer the writer's ``CreateObject`` with Ok (or wake a pull)
+CreateRefused          answer with ``ObjectStoreFullError`` naming sizes (``ObjectExists``
+                       when the object is already here: the writer skips writing)
+SpillObject            copy the file to the spill directory in a thread, unlink it from
+                       shm, report ``ObjectSpilled`` / ``ObjectSpillFailed``
+RestoreObject          copy the spill file back in a thread, report ``ObjectRestored`` /
+                       ``ObjectRestoreFailed``
+DeleteObject           unlink from shm (readers that mapped it keep their pages)
+DeleteSpillFile        unlink the spill file
+RestoreDone / Failed   answer ``EnsureLocal`` (or wake a ``ReadChunk`` / pull)
+=====================  ==================================================================
+
+Copies written here by local writers (puts, task returns) are primary copies: spilled
+when room is needed.  Copies pulled from other nodes are secondary: deleted when room
+is needed (the primary is elsewhere).
 """
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import json
 import logging
-from typing import Any
+import os
+import shutil
+import time
+from typing import Any, Coroutine, Optional
 
 from ember.config import CONFIG
+from ember.logic.node import object_table as T
 from ember.protocol import messages as m
 from ember.shells import rpc
-from ember.shells.shm_store import default_capacity_bytes
+from ember.shells.shm_store import (
+    SPILL_DIR_PREFIX,
+    ShmStore,
+    create_owned_dir,
+    default_capacity_bytes,
+    node_spill_directory,
+    sweep_stale,
+)
 
 log = logging.getLogger("ember.objects")
 
+__all__ = ["ObjectService", "StoreError", "spill_root_from_config"]
+
+_SPILL_THREADS = 2
+_ENSURE_ATTEMPTS_MAX = 5  # a restored object can be evicted again before it is read
+
+
+class StoreError(Exception):
+    """A request the store cannot serve; ``kind`` is the error kind sent to the caller."""
+
+    def __init__(self, kind: str, message: str, data: Optional[bytes] = None) -> None:
+        super().__init__(f"{kind}: {message}")
+        self.kind = kind
+        self.message = message
+        self.data = data
+
+
+def spill_root_from_config(system_config: Optional[dict] = None,
+                           object_spilling_directory: Optional[str] = None) -> Optional[str]:
+    """The spill directory a user asked for, or None for the default.
+
+    ``object_spilling_directory`` wins; else Ray's ``_system_config`` form
+    ``{"object_spilling_config": '{"type": "filesystem", "params": {"directory_path": D}}'}``
+    (a JSON string or a dict; ``directory_path`` may be a list: the first is used).
+    """
+    if object_spilling_directory:
+        return str(object_spilling_directory)
+    raw = (system_config or {}).get("object_spilling_config")
+    if raw is None or raw == "":
+        return None
+    try:
+        spec = json.loads(raw) if isinstance(raw, (str, bytes)) else raw
+    except ValueError as exc:
+        raise ValueError(f"object_spilling_config is not valid JSON: {exc}") from None
+    if not isinstance(spec, dict) or spec.get("type") != "filesystem":
+        kind = spec.get("type") if isinstance(spec, dict) else spec
+        raise ValueError(f"object_spilling_config type {kind!r} is not supported: "
+                         "ember spills to a local filesystem only ({\"type\": \"filesystem\", "
+                         "\"params\": {\"directory_path\": ...}})")
+    path = (spec.get("params") or {}).get("directory_path")
+    if isinstance(path, (list, tuple)):
+        path = path[0] if path else None
+    if not path or not isinstance(path, str):
+        raise ValueError("object_spilling_config needs params.directory_path")
+    return path
+
 
 class ObjectService:
-    def __init__(self, daemon: Any, capacity_bytes: int) -> None:
+    """One node's object store: an ``ObjectTable`` plus the I/O it orders."""
+
+    def __init__(self, daemon: Any, capacity_bytes: int, spill_root: str = "") -> None:
+        """``daemon`` gives ``store``, ``session_dir``, ``node_id`` and ``peers``;
+        ``capacity_bytes`` 0 means ``default_capacity_bytes()``; spill files go to
+        ``<spill_root or <session_dir>/spill>/ember-spill-<session>-<node8>/``."""
         self.daemon = daemon
+        self.store: ShmStore = daemon.store
         self.capacity_bytes = capacity_bytes or default_capacity_bytes()
-        self.sizes: dict[bytes, int] = {}
+        self.table = T.ObjectTable(self.capacity_bytes)
+        self.spill_dir = node_spill_directory(spill_root or os.path.join(daemon.session_dir, "spill"),
+                                              os.path.basename(daemon.session_dir), daemon.node_id.hex())
+        self._io = concurrent.futures.ThreadPoolExecutor(_SPILL_THREADS, "ember-spill")
+        self._tasks: set[asyncio.Task[Any]] = set()
         self._pulls: dict[bytes, asyncio.Future[None]] = {}
+        self._cause_seq = 0
+        self.spilled_total_bytes = 0
+        self.restored_total_bytes = 0
 
-    def used_bytes(self) -> int:
-        return sum(self.sizes.values())
-
-    def num_objects(self) -> int:
-        return len(self.sizes)
+    # --- lifecycle -------------------------------------------------------------------------
+    def start(self) -> None:
+        """Sweep stale store and spill directories of dead daemons; create ours."""
+        for path in sweep_stale():
+            log.info("removed the stale object store directory %s", path)
+        spill_root = os.path.dirname(self.spill_dir)
+        for path in sweep_stale(os.path.join(spill_root, SPILL_DIR_PREFIX)):
+            log.info("removed the stale spill directory %s", path)
+        create_owned_dir(self.spill_dir)
 
     def close(self) -> None:
-        self.sizes.clear()
+        for task in self._tasks:
+            task.cancel()
+        self._io.shutdown(wait=False, cancel_futures=True)
+        shutil.rmtree(self.spill_dir, ignore_errors=True)
 
-    # --- local writers ---------------------------------------------------------------------
-    def on_CreateObject(self, conn: rpc.Connection, request_id: int, msg: m.CreateObject) -> None:
-        used = self.used_bytes()
-        if used + msg.size_bytes > self.capacity_bytes:
-            conn.reply_error(request_id, "ObjectStoreFullError",
-                             f"cannot create an object of {msg.size_bytes} bytes: the object store holds "
-                             f"{used} of {self.capacity_bytes} bytes")
+    # --- stats -----------------------------------------------------------------------------
+    def used_bytes(self) -> int:
+        return self.table.used_bytes
+
+    def num_objects(self) -> int:
+        return self.table.num_objects
+
+    def spilled_bytes(self) -> int:
+        return self.table.spilled_bytes
+
+    def num_spilled_objects(self) -> int:
+        return self.table.num_spilled_objects
+
+    # --- the table ----------------------------------------------------------------------------
+    def _cause(self, what: str) -> str:
+        self._cause_seq += 1
+        return f"{what}-{self._cause_seq}"
+
+    def _feed(self, event: Any) -> None:
+        for effect in self.table.handle(event, time.monotonic()):
+            self._perform(effect)
+
+    def _perform(self, eff: Any) -> None:
+        if isinstance(eff, T.CreateAllowed):
+            _resolve(eff.req_id, None)
+        elif isinstance(eff, T.CreateRefused):
+            _resolve(eff.req_id, self._refusal_error(eff))
+        elif isinstance(eff, T.SpillObject):
+            self._spawn(self._spill(eff.object_id, eff.cause_id))
+        elif isinstance(eff, T.RestoreObject):
+            self._spawn(self._restore(eff.object_id, eff.url, eff.cause_id))
+        elif isinstance(eff, T.DeleteObject):
+            self.store.delete(eff.object_id)
+        elif isinstance(eff, T.DeleteSpillFile):
+            ShmStore.delete_spill_file(eff.url)
+        elif isinstance(eff, T.RestoreDone):
+            _resolve(eff.req_id, None)
+        elif isinstance(eff, T.RestoreFailed):
+            _resolve(eff.req_id, StoreError(
+                "ObjectLostError", f"object {eff.object_id.hex()} could not be restored from spill: "
+                                   f"{eff.reason}"))
+        else:  # pragma: no cover - the effect list is closed
+            raise TypeError(f"unknown object table effect {eff!r}")
+
+    def _refusal_error(self, eff: T.CreateRefused) -> StoreError:
+        if eff.reason == "exists":
+            return StoreError("ObjectExists", "the object is already in this node's store")
+        if eff.reason == "freed":
+            return StoreError("ObjectLostError", "the object was freed before it was created")
+        sizes = json.dumps({"object_size_bytes": eff.needed_bytes, "capacity_bytes": eff.capacity_bytes,
+                            "used_bytes": eff.used_bytes}).encode()
+        if eff.reason == "too_large":
+            why = "the object is larger than the whole object store"
+        elif eff.reason == "spill_failed":
+            why = f"spilling to {self.spill_dir} failed ({eff.detail})"
+        else:
+            why = "every other object in the store is pinned or still being written"
+        return StoreError("ObjectStoreFullError",
+                          f"Cannot store an object of {eff.needed_bytes} bytes: the object store holds "
+                          f"{eff.used_bytes} of {eff.capacity_bytes} bytes and {why}.", sizes)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("object store task failed", exc_info=task.exception())
+
+    async def _spill(self, object_id: bytes, cause_id: str) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            url = await loop.run_in_executor(self._io, self.store.spill, object_id, self.spill_dir)
+        except Exception as exc:
+            log.warning("spilling %s failed: %s", object_id.hex(), exc)
+            self._feed(T.ObjectSpillFailed(object_id, f"{type(exc).__name__}: {exc}", cause_id))
             return
-        self.sizes[msg.object_id] = msg.size_bytes
-        conn.reply(request_id, m.Ok())
+        self.spilled_total_bytes += self.table.size_of(object_id) or 0
+        self._feed(T.ObjectSpilled(object_id, url, cause_id))
 
-    def on_ObjectSealed(self, conn: rpc.Connection, request_id: int, msg: m.ObjectSealed) -> None:
-        self.sizes[msg.object_id] = msg.size_bytes
+    async def _restore(self, object_id: bytes, url: str, cause_id: str) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            size = await loop.run_in_executor(self._io, self.store.restore, object_id, url)
+        except Exception as exc:
+            log.warning("restoring %s failed: %s", object_id.hex(), exc)
+            self._feed(T.ObjectRestoreFailed(object_id, f"{type(exc).__name__}: {exc}", cause_id))
+            return
+        self.restored_total_bytes += size
+        self._feed(T.ObjectRestored(object_id, cause_id))
 
-    def on_FreeObjects(self, conn: rpc.Connection, request_id: int, msg: m.FreeObjects) -> None:
-        for oid in msg.object_ids:
-            self.sizes.pop(oid, None)
-            self.daemon.store.delete(oid)
+    # --- local writers ------------------------------------------------------------------------
+    def on_CreateObject(self, conn: rpc.Connection, request_id: int, msg: m.CreateObject) -> None:
+        fut = asyncio.get_running_loop().create_future()
+        self._feed(T.ObjectCreateRequested(fut, msg.object_id, msg.size_bytes, True, self._cause("put")))
+        if fut.done():
+            self._answer_create(conn, request_id, msg.object_id, fut)
+        else:
+            fut.add_done_callback(lambda f: self._answer_create(conn, request_id, msg.object_id, f))
 
-    def on_EnsureLocal(self, conn: rpc.Connection, request_id: int, msg: m.EnsureLocal) -> None:
-        if self.daemon.store.contains(msg.object_id):
+    def _answer_create(self, conn: rpc.Connection, request_id: int, object_id: bytes,
+                       fut: asyncio.Future[None]) -> None:
+        err = fut.exception()
+        if err is None:
+            conn.state.setdefault("objects_creating", set()).add(object_id)
             conn.reply(request_id, m.Ok())
         else:
-            conn.reply_error(request_id, "ObjectLostError", f"object {msg.object_id.hex()} is not on this node")
+            assert isinstance(err, StoreError)
+            conn.reply_error(request_id, err.kind, err.message, err.data)
 
-    # --- transfer ------------------------------------------------------------------------------
-    def on_ReadChunk(self, conn: rpc.Connection, request_id: int, msg: m.ReadChunk) -> None:
-        view = self.daemon.store.open(msg.object_id)
-        if view is None:
-            conn.reply_error(request_id, "ObjectLostError", f"object {msg.object_id.hex()} is not on this node")
+    def on_ObjectSealed(self, conn: rpc.Connection, request_id: int, msg: m.ObjectSealed) -> None:
+        conn.state.get("objects_creating", set()).discard(msg.object_id)
+        self._feed(T.ObjectSealed(msg.object_id, self._cause("seal")))
+        if self.table.state_of(msg.object_id) is None:
+            self.store.delete(msg.object_id)  # freed while it was being written
+
+    def connection_lost(self, conn: rpc.Connection) -> None:
+        """A writer that died between create and seal: give its room back."""
+        for object_id in conn.state.pop("objects_creating", set()):
+            if self.table.state_of(object_id) is T.ObjectState.CREATING:
+                self._feed(T.ObjectFreed(object_id, self._cause("writer-lost")))
+            self.store.remove_partial(object_id)
+
+    def on_FreeObjects(self, conn: rpc.Connection, request_id: int, msg: m.FreeObjects) -> None:
+        cause = self._cause("free")
+        for object_id in msg.object_ids:
+            self._feed(T.ObjectFreed(object_id, cause))
+
+    # --- local readers ------------------------------------------------------------------------
+    def on_EnsureLocal(self, conn: rpc.Connection, request_id: int, msg: m.EnsureLocal) -> None:
+        if self.store.contains(msg.object_id):
+            self._feed(T.ObjectAccessed(msg.object_id))
+            conn.reply(request_id, m.Ok())
             return
-        total = len(view)
-        conn.reply(request_id, m.Chunk(bytes(view[msg.offset: msg.offset + msg.length]), total))
-        view.release()
+        self._spawn(self._reply_when_local(conn, request_id, msg.object_id))
 
+    async def _reply_when_local(self, conn: rpc.Connection, request_id: int, object_id: bytes) -> None:
+        try:
+            await self.ensure_local(object_id)
+        except StoreError as err:
+            conn.reply_error(request_id, err.kind, err.message, err.data)
+            return
+        conn.reply(request_id, m.Ok())
+
+    async def ensure_local(self, object_id: bytes) -> None:
+        """Return once the object's file is in shm, restoring it from spill if needed."""
+        for _ in range(_ENSURE_ATTEMPTS_MAX):
+            if self.store.contains(object_id):
+                return
+            if self.table.state_of(object_id) is None:
+                raise StoreError("ObjectLostError", f"object {object_id.hex()} is not on this node "
+                                                    "(never stored here, or already freed)")
+            fut = asyncio.get_running_loop().create_future()
+            self._feed(T.ObjectRestoreRequested(fut, object_id, self._cause("restore")))
+            await fut
+        if not self.store.contains(object_id):
+            raise StoreError("ObjectLostError", f"object {object_id.hex()} was evicted again each time "
+                                                f"it was restored ({_ENSURE_ATTEMPTS_MAX} tries)")
+
+    # --- transfer: serving ------------------------------------------------------------------
+    def on_ReadChunk(self, conn: rpc.Connection, request_id: int, msg: m.ReadChunk) -> None:
+        if not self._reply_chunk(conn, request_id, msg):
+            self._spawn(self._reply_chunk_after_restore(conn, request_id, msg))
+
+    def _reply_chunk(self, conn: rpc.Connection, request_id: int, msg: m.ReadChunk) -> bool:
+        view = self.store.open(msg.object_id)
+        if view is None:
+            return False
+        try:
+            conn.reply(request_id, m.Chunk(bytes(view[msg.offset: msg.offset + msg.length]), len(view)))
+        finally:
+            view.release()
+        if msg.offset == 0:
+            self._feed(T.ObjectAccessed(msg.object_id))
+        return True
+
+    async def _reply_chunk_after_restore(self, conn: rpc.Connection, request_id: int,
+                                         msg: m.ReadChunk) -> None:
+        for _ in range(_ENSURE_ATTEMPTS_MAX):
+            try:
+                await self.ensure_local(msg.object_id)
+            except StoreError as err:
+                conn.reply_error(request_id, err.kind, err.message, err.data)
+                return
+            if self._reply_chunk(conn, request_id, msg):
+                return
+        conn.reply_error(request_id, "ObjectLostError", f"object {msg.object_id.hex()} could not be read")
+
+    # --- transfer: pulling ------------------------------------------------------------------
     def on_PullObject(self, conn: rpc.Connection, request_id: int, msg: m.PullObject) -> None:
-        asyncio.ensure_future(self._reply_pull(conn, request_id, msg))
+        if self.store.contains(msg.object_id):
+            conn.reply(request_id, m.Ok())
+            return
+        self._spawn(self._reply_pull(conn, request_id, msg))
 
     async def _reply_pull(self, conn: rpc.Connection, request_id: int, msg: m.PullObject) -> None:
         try:
             await self.pull(msg.object_id, msg.from_address)
             conn.reply(request_id, m.Ok())
-        except rpc.RpcError as exc:
-            conn.reply_error(request_id, exc.kind, exc.message)
+        except (StoreError, rpc.RpcError) as exc:
+            conn.reply_error(request_id, exc.kind, exc.message, exc.data)
         except Exception as exc:
-            conn.reply_error(request_id, "ObjectLostError", f"pulling {msg.object_id.hex()} from {msg.from_address}: {exc}")
+            conn.reply_error(request_id, "ObjectLostError",
+                             f"pulling {msg.object_id.hex()} from {msg.from_address}: {exc}")
 
     async def pull(self, object_id: bytes, from_address: str) -> None:
-        if self.daemon.store.contains(object_id):
+        """Bring a copy of the object from the node daemon at ``from_address``."""
+        if self.store.contains(object_id):
             return
+        if self.table.state_of(object_id) is not None and object_id not in self._pulls:
+            return await self.ensure_local(object_id)  # ours, spilled (or arriving)
         fut = self._pulls.get(object_id)
         if fut is not None:
             return await asyncio.shield(fut)
@@ -99,25 +361,56 @@ class ObjectService:
         finally:
             del self._pulls[object_id]
 
+    async def _reserve(self, object_id: bytes, size_bytes: int) -> bool:
+        """Admission for a secondary copy; False when it is already here."""
+        fut = asyncio.get_running_loop().create_future()
+        self._feed(T.ObjectCreateRequested(fut, object_id, size_bytes, False, self._cause("pull")))
+        try:
+            await fut
+        except StoreError as err:
+            if err.kind == "ObjectExists":
+                return False
+            raise
+        return True
+
     async def _pull_chunks(self, object_id: bytes, from_address: str) -> None:
         peer = await self.daemon.peers.get(from_address)
-        chunk = CONFIG.transfer_chunk_bytes
-        first = await peer.request(m.ReadChunk(object_id, 0, chunk))
+        chunk_bytes = CONFIG.transfer_chunk_bytes
+        first = await peer.request(m.ReadChunk(object_id, 0, chunk_bytes))
         total = first.total_bytes
-        pending = self.daemon.store.create_for_write(object_id, total)
+        if not await self._reserve(object_id, total):
+            return await self.ensure_local(object_id)
+        try:
+            pending = self.store.create_for_write(object_id, total)
+        except BaseException:
+            self._feed(T.ObjectFreed(object_id, self._cause("pull-failed")))
+            raise
         try:
             pending.write_at(0, first.data)
-            offsets = list(range(len(first.data), total, chunk))
             sem = asyncio.Semaphore(CONFIG.transfer_chunks_in_flight)
 
-            async def fetch(off: int) -> None:
+            async def fetch(offset: int) -> None:
                 async with sem:
-                    reply = await peer.request(m.ReadChunk(object_id, off, chunk))
-                    pending.write_at(off, reply.data)
+                    reply = await peer.request(m.ReadChunk(object_id, offset, chunk_bytes))
+                    pending.write_at(offset, reply.data)
 
-            await asyncio.gather(*(fetch(o) for o in offsets))
-            self.daemon.store.seal(object_id)
+            await asyncio.gather(*(fetch(o) for o in range(len(first.data), total, chunk_bytes)))
+            self.store.seal(object_id)
         except BaseException:
-            self.daemon.store.abort(object_id)
+            self.store.abort(object_id)
+            self._feed(T.ObjectFreed(object_id, self._cause("pull-failed")))
             raise
-        self.sizes[object_id] = total
+        self._feed(T.ObjectSealed(object_id, self._cause("pulled")))
+        if self.table.state_of(object_id) is None:
+            self.store.delete(object_id)  # freed while it was arriving
+
+
+def _resolve(fut: Any, error: Optional[BaseException]) -> None:
+    """Answer a request the table was holding (an asyncio future); late answers are dropped."""
+    if fut is None or fut.done():
+        return
+    if error is None:
+        fut.set_result(None)
+    else:
+        fut.set_exception(error)
+        fut.exception()  # retrieved: the waiter may be gone

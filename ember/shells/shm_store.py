@@ -27,14 +27,18 @@ __all__ = [
     "ShmStore",
     "PendingObject",
     "node_store_directory",
+    "node_spill_directory",
+    "create_owned_dir",
     "sweep_stale",
     "default_capacity_bytes",
     "DEFAULT_SHM_ROOT",
     "STORE_DIR_PREFIX",
+    "SPILL_DIR_PREFIX",
 ]
 
 DEFAULT_SHM_ROOT = "/dev/shm"
 STORE_DIR_PREFIX = "ember-"
+SPILL_DIR_PREFIX = "ember-spill-"
 OWNER_FILE = "owner.pid"
 _TMP_SUFFIX = ".tmp"
 
@@ -53,6 +57,22 @@ def node_store_directory(session_name: str, node_id_hex: str,
                          root: str = DEFAULT_SHM_ROOT) -> str:
     """``<root>/ember-<session>-<first 8 hex digits of the node id>``."""
     return os.path.join(root, f"{STORE_DIR_PREFIX}{session_name}-{node_id_hex[:8]}")
+
+
+def node_spill_directory(spill_root: str, session_name: str, node_id_hex: str) -> str:
+    """``<spill_root>/ember-spill-<session>-<node8>``: one node's spill files."""
+    return os.path.join(spill_root, f"{SPILL_DIR_PREFIX}{session_name}-{node_id_hex[:8]}")
+
+
+def create_owned_dir(directory: str) -> None:
+    """Create ``directory`` (0700) with ``owner.pid`` naming this process, so that
+    ``sweep_stale`` can remove it once this process is dead."""
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    proc = psutil.Process(os.getpid())
+    owner_tmp = os.path.join(directory, f"{OWNER_FILE}.{proc.pid}{_TMP_SUFFIX}")
+    with open(owner_tmp, "w") as f:
+        f.write(f"{proc.pid} {proc.create_time()!r}\n")
+    os.rename(owner_tmp, os.path.join(directory, OWNER_FILE))
 
 
 def _write_all(fd: int, data: Buffer, offset: int) -> int:
@@ -121,12 +141,7 @@ class ShmStore:
     # --- directory ---------------------------------------------------------------
     def create_dir(self) -> None:
         """Create the directory and record this process as its owner."""
-        os.makedirs(self.directory, mode=0o700, exist_ok=True)
-        proc = psutil.Process(os.getpid())
-        owner_tmp = os.path.join(self.directory, OWNER_FILE + _TMP_SUFFIX)
-        with open(owner_tmp, "w") as f:
-            f.write(f"{proc.pid} {proc.create_time()!r}\n")
-        os.rename(owner_tmp, os.path.join(self.directory, OWNER_FILE))
+        create_owned_dir(self.directory)
 
     def remove_dir(self) -> None:
         """Remove the directory and every object in it."""
@@ -250,6 +265,17 @@ class ShmStore:
     def delete(self, object_id: bytes) -> bool:
         """Unlink a sealed object; processes that mapped it keep their pages."""
         return _unlink_quietly(self._path(object_id))
+
+    def remove_partial(self, object_id: bytes) -> int:
+        """Unlink unsealed ``<hex>.<pid>.tmp`` files of an object (a writer died while
+        writing it); returns how many were removed."""
+        prefix = object_id.hex() + "."
+        try:
+            names = os.listdir(self.directory)
+        except FileNotFoundError:
+            return 0
+        return sum(_unlink_quietly(os.path.join(self.directory, name)) for name in names
+                   if name.startswith(prefix) and name.endswith(_TMP_SUFFIX))
 
     # --- spilling -----------------------------------------------------------------------
     def spill(self, object_id: bytes, spill_dir: str) -> str:
