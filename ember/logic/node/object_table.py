@@ -51,13 +51,34 @@ from __future__ import annotations
 
 import enum
 from collections import OrderedDict, deque
-from dataclasses import dataclass, fields
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Optional
 
 from ember.logic.fsm import InvalidTransition, LogEntry, TransitionLog, lookup
-
-ObjectId = bytes
-RequestId = Any  # opaque to the table: whatever the shell uses to answer its caller
+from ember.logic.node.object_events import (
+    CreateAllowed,
+    CreateRefused,
+    DeleteObject,
+    DeleteSpillFile,
+    ObjectAccessed,
+    ObjectCreateRequested,
+    ObjectFreed,
+    ObjectId,
+    ObjectPinned,
+    ObjectRestored,
+    ObjectRestoreFailed,
+    ObjectRestoreRequested,
+    ObjectSealed,
+    ObjectSpilled,
+    ObjectSpillFailed,
+    ObjectTableEffect,
+    ObjectTableEvent,
+    ObjectUnpinned,
+    RequestId,
+    RestoreDone,
+    RestoreFailed,
+    RestoreObject,
+    SpillObject,
+)
 
 __all__ = [
     "ObjectTable", "ObjectState", "ObjectTableError", "InvalidTransition",
@@ -65,7 +86,7 @@ __all__ = [
     "ObjectUnpinned", "ObjectFreed", "ObjectSpilled", "ObjectSpillFailed",
     "ObjectRestoreRequested", "ObjectRestored", "ObjectRestoreFailed",
     "CreateAllowed", "CreateRefused", "SpillObject", "DeleteObject", "DeleteSpillFile",
-    "RestoreObject", "RestoreDone", "RestoreFailed",
+    "RestoreObject", "RestoreDone", "RestoreFailed", "ObjectTableEvent", "ObjectTableEffect",
 ]
 
 
@@ -94,189 +115,6 @@ TRANSITIONS: dict[tuple[ObjectState, ObjectState], str] = {
     (ObjectState.RESTORING, ObjectState.SEALED): "8 restored",
     (ObjectState.SEALED, ObjectState.SPILLED): "9 evicted, spill file kept",
 }
-
-
-# --- events (facts) --------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class ObjectCreateRequested:
-    req_id: RequestId
-    object_id: ObjectId
-    size_bytes: int
-    is_primary: bool
-    cause_id: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class ObjectSealed:
-    object_id: ObjectId
-    cause_id: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class ObjectAccessed:
-    object_id: ObjectId
-    cause_id: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class ObjectPinned:
-    object_id: ObjectId
-    cause_id: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class ObjectUnpinned:
-    object_id: ObjectId
-    cause_id: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class ObjectFreed:
-    object_id: ObjectId
-    cause_id: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class ObjectSpilled:
-    object_id: ObjectId
-    url: str
-    cause_id: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class ObjectSpillFailed:
-    object_id: ObjectId
-    reason: str = ""
-    cause_id: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class ObjectRestoreRequested:
-    req_id: RequestId
-    object_id: ObjectId
-    cause_id: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class ObjectRestored:
-    object_id: ObjectId
-    cause_id: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class ObjectRestoreFailed:
-    object_id: ObjectId
-    reason: str = ""
-    cause_id: str = ""
-
-
-ObjectTableEvent = Union[
-    ObjectCreateRequested, ObjectSealed, ObjectAccessed, ObjectPinned, ObjectUnpinned,
-    ObjectFreed, ObjectSpilled, ObjectSpillFailed, ObjectRestoreRequested, ObjectRestored,
-    ObjectRestoreFailed,
-]
-
-
-# --- effects (orders) ------------------------------------------------------------------
-class _Matcher:
-    """Equal to an effect of one type whose named fields have the given values."""
-
-    __slots__ = ("_type", "_fields")
-
-    def __init__(self, effect_type: type, expected: dict[str, Any]) -> None:
-        self._type = effect_type
-        self._fields = expected
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, self._type) and all(
-            getattr(other, name) == value for name, value in self._fields.items())
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self._fields.items())
-        return f"{self._type.__name__}.match({args})"
-
-
-class _Effect:
-    __slots__ = ()
-
-    @classmethod
-    def match(cls, **expected: Any) -> Any:
-        """A partial matcher: ``SpillObject.match(object_id=b"x") == effect``."""
-        names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
-        unknown = set(expected) - names
-        if unknown:
-            raise TypeError(f"{cls.__name__} has no field(s) {sorted(unknown)}")
-        return _Matcher(cls, expected)
-
-
-@dataclass(frozen=True, slots=True)
-class CreateAllowed(_Effect):
-    """The creator may write the object now; its bytes are reserved."""
-    req_id: RequestId
-    cause_id: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class CreateRefused(_Effect):
-    """No room even after spilling everything spillable (reason "full"); or
-    "spill_failed" (room could only come from objects whose spill failed; ``detail``
-    names the failure), "too_large", "exists" (already in this store: the shell may
-    treat it as done), "freed"."""
-    req_id: RequestId
-    reason: str
-    needed_bytes: int
-    capacity_bytes: int
-    used_bytes: int
-    cause_id: str = ""
-    detail: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class SpillObject(_Effect):
-    """Copy the object to disk, unlink it from shm, report ObjectSpilled(url)."""
-    object_id: ObjectId
-    cause_id: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class DeleteObject(_Effect):
-    """Unlink the object from shm (readers that mapped it keep their pages)."""
-    object_id: ObjectId
-    cause_id: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class DeleteSpillFile(_Effect):
-    url: str
-    cause_id: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class RestoreObject(_Effect):
-    """Copy the spill file back into shm (room is reserved), report ObjectRestored."""
-    object_id: ObjectId
-    url: str
-    cause_id: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class RestoreDone(_Effect):
-    """The object is in shm: the requester may open it."""
-    req_id: RequestId
-    cause_id: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class RestoreFailed(_Effect):
-    """The object could not be brought back ("unknown", "full", "freed", or an I/O reason)."""
-    req_id: RequestId
-    object_id: ObjectId
-    reason: str
-    cause_id: str = ""
-
-
-ObjectTableEffect = Union[CreateAllowed, CreateRefused, SpillObject, DeleteObject,
-                          DeleteSpillFile, RestoreObject, RestoreDone, RestoreFailed]
 
 
 # --- records ---------------------------------------------------------------------------
