@@ -2,7 +2,9 @@
 zero-copy reads, and pulls of spilled objects between two nodes."""
 import gc
 import glob
+import json
 import os
+import shutil
 import signal
 import time
 
@@ -15,6 +17,7 @@ from ember import exceptions as exc
 from ember.protocol import messages as m
 from ember.shells import core_worker as cwmod
 from ember.shells import local_cluster, session
+from ember.shells.object_service import spill_root_from_config
 from ember.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 pytestmark = pytest.mark.timeout(90)
@@ -189,17 +192,21 @@ def test_zero_copy_in_driver_and_in_task(store_cluster):
 
 
 @pytest.fixture(scope="module")
-def node_b(store_cluster):
+def node_b(store_cluster, tmp_path_factory):
+    """A second node daemon (1 CPU, a 100 MiB store) spilling to its own --spill-dir."""
     cluster = api._local_cluster
+    spill_root = str(tmp_path_factory.mktemp("node_b_spill"))
     args = local_cluster.node_args(num_cpus=1, num_gpus=None, resources={"node_b": 1},
-                                   object_store_memory=NODE_B_CAPACITY_BYTES)
+                                   object_store_memory=NODE_B_CAPACITY_BYTES, spill_dir=spill_root)
     proc, port = local_cluster.start_node(cluster.gcs_address, cluster.session_dir,
                                           session.token_path(cluster.session_dir), host="127.0.0.1",
                                           is_head=False, tied_to_parent=True, extra=args)
     address = f"127.0.0.1:{port}"
     node = _wait_for(lambda: next((n for n in ember.nodes() if n["NodeManagerPort"] == port and n["Alive"]),
                                   None), what="node B to register")
-    yield node["NodeID"], address
+    spill_dirs = glob.glob(os.path.join(spill_root, "ember-spill-*"))
+    assert len(spill_dirs) == 1 and spill_dirs[0].endswith(node["NodeID"][:8])
+    yield node["NodeID"], address, spill_dirs[0]
     proc.send_signal(signal.SIGTERM)
     try:
         proc.wait(timeout=10)
@@ -207,10 +214,11 @@ def node_b(store_cluster):
         proc.kill()
         proc.wait(timeout=5)
     proc.stdout.close()
+    assert not os.path.exists(spill_dirs[0])  # removed at shutdown
 
 
 def test_pull_of_spilled_object_to_another_node_is_a_secondary_copy(store_cluster, node_b):
-    node_id, address = node_b
+    node_id, address, _ = node_b
     refs = [ember.put(_array(i)) for i in range(7)]  # 280 MiB: the first ones are spilled
     head = _stats()
     assert head.store_spilled_objects >= 2
@@ -241,3 +249,54 @@ def test_pull_of_spilled_object_to_another_node_is_a_secondary_copy(store_cluste
     assert b.store_spilled_bytes == 0 and b.store_used_bytes == 0
     del refs
     _wait_store_drained(store_cluster["session_dir"])
+
+
+def test_spilling_on_a_node_with_its_own_spill_dir_then_disk_full(store_cluster, node_b):
+    node_id, address, spill_dir = node_b
+    on_b = NodeAffinitySchedulingStrategy(node_id, soft=False)
+
+    @ember.remote(scheduling_strategy=on_b)
+    def fill(n, tag):
+        """Put n objects of 30 MiB on node B, read them all back; report the first failure."""
+        try:
+            refs = [ember.put(np.full(30 * MiB // 8, tag + i, dtype=np.int64)) for i in range(n)]
+            return [int(ember.get(r)[-1]) for r in refs]
+        except exc.ObjectStoreFullError as e:
+            return str(e), e.object_size_bytes, e.capacity_bytes, e.used_bytes
+
+    # 150 MiB into B's 100 MiB store: spills into B's own --spill-dir, reads restore
+    assert ember.get(fill.remote(5, 0)) == [0, 1, 2, 3, 4]
+    _wait_for(lambda: _stats(address).store_objects == 0, what="node B to free the task's objects")
+
+    # Every spill on B now fails (its spill directory is a file): the put that needs
+    # room fails with ObjectStoreFullError naming the sizes and the spill failure.
+    shutil.rmtree(spill_dir)
+    open(spill_dir, "w").close()
+    try:
+        message, size, capacity, used = ember.get(fill.remote(4, 10))
+    finally:
+        os.unlink(spill_dir)
+        os.makedirs(spill_dir)
+    assert size > 30 * MiB and capacity == NODE_B_CAPACITY_BYTES and used >= 90 * MiB
+    assert "spilling to" in message and spill_dir in message
+    _wait_for(lambda: _stats(address).store_objects == 0, what="node B to free the task's objects")
+    # ... and once the directory is back, spilling works again.
+    assert ember.get(fill.remote(4, 20)) == [20, 21, 22, 23]
+
+
+def test_spill_directory_from_ray_config_forms():
+    assert spill_root_from_config(None, None) is None
+    assert spill_root_from_config({}, "/x") == "/x"
+    ray_form = {"object_spilling_config": json.dumps(
+        {"type": "filesystem", "params": {"directory_path": "/tmp/spill"}})}
+    assert spill_root_from_config(ray_form) == "/tmp/spill"
+    assert spill_root_from_config(ray_form, "/y") == "/y"  # the plain option wins
+    listed = {"object_spilling_config": {"type": "filesystem", "params": {"directory_path": ["/a", "/b"]}}}
+    assert spill_root_from_config(listed) == "/a"
+    with pytest.raises(ValueError, match="not supported"):
+        spill_root_from_config({"object_spilling_config": '{"type": "smart_open", "params": {}}'})
+    with pytest.raises(ValueError, match="JSON"):
+        spill_root_from_config({"object_spilling_config": "{nope"})
+    args = local_cluster.node_args(num_cpus=1, num_gpus=None, resources=None,
+                                   object_store_memory=100 * MiB, spill_dir="/tmp/s")
+    assert args[-2:] == ["--spill-dir", "/tmp/s"] and "--object-store-memory" in args
