@@ -150,3 +150,15 @@ def test_requests_queued_for_starting_workers_count_as_taken():
     second = lm.on_lease_requested(req(2))
     assert isinstance(second[0], L.SpillLease) and second[0].node_id == OTHER
     lm.check_invariants()
+
+
+def test_queued_request_spills_when_the_view_shows_a_free_node():
+    lm = L.LeaseManager(NODE, {"CPU": 1})
+    register_all(lm, lm.on_lease_requested(req(1)))
+    busy = L.NodeView(OTHER, "other:1", ResourceSet({"CPU": 1}), ResourceSet({}))
+    lm.on_cluster_view([busy])
+    assert lm.on_lease_requested(req(2)) == []  # everyone busy: wait here
+    free = L.NodeView(OTHER, "other:1", ResourceSet({"CPU": 1}), ResourceSet({"CPU": 1}))
+    eff = lm.on_cluster_view([free])
+    assert isinstance(eff[0], L.SpillLease) and eff[0].req_id == 2 and lm.queue == []
+    lm.check_invariants()

@@ -217,8 +217,24 @@ class LeaseManager:
         return []
 
     def on_cluster_view(self, nodes: list[NodeView]) -> list[Effect]:
+        """A fresher view of the other nodes: requests waiting here for resources that another
+        node now has free are spilled there."""
         self.view = {n.node_id: n for n in nodes if n.node_id != self.node_id and n.is_alive}
-        return []
+        effects: list[Effect] = []
+        kept: list[LeaseRequest] = []
+        for req in self.queue:
+            kind = req.strategy[0] if req.strategy else "DEFAULT"
+            if req.is_spillback or kind != "DEFAULT" or req.fit_shape.fits_in(self.available):
+                kept.append(req)
+                continue
+            target = self._least_loaded(req.fit_shape)
+            if target is None:
+                kept.append(req)
+                continue
+            self.view[target].available.subtract_allow_negative(req.fit_shape)
+            effects.append(SpillLease(req.req_id, target, self.view[target].address))
+        self.queue = kept
+        return effects
 
     def on_job_started(self, job_id: bytes, prestart: int) -> list[Effect]:
         have = sum(1 for w in self.workers.values() if w.job_id == job_id and w.state in (WorkerState.IDLE, WorkerState.STARTING))
