@@ -30,37 +30,57 @@ def start_head(*, host: str = "127.0.0.1", port: int = 0, tied_to_parent: bool,
     token = session.create_token(session_dir)
     cluster = StartedCluster(session_dir, token)
     logs = os.path.join(session_dir, "logs")
-    gcs, gcs_port = processes.spawn_daemon(
+    gcs_port = port or processes.free_port(host)
+    gcs_log = os.path.join(logs, "control_store.err")
+    # Both daemons start at once; the node daemon retries until the control store listens.
+    gcs = processes.launch_daemon(
         "ember.shells.control_store",
-        ["--host", host, "--port", str(port), "--token-file", session.token_path(session_dir),
+        ["--host", host, "--port", str(gcs_port), "--token-file", session.token_path(session_dir),
          "--session-dir", session_dir],
-        log_path=os.path.join(logs, "control_store.err"), tied_to_parent=tied_to_parent)
+        log_path=gcs_log, tied_to_parent=tied_to_parent)
     cluster.procs.append(gcs)
     cluster.pids.append(gcs.pid)
     cluster.gcs_address = f"{host}:{gcs_port}"
     try:
-        node, node_port = start_node(cluster.gcs_address, session_dir, session.token_path(session_dir),
-                                     host=host, is_head=True, tied_to_parent=tied_to_parent,
-                                     extra=node_args or [])
+        node_proc, node_log = launch_node(cluster.gcs_address, session_dir, session.token_path(session_dir),
+                                          host=host, is_head=True, tied_to_parent=tied_to_parent,
+                                          extra=node_args or [])
+        cluster.procs.append(node_proc)
+        processes.wait_ready(gcs, "ember.shells.control_store", gcs_log)
+        node_port = processes.wait_ready(node_proc, "ember.shells.node_daemon", node_log)
+        node = node_proc
     except Exception:
         stop_cluster(cluster)
         raise
-    cluster.procs.append(node)
     cluster.pids.append(node.pid)
     cluster.node_address = f"{host}:{node_port}"
     return cluster
 
 
-def start_node(gcs_address: str, session_dir: str, token_file: str, *, host: str, is_head: bool,
-               tied_to_parent: bool, extra: list[str]) -> tuple[Any, int]:
+def launch_node(gcs_address: str, session_dir: str, token_file: str, *, host: str, is_head: bool,
+                tied_to_parent: bool, extra: list[str]) -> tuple[Any, str]:
+    """Start a node daemon without waiting for it; returns (process, its log path)."""
     args = ["--gcs-address", gcs_address, "--token-file", token_file, "--session-dir", session_dir,
             "--host", host, *extra]
     if is_head:
         args.append("--head")
     name = "node_daemon_head.err" if is_head else f"node_daemon_{os.getpid()}_{len(os.listdir(os.path.join(session_dir, 'logs')))}.err"
-    return processes.spawn_daemon("ember.shells.node_daemon", args,
-                                  log_path=os.path.join(session_dir, "logs", name),
-                                  tied_to_parent=tied_to_parent)
+    log_path = os.path.join(session_dir, "logs", name)
+    proc = processes.launch_daemon("ember.shells.node_daemon", args, log_path=log_path,
+                                   tied_to_parent=tied_to_parent)
+    return proc, log_path
+
+
+def start_node(gcs_address: str, session_dir: str, token_file: str, *, host: str, is_head: bool,
+               tied_to_parent: bool, extra: list[str]) -> tuple[Any, int]:
+    proc, log_path = launch_node(gcs_address, session_dir, token_file, host=host, is_head=is_head,
+                                 tied_to_parent=tied_to_parent, extra=extra)
+    try:
+        return proc, processes.wait_ready(proc, "ember.shells.node_daemon", log_path)
+    except Exception:
+        proc.kill()
+        proc.wait()
+        raise
 
 
 def node_args(*, num_cpus: Optional[float], num_gpus: Optional[float], resources: Optional[dict],

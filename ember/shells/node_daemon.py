@@ -190,10 +190,7 @@ class NodeDaemon:
             sys.executable, "-m", "ember.shells.zygote", stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=err, preexec_fn=processes.die_with_parent)
         err.close()
-        assert self.zygote.stdout is not None
-        line = await self.zygote.stdout.readline()
-        if not line:
-            raise RuntimeError("zygote failed to start; see its log in the session directory")
+        # Not waiting for its "ready" line: fork requests queue in the pipe while it warms up.
 
     async def zygote_loop(self) -> None:
         assert self.zygote is not None and self.zygote.stdout is not None
@@ -238,8 +235,17 @@ class NodeDaemon:
                           True, self.args.head, self.store.directory, {}, [], self.objects.used_bytes(),
                           self.objects.capacity_bytes)
 
-    async def connect_gcs(self) -> None:
-        self.gcs = await rpc.connect(self.args.gcs_address, self.token, self, "node", CONFIG.connect_timeout_s)
+    async def connect_gcs(self, wait_s: float = 0.0) -> None:
+        """Register with the control store; with ``wait_s``, keep trying while it is starting."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                self.gcs = await rpc.connect(self.args.gcs_address, self.token, self, "node", CONFIG.connect_timeout_s)
+                break
+            except ConnectionRefusedError:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.01)
         view = await self.gcs.request(m.RegisterNode(self.node_info()))
         self._apply_view(view)
         await self.gcs.request(m.Subscribe("jobs", b""))
@@ -306,7 +312,7 @@ async def _main(args: argparse.Namespace) -> None:
     port = server.sockets[0].getsockname()[1]
     daemon.address = f"{args.host}:{port}"
     await daemon.start_zygote()
-    await daemon.connect_gcs()
+    await daemon.connect_gcs(wait_s=CONFIG.connect_timeout_s)
     sys.stdout.write(f"READY {port}\n")
     sys.stdout.flush()
     try:

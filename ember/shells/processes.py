@@ -26,6 +26,20 @@ def die_with_parent(sig: int = signal.SIGKILL) -> None:
 def spawn_daemon(module: str, args: list[str], *, log_path: str, tied_to_parent: bool,
                  env: Optional[dict[str, str]] = None) -> tuple[subprocess.Popen, int]:
     """Start ``python -m module args``; wait for its ``READY <port>`` line; return (proc, port)."""
+    proc = launch_daemon(module, args, log_path=log_path, tied_to_parent=tied_to_parent, env=env)
+    return proc, wait_ready(proc, module, log_path)
+
+
+def free_port(host: str) -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def launch_daemon(module: str, args: list[str], *, log_path: str, tied_to_parent: bool,
+                  env: Optional[dict[str, str]] = None) -> subprocess.Popen:
+    """Start ``python -m module args`` with stdout piped for its ``READY <port>`` line."""
     err = open(log_path, "ab")
     proc = subprocess.Popen(
         [sys.executable, "-m", module, *args],
@@ -34,6 +48,11 @@ def spawn_daemon(module: str, args: list[str], *, log_path: str, tied_to_parent:
         env=env, close_fds=True,
     )
     err.close()
+    return proc
+
+
+def wait_ready(proc: subprocess.Popen, module: str, log_path: str) -> int:
+    """Wait for the ``READY <port>`` line of a daemon started by ``launch_daemon``."""
     assert proc.stdout is not None
     line = proc.stdout.readline().decode().strip()
     if not line.startswith("READY "):
@@ -41,7 +60,7 @@ def spawn_daemon(module: str, args: list[str], *, log_path: str, tied_to_parent:
         with open(log_path, "rb") as f:
             tail = f.read()[-3000:].decode(errors="replace")
         raise RuntimeError(f"{module} failed to start (exit {proc.returncode}); log {log_path}:\n{tail}")
-    return proc, int(line.split()[1])
+    return int(line.split()[1])
 
 
 def stop_process(pid: int, timeout_s: float = 5.0) -> None:
