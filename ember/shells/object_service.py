@@ -238,7 +238,9 @@ class ObjectService:
     def _answer_create(self, conn: rpc.Connection, request_id: int, object_id: bytes,
                        fut: asyncio.Future[None]) -> None:
         err = fut.exception()
-        if err is None:
+        if err is None and conn.closed:  # the writer went away while it waited for room
+            self._feed(T.ObjectFreed(object_id, self._cause("writer-lost")))
+        elif err is None:
             conn.state.setdefault("objects_creating", set()).add(object_id)
             conn.reply(request_id, m.Ok())
         else:
