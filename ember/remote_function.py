@@ -16,6 +16,7 @@ class RemoteFunction:
         self._default_options = task_options
         self._blob: Optional[bytes] = None
         self._function_id = b""
+        self._plans: dict[int, tuple[dict[str, Any], Any]] = {}
         self.__doc__ = function.__doc__
         self.__name__ = getattr(function, "__name__", self._name)
         self.__wrapped__ = function
@@ -38,21 +39,30 @@ class RemoteFunction:
             self._function_id = hashlib.blake2b(self._blob, digest_size=16).digest()
         return self._function_id, self._blob
 
+    def _plan(self, task_options: dict[str, Any]) -> Any:
+        """The resolved options of one options dict (cached: the per-call path only submits)."""
+        from ember.shells.task_submitter import TaskPlan
+        cached = self._plans.get(id(task_options))
+        if cached is not None and cached[0] is task_options:
+            return cached[1]
+        o = opt.with_defaults(task_options, opt.TASK)
+        function_id, blob = self._export()
+        max_retries = o["max_retries"]
+        retry = o["retry_exceptions"]
+        plan = TaskPlan(function_id=function_id, blob=blob, name=o.get("name") or self._name,
+                        num_returns=o["num_returns"], resources=opt.resolve_task_resources(o),
+                        max_retries=-1 if max_retries == -1 else int(max_retries),
+                        retry_exceptions=list(retry) if isinstance(retry, (list, tuple)) else bool(retry),
+                        strategy=to_wire(o.get("scheduling_strategy")), runtime_env=o.get("runtime_env"))
+        self._plans[id(task_options)] = (task_options, plan)
+        return plan
+
     def _remote(self, args: tuple, kwargs: dict, task_options: dict[str, Any]) -> Any:
         from ember import api
         cw = api.core_worker_or_init()
-        o = opt.with_defaults(task_options, opt.TASK)
-        function_id, blob = self._export()
-        num_returns = o["num_returns"]
-        max_retries = o["max_retries"]
-        retry = o["retry_exceptions"]
-        refs = cw.submit_task(
-            function_id=function_id, blob=blob, name=o.get("name") or self._name, args=args, kwargs=kwargs,
-            num_returns=num_returns, resources=opt.resolve_task_resources(o),
-            max_retries=-1 if max_retries == -1 else int(max_retries),
-            retry_exceptions=list(retry) if isinstance(retry, (list, tuple)) else bool(retry),
-            strategy=to_wire(o.get("scheduling_strategy")), runtime_env=o.get("runtime_env"))
-        if num_returns == 1:
+        plan = self._plan(task_options)
+        refs = cw.submit_task(plan, args, kwargs)
+        if plan.num_returns == 1:
             return refs[0]
         return refs
 

@@ -107,6 +107,9 @@ class CoreWorker:
         self.submitter = TaskSubmitter(self)
         self.handlers[m.GetObjectStatus] = self._on_get_object_status
         self.handlers[m.Published] = self._on_published
+        self.published_hooks: dict[str, Callable[[m.Published], None]] = {}  # channel -> handler
+        from ember.shells.actor_submitter import ActorSubmitter
+        self.actor_submitter = ActorSubmitter(self)
 
     # --- lifecycle -----------------------------------------------------------------------------
     def start(self) -> None:
@@ -124,9 +127,6 @@ class CoreWorker:
         self.address = f"{self.host}:{self._server.sockets[0].getsockname()[1]}"
         if self.mode == "driver":
             self.gcs = await rpc.connect(self.gcs_address, self.token, self, "driver", CONFIG.connect_timeout_s)
-        self.published_hooks: dict[str, Callable[[m.Published], None]] = {}  # channel -> handler
-        from ember.shells.actor_submitter import ActorSubmitter
-        self.actor_submitter = ActorSubmitter(self)
             reg = await self.gcs.request(m.RegisterJob(self.address, os.getpid(), self.namespace, b"",
                                                        " ".join(sys.argv)[:200]))
             self.job_id = reg.job_id
@@ -290,9 +290,9 @@ class CoreWorker:
             self.escaped.add(r._id)
 
     # --- tasks ---------------------------------------------------------------------------------------
-    def submit_task(self, **kwargs: Any) -> list[ObjectRef]:
+    def submit_task(self, plan: Any, args: tuple, kwargs: dict) -> list[ObjectRef]:
         from ember.shells.task_submitter import submit_task
-        return submit_task(self, **kwargs)
+        return submit_task(self, plan, args, kwargs)
 
     # --- objects: put ----------------------------------------------------------------------------------
     def put(self, value: Any, *, _owner_address: Optional[str] = None) -> ObjectRef:
@@ -512,13 +512,13 @@ class CoreWorker:
 
     # --- pub/sub -------------------------------------------------------------------------------------------------
     def _on_published(self, conn: rpc.Connection, request_id: int, msg: m.Published) -> None:
+        hook = self.published_hooks.get(msg.channel)
+        if hook is not None:
+            hook(msg)
+            return
         data = msg.data
         if msg.channel == "logs" and isinstance(data, m.LogLines):
             prefix = f"(pid={data.pid}, node={data.node_id.hex()[:8]}) "
             stream = sys.stderr if data.is_err else sys.stdout
             stream.write("".join(prefix + line + "\n" for line in data.lines))
             stream.flush()
-        hook = self.published_hooks.get(msg.channel)
-        if hook is not None:
-            hook(msg)
-            return

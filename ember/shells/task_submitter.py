@@ -329,17 +329,36 @@ def encode_args(cw: Any, args: tuple, kwargs: dict) -> tuple[list, list, list]:
     return wire, list(kwargs), keep
 
 
-def submit_task(cw: Any, *, function_id: bytes, blob: bytes, name: str, args: tuple, kwargs: dict,
-                num_returns: int, resources: dict, max_retries: int, retry_exceptions: Any, strategy: list,
-                runtime_env: Optional[dict]) -> list[ObjectRef]:
-    wire, kwarg_names, keep = encode_args(cw, args, kwargs)
-    task_id = cw.new_id()
-    key = (function_id, tuple(sorted(resources.items())), tuple(strategy), repr(runtime_env) if runtime_env else "")
-    rec = TaskRecord(task_id, key, function_id, blob, name, wire, kwarg_names, num_returns, max_retries,
-                     retry_exceptions, resources, strategy, keep, runtime_env)
+class TaskPlan:
+    """What every call of one remote function with one set of options shares (computed once)."""
+    __slots__ = ("function_id", "blob", "name", "num_returns", "resources", "max_retries", "retry_exceptions",
+                 "strategy", "runtime_env", "key")
+
+    def __init__(self, *, function_id: bytes, blob: bytes, name: str, num_returns: int, resources: dict,
+                 max_retries: int, retry_exceptions: Any, strategy: list, runtime_env: Optional[dict]) -> None:
+        self.function_id = function_id
+        self.blob = blob
+        self.name = name
+        self.num_returns = num_returns
+        self.resources = resources
+        self.max_retries = max_retries
+        self.retry_exceptions = retry_exceptions
+        self.strategy = strategy
+        self.runtime_env = runtime_env
+        self.key = (function_id, tuple(sorted(resources.items())), tuple(strategy),
+                    repr(runtime_env) if runtime_env else "")
+
+
+def submit_task(cw: Any, plan: TaskPlan, args: tuple, kwargs: dict) -> list[ObjectRef]:
+    wire, kwarg_names, keep = encode_args(cw, args, kwargs) if (args or kwargs) else ([], [], [])
+    rec = TaskRecord(cw.new_id(), plan.key, plan.function_id, plan.blob, plan.name, wire, kwarg_names,
+                     plan.num_returns, plan.max_retries, plan.retry_exceptions, plan.resources, plan.strategy,
+                     keep, plan.runtime_env)
     refs = []
+    address = cw.address
+    add_pending = cw.store.add_pending
     for oid in rec.return_ids:
-        cw.store.add_pending(oid, is_owned=True)
-        refs.append(ObjectRef(oid, cw.address))
+        add_pending(oid, True)
+        refs.append(ObjectRef(oid, address))
     cw.submitter.submit(rec)
     return refs
