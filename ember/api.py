@@ -172,12 +172,12 @@ def put(value: Any, *, _owner: Any = None) -> ObjectRef:
     return core_worker_or_init().put(value)
 
 
-def wait(object_refs: Sequence[ObjectRef], *, num_returns: int = 1, timeout: Optional[float] = None,
+def wait(ray_waitables: Sequence[ObjectRef], *, num_returns: int = 1, timeout: Optional[float] = None,
          fetch_local: bool = True) -> tuple[list[ObjectRef], list[ObjectRef]]:
     cw = core_worker_or_init()
-    if isinstance(object_refs, ObjectRef):
+    if isinstance(ray_waitables, ObjectRef):
         raise TypeError("wait() expected a list of ObjectRefs, got a single ObjectRef")
-    refs = _check_refs(object_refs, "wait")
+    refs = _check_refs(ray_waitables, "wait")
     if len(set(refs)) != len(refs):
         raise ValueError("Wait requires a list of unique object refs.")
     if num_returns <= 0:

@@ -28,51 +28,22 @@ _MISSING = object()
 
 # Ray paths whose ember counterpart is not written yet (lead / other owners).
 PENDING = frozenset({
-    # ember/__init__.py, ember/api.py (lead)
-    "ray.init", "ray.shutdown", "ray.is_initialized", "ray.remote", "ray.method",
-    "ray.get", "ray.put", "ray.wait", "ray.kill", "ray.cancel", "ray.get_actor",
-    "ray.get_gpu_ids", "ray.get_runtime_context", "ray.nodes", "ray.cluster_resources",
-    "ray.available_resources", "ray.ObjectRef", "ray.ObjectRefGenerator",
-    "ray.exceptions", "ray.util", "ray.actor", "ray.__version__",
-    # ember/util/__init__.py and friends
-    "ray.util.ActorPool", "ray.util.placement_group", "ray.util.get_placement_group",
-    "ray.util.remove_placement_group", "ray.util.get_current_placement_group",
-    "ray.util.placement_group_table", "ray.util.list_named_actors",
-    "ray.util.inspect_serializability", "ray.util.register_serializer",
-    "ray.util.deregister_serializer", "ray.util.get_node_ip_address",
-    "ray.util.placement_group.PlacementGroup",
-    "ray.util.placement_group.placement_group",
-    "ray.util.placement_group.get_placement_group",
-    "ray.util.placement_group.remove_placement_group",
-    "ray.util.placement_group.get_current_placement_group",
-    "ray.util.placement_group.placement_group_table",
-    "ray.util.scheduling_strategies.PlacementGroupSchedulingStrategy",
-    "ray.util.scheduling_strategies.NodeAffinitySchedulingStrategy",
-    "ray.util.actor_pool.ActorPool",
-    "ray.actor.ActorClass", "ray.actor.ActorHandle", "ray.actor.ActorMethod",
-    "ray.actor.exit_actor", "ray.actor.method",
-    "ray.remote_function.RemoteFunction",
-    "ray.runtime_context.get_runtime_context", "ray.runtime_context.RuntimeContext",
+    "ray.cancel", "ray.ObjectRefGenerator",
+    "ray.util.placement_group", "ray.util.get_placement_group", "ray.util.remove_placement_group",
+    "ray.util.get_current_placement_group", "ray.util.placement_group_table",
+    "ray.util.placement_group.PlacementGroup", "ray.util.placement_group.placement_group",
+    "ray.util.placement_group.get_placement_group", "ray.util.placement_group.remove_placement_group",
+    "ray.util.placement_group.get_current_placement_group", "ray.util.placement_group.placement_group_table",
     "ray.runtime_env.RuntimeEnv",
-    "ray.job_submission.JobSubmissionClient", "ray.job_submission.JobStatus",
-    "ray.job_submission.JobDetails",
+    "ray.job_submission.JobSubmissionClient", "ray.job_submission.JobStatus", "ray.job_submission.JobDetails",
     # members of classes not written yet
     "ray.ObjectRefGenerator.__iter__", "ray.ObjectRefGenerator.__next__",
     "ray.ObjectRefGenerator.__aiter__", "ray.ObjectRefGenerator.__anext__",
     "ray.ObjectRefGenerator.completed", "ray.ObjectRefGenerator.next_ready",
     "ray.ObjectRefGenerator.is_finished",
-    "ray.ObjectRef.hex", "ray.ObjectRef.binary", "ray.ObjectRef.task_id",
-    "ray.ObjectRef.future", "ray.ObjectRef.__await__",
-    *(f"ray.util.ActorPool.{m}" for m in (
-        "map", "map_unordered", "submit", "has_next", "get_next", "get_next_unordered",
-        "has_free", "pop_idle", "push")),
     *(f"ray.util.placement_group.PlacementGroup.{m}" for m in (
         "ready", "wait", "bundle_specs", "bundle_count", "id")),
-    *(f"ray.runtime_context.RuntimeContext.{m}" for m in (
-        "get_job_id", "get_node_id", "get_worker_id", "get_task_id", "get_actor_id",
-        "get_actor_name", "get_task_name", "get_placement_group_id",
-        "get_assigned_resources", "get_runtime_env_string", "get_accelerator_ids",
-        "namespace", "was_current_actor_reconstructed", "current_actor", "gcs_address")),
+    "ray.runtime_context.RuntimeContext.get_placement_group_id",
 })
 
 

@@ -4,6 +4,13 @@ from __future__ import annotations
 from typing import Any, Union
 
 from ember.util.actor_pool import ActorPool
+from ember.util.serialization import deregister_serializer, inspect_serializability, register_serializer
+
+
+def get_node_ip_address() -> str:
+    """The address this process's node is reached at."""
+    import os
+    return os.environ.get("EMBER_NODE_IP_ADDRESS", "127.0.0.1")
 
 
 def list_named_actors(all_namespaces: bool = False) -> list[Union[str, dict[str, str]]]:
@@ -17,4 +24,5 @@ def list_named_actors(all_namespaces: bool = False) -> list[Union[str, dict[str,
     return [name for _, name in found]
 
 
-__all__ = ["ActorPool", "list_named_actors"]
+__all__ = ["ActorPool", "deregister_serializer", "get_node_ip_address", "inspect_serializability",
+           "list_named_actors", "register_serializer"]
