@@ -150,7 +150,7 @@ class ActorClass:
             get_if_exists=bool(o.get("get_if_exists")), placement_resources=placement,
             running_resources=running, strategy=to_wire(o.get("scheduling_strategy")),
             max_restarts=int(o["max_restarts"]), max_concurrency=int(max_concurrency))
-        return ActorHandle(actor_id, meta)
+        return ActorHandle(actor_id, meta, is_counted=True)
 
 
 class _ActorClassWithOptions:
@@ -175,12 +175,12 @@ def _submitter() -> Any:
 class ActorHandle:
     """A reference to an actor.  ``handle.method.remote(...)`` calls it."""
 
-    def __init__(self, actor_id: bytes, meta: dict) -> None:
+    def __init__(self, actor_id: bytes, meta: dict, *, is_counted: bool = False) -> None:
         self._ember_actor_id = actor_id
         self._ember_meta = meta
         sub = _submitter()
         self._ember_submitter = sub
-        if sub is not None:
+        if sub is not None and not is_counted:
             sub.handle_created(actor_id)
 
     @property

@@ -139,7 +139,10 @@ class ActorSubmitter:
                      name: str, namespace: Optional[str], is_detached: bool, get_if_exists: bool,
                      placement_resources: dict, running_resources: dict, strategy: list, max_restarts: int,
                      max_concurrency: int) -> tuple[bytes, dict]:
-        """Register a new actor; (actor id, handle meta) — another actor's with get_if_exists."""
+        """Register a new actor; (actor id, handle meta) — another actor's with get_if_exists.
+
+        The caller's handle is counted here, before the registration can finish: build it
+        with ``ActorHandle(..., is_counted=True)``."""
         cw = self.cw
         wire, kwarg_names, keep = encode_args(cw, args, kwargs)
         actor_id = cw.new_id()
@@ -155,9 +158,11 @@ class ActorSubmitter:
         if not name:  # in the background, in order with the calls that follow
             with self._lock:
                 self._registrations[actor_id] = reg
+                self._handle_counts[actor_id] = self._handle_counts.get(actor_id, 0) + 1
             self._post_incoming(actor_id, handle_meta, reg)
             return actor_id, handle_meta
         reply = cw.run_sync(self._register(reg, handle_meta))
+        self.handle_created(reply.actor_id)
         return reply.actor_id, (reply.handle_meta or handle_meta)
 
     def _new_owned_client(self, reg: _Registration, meta: dict) -> _ActorClient:
