@@ -62,13 +62,14 @@ class LeaseState:
         self.gpu_ids = granted.gpu_ids
         self.raylet = raylet
         self.conn: Optional[rpc.Connection] = None
-        self.in_flight: Optional[TaskRecord] = None
+        self.in_flight = 0                 # tasks pushed and not yet answered
         self.linger: Optional[asyncio.TimerHandle] = None
         self.is_dead = False
 
 
 class KeyState:
-    __slots__ = ("key", "queue", "leases", "pending_requests", "warned_infeasible", "resources", "strategy", "name")
+    __slots__ = ("key", "queue", "leases", "pending_requests", "warned_infeasible", "resources", "strategy", "name",
+                 "mean_task_s")
 
     def __init__(self, rec: TaskRecord) -> None:
         self.key = rec.key
@@ -79,6 +80,7 @@ class KeyState:
         self.resources = rec.resources
         self.strategy = rec.strategy
         self.name = rec.name
+        self.mean_task_s: Optional[float] = None  # moving average of push-to-reply time
 
 
 class TaskSubmitter:
@@ -139,11 +141,15 @@ class TaskSubmitter:
         self._pump(ks)
 
     def _pump(self, ks: KeyState) -> None:
+        depth = task_policy.pipeline_depth(ks.mean_task_s, CONFIG.tasks_in_flight_per_worker_max,
+                                           CONFIG.pipeline_tasks_below_s)
         for lease in ks.leases:
+            if lease.conn is None or lease.is_dead:
+                continue
+            while ks.queue and lease.in_flight < depth:
+                self._push(ks, lease, ks.queue.popleft())
             if not ks.queue:
                 break
-            if lease.in_flight is None and lease.conn is not None and not lease.is_dead:
-                self._push(ks, lease, ks.queue.popleft())
         want = task_policy.lease_requests_to_send(len(ks.queue), ks.pending_requests,
                                                   CONFIG.max_pending_lease_requests)
         for _ in range(want):
@@ -151,7 +157,7 @@ class TaskSubmitter:
             self.cw.loop.create_task(self._request_lease(ks))
         if not ks.queue:
             for lease in ks.leases:
-                if lease.in_flight is None and lease.linger is None and not lease.is_dead:
+                if lease.in_flight == 0 and lease.linger is None and not lease.is_dead:
                     lease.linger = self.cw.loop.call_later(CONFIG.lease_linger_s, self._return_lease, ks, lease)
 
     async def _request_lease(self, ks: KeyState) -> None:
@@ -208,7 +214,7 @@ class TaskSubmitter:
         if lease.linger is not None:
             lease.linger.cancel()
             lease.linger = None
-        lease.in_flight = rec
+        lease.in_flight += 1
         sent_key = (lease.worker_id, rec.function_id)
         blob = None
         if sent_key not in self.sent_functions:
@@ -222,14 +228,17 @@ class TaskSubmitter:
             fut = lease.conn.request_future(m.PushTask(spec))
         except rpc.ConnectionLost:
             self.sent_functions.discard(sent_key)
-            lease.in_flight = None
+            lease.in_flight -= 1
             ks.queue.appendleft(rec)
             self._lease_dead(ks, lease)
             return
-        fut.add_done_callback(lambda f: self._task_replied(ks, lease, rec, f))
+        pushed_at = self.cw.loop.time()
+        fut.add_done_callback(lambda f: self._task_replied(ks, lease, rec, f, pushed_at))
 
-    def _task_replied(self, ks: KeyState, lease: LeaseState, rec: TaskRecord, fut: asyncio.Future) -> None:
-        lease.in_flight = None
+    def _task_replied(self, ks: KeyState, lease: LeaseState, rec: TaskRecord, fut: asyncio.Future,
+                      pushed_at: float) -> None:
+        lease.in_flight -= 1
+        ks.mean_task_s = task_policy.moving_average(ks.mean_task_s, self.cw.loop.time() - pushed_at)
         err = fut.exception()
         if err is not None:
             self._lease_dead(ks, lease)
@@ -288,7 +297,7 @@ class TaskSubmitter:
 
     def _return_lease(self, ks: KeyState, lease: LeaseState) -> None:
         lease.linger = None
-        if lease.in_flight is not None or lease.is_dead or ks.queue:
+        if lease.in_flight or lease.is_dead or ks.queue:
             return
         ks.leases.remove(lease)
         lease.is_dead = True
@@ -298,7 +307,7 @@ class TaskSubmitter:
     def _on_connection_lost(self, conn: rpc.Connection) -> None:
         for ks in self.keys.values():
             for lease in list(ks.leases):
-                if lease.conn is conn and lease.in_flight is None:
+                if lease.conn is conn and lease.in_flight == 0:
                     self._lease_dead(ks, lease)
                     self._pump(ks)
 

@@ -32,3 +32,11 @@ def test_lease_requests_bounded_by_backlog_and_max():
     assert tp.lease_requests_to_send(10, 3, 4) == 1
     assert tp.lease_requests_to_send(1, 0, 4) == 1
     assert tp.lease_requests_to_send(0, 2, 4) == 0
+
+
+def test_pipelining_only_for_known_short_tasks():
+    assert tp.pipeline_depth(None, 4, 0.005) == 1
+    assert tp.pipeline_depth(1.0, 4, 0.005) == 1
+    assert tp.pipeline_depth(0.0003, 4, 0.005) == 4
+    assert tp.moving_average(None, 2.0) == 2.0
+    assert tp.moving_average(1.0, 2.0, weight=0.5) == 1.5

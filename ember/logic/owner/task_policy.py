@@ -4,12 +4,15 @@ Rule 1: a system failure (the worker or its node died) is retried while attempts
         an application error only when ``retry_exceptions`` allows it (True, or a list of
         exception classes the error's cause is an instance of).  ``max_retries = -1``
         retries forever.
+Rule 3: tasks are pipelined to a leased worker (several pushed before the first answer)
+        only once the key's tasks are known to be short, so that long tasks never queue
+        behind each other on one worker while other workers could take them.
 Rule 2: a scheduling key asks for at most ``max_pending`` leases at once, and never for
         more than its backlog of unassigned tasks.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence, Union
+from typing import Any, Optional, Sequence, Union
 
 RetryExceptions = Union[bool, Sequence[type]]
 
@@ -38,3 +41,14 @@ def should_retry(*, max_retries: int, attempt: int, is_system_failure: bool,
 def lease_requests_to_send(backlog: int, pending_requests: int, max_pending: int) -> int:
     """How many more lease requests a scheduling key should send now (never negative)."""
     return max(0, min(backlog, max_pending) - pending_requests)
+
+
+def pipeline_depth(mean_task_s: Optional[float], depth_max: int, short_task_s: float) -> int:
+    """Tasks to keep in flight per leased worker: 1 until tasks are known to be short."""
+    if mean_task_s is None or mean_task_s >= short_task_s:
+        return 1
+    return max(1, depth_max)
+
+
+def moving_average(mean_s: Optional[float], sample_s: float, weight: float = 0.2) -> float:
+    return sample_s if mean_s is None else mean_s + weight * (sample_s - mean_s)
