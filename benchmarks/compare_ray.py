@@ -73,6 +73,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--row-timeout", type=float, default=None, help="seconds per row run")
     p.add_argument("--no-limits", action="store_true", help="skip the machine-limit measurements")
     p.add_argument("--json", dest="json_path", default=None, help="save everything here")
+    p.add_argument("--markdown", action="store_true", help="print the tables as Markdown")
+    p.add_argument("--from-json", dest="from_json", default=None,
+                   help="print the tables of a saved --json run; run nothing")
     args = p.parse_args(argv)
     preset = QUICK if args.quick else FULL
     args.repeat = args.repeat if args.repeat is not None else int(preset["repeat"])
@@ -212,12 +215,44 @@ def print_table(lines: list[SummaryLine], runtimes: list[str], args: argparse.Na
             print(f"  {output} [{runtime}]: {note[:300]}")
 
 
+def print_markdown(lines: list[SummaryLine], limits: dict[str, float], config: dict[str, Any]) -> None:
+    print(f"Median of {config['repeat']} run(s) per row and runtime, each in a fresh process, "
+          f"scale {config['scale']:g}. {RATIO_NOTE}\n")
+    print("| row | unit | ember | Ray | ember/Ray |")
+    print("| --- | --- | ---: | ---: | ---: |")
+    for line in lines:
+        ratio = f"{line.ember_over_ray:.2f}" if line.ember_over_ray is not None else "-"
+        ember, ray = (_cell(line.medians.get(r)) for r in RUNTIMES)
+        print(f"| {line.output} | {line.unit} | {ember} | {ray} | {ratio} |")
+    notes = [(line.output, rt, note) for line in lines for rt, note in line.notes.items()]
+    for output, runtime, note in notes:
+        print(f"\n- {output} [{runtime}]: {note.splitlines()[0][:300]}", end="")
+    if notes:
+        print()
+    if limits:
+        print("\n| machine limit | value | unit |")
+        print("| --- | ---: | --- |")
+        for name, value in limits.items():
+            print(f"| {name} | {value:.2f} | {machine_limits.UNITS[name]} |")
+
+
+def render_saved(path: str) -> int:
+    """Print the Markdown tables of a run saved with --json."""
+    with open(path, encoding="utf-8") as f:
+        data = json.load(f)
+    lines = [SummaryLine(**line) for line in data["summary"]]
+    print_markdown(lines, data["machine_limits"], data["config"])
+    return 0
+
+
 def _cell(value: float | None) -> str:
     return "n/a" if value is None else format_value(value)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.from_json:
+        return render_saved(args.from_json)
     rows = load_registry().select(args.rows)
     if not rows:
         print(f"no row matches {args.rows!r}", file=sys.stderr)
@@ -236,17 +271,21 @@ def main(argv: list[str] | None = None) -> int:
     limits = {} if args.no_limits else machine_limits.measure(args.quick)
     runs = run_all(rows, runtimes, args)
     lines = summarize(rows, runtimes, runs)
+    config = {"repeat": args.repeat, "scale": args.scale, "quick": args.quick,
+              "rows": args.rows, "runtimes": runtimes,
+              "skipped_runtimes": skipped_runtimes, "started_unix_s": started,
+              "elapsed_s": time.time() - started, "ray_python": args.ray_python,
+              "cpu_count": os.cpu_count()}
     print()
-    if limits:
-        print_limits(limits)
-    print_table(lines, runtimes, args)
+    if args.markdown:
+        print_markdown(lines, limits, config)
+    else:
+        if limits:
+            print_limits(limits)
+        print_table(lines, runtimes, args)
     if args.json_path:
         data: dict[str, Any] = {
-            "config": {"repeat": args.repeat, "scale": args.scale, "quick": args.quick,
-                       "rows": args.rows, "runtimes": runtimes,
-                       "skipped_runtimes": skipped_runtimes, "started_unix_s": started,
-                       "elapsed_s": time.time() - started, "ray_python": args.ray_python,
-                       "cpu_count": os.cpu_count()},
+            "config": config,
             "ratio_note": RATIO_NOTE,
             "machine_limits": limits,
             "summary": [asdict(line) for line in lines],

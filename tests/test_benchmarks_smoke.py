@@ -192,6 +192,30 @@ def test_compare_ratio_means_ember_better_above_one() -> None:
     assert lines[0].ember_over_ray == 2.5
 
 
+def test_compare_renders_saved_run_as_markdown(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        import compare_ray
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    from dataclasses import asdict
+
+    row = load_registry().select("^idle_footprint$")[0]
+    runs = [compare_ray.RowRun(0, "ray", "idle_footprint", 1.0, 0,
+                               values={"idle_footprint_pss": 400.0, "idle_footprint_processes": 9.0}),
+            compare_ray.RowRun(0, "ember", "idle_footprint", 1.0, 1, error="boom")]
+    lines = compare_ray.summarize([row], ["ember", "ray"], runs)
+    saved = tmp_path / "run.json"
+    saved.write_text(json.dumps({"config": {"repeat": 1, "scale": 0.1},
+                                 "machine_limits": {"memcpy_gb_s": 12.5},
+                                 "summary": [asdict(line) for line in lines]}))
+    assert compare_ray.main(["--from-json", str(saved)]) == 0
+    out = capsys.readouterr().out
+    assert "| idle_footprint_pss | MiB | n/a | 400 | - |" in out
+    assert "idle_footprint_pss [ember]: 1x boom" in out
+    assert "| memcpy_gb_s | 12.50 | GB/s |" in out
+
+
 @pytest.mark.timeout(60)
 def test_machine_limits_small() -> None:
     sys.path.insert(0, str(REPO / "benchmarks"))
