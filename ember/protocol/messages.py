@@ -348,6 +348,7 @@ class ReturnObject:
     node_id: Optional[bytes]  # when stored in a node's store
     node_address: str
     size_bytes: int
+    contained_refs: Optional[list] = None  # [[object_id, owner_address]] of refs inside the value
 
 
 @message(73)
@@ -392,6 +393,13 @@ class AddBorrower:
 class RemoveBorrower:
     object_id: bytes
     borrower_address: str
+
+
+@message(80)
+class ReturnRefsStored:
+    """Caller -> executor: the refs inside this task's returns are registered with their
+    owners; the executor may drop the holds it kept on them since its reply."""
+    task_id: bytes
 
 
 # --- actors (100-127) ----------------------------------------------------------------------
