@@ -189,6 +189,19 @@ def wait(ray_waitables: Sequence[ObjectRef], *, num_returns: int = 1, timeout: O
     return cw.wait(refs, num_returns, timeout, fetch_local)
 
 
+def cancel(ray_waitable: ObjectRef, *, force: bool = False, recursive: bool = True) -> None:
+    """Cancel the task that creates ``ray_waitable``: a queued task is dropped, a running one is
+    interrupted (KeyboardInterrupt in the task), or with ``force=True`` its worker is killed.
+    ``get`` on its results then raises ``TaskCancelledError``.  Tasks the cancelled task
+    submitted are not cancelled (``recursive`` is accepted for compatibility)."""
+    cw = core_worker_or_init()
+    if not isinstance(ray_waitable, ObjectRef):
+        raise TypeError(f"ember.cancel() only supports ObjectRefs, got {type(ray_waitable).__name__}")
+    if ray_waitable.owner_address != cw.address:
+        raise ValueError("Only the process that submitted a task (its owner) can cancel it.")
+    cw.post(cw.submitter.cancel, ray_waitable.task_id(), bool(force))
+
+
 def remote(*args: Any, **kwargs: Any) -> Any:
     """``@remote`` on a function (a task) or a class (an actor), with or without options."""
     if len(args) == 1 and not kwargs and callable(args[0]):

@@ -28,7 +28,7 @@ _MISSING = object()
 
 # Ray paths whose ember counterpart is not written yet (lead / other owners).
 PENDING = frozenset({
-    "ray.cancel", "ray.ObjectRefGenerator",
+    "ray.ObjectRefGenerator",
     "ray.util.placement_group", "ray.util.get_placement_group", "ray.util.remove_placement_group",
     "ray.util.get_current_placement_group", "ray.util.placement_group_table",
     "ray.util.placement_group.PlacementGroup", "ray.util.placement_group.placement_group",

@@ -7,6 +7,7 @@ thread.
 from __future__ import annotations
 
 import os
+import signal
 import queue
 import threading
 from typing import Any, Optional
@@ -40,6 +41,11 @@ class Executor:
         self._base_cuda = os.environ.get("CUDA_VISIBLE_DEVICES")
         cw.handlers[m.PushTask] = self._on_push
         cw.handlers[m.Exit] = self._on_exit
+        cw.handlers[m.CancelTask] = self._on_cancel
+        self.cancelled: set[bytes] = set()   # cancelled before they started
+        self.running_task: Optional[bytes] = None
+        self._main_thread_id = 0
+        self._cancel_lock = threading.Lock()
         from ember.shells.actor_executor import ActorExecutor
         self.actor = ActorExecutor(cw, self)  # CreateActor / PushActorTask
 
@@ -50,18 +56,46 @@ class Executor:
     def _on_exit(self, conn: rpc.Connection, request_id: int, msg: m.Exit) -> None:
         self.queue.put(None)
 
+    def _on_cancel(self, conn: rpc.Connection, request_id: int, msg: m.CancelTask) -> None:
+        """Cancel a queued task, interrupt a running one (KeyboardInterrupt), or with force
+        end this worker process (the owner then reports TaskCancelledError)."""
+        with self._cancel_lock:
+            if msg.task_id == self.running_task:
+                if msg.force:
+                    os._exit(1)
+                # SIGINT to the main thread: interrupts blocking calls (sleep, I/O) too, and
+                # Python raises KeyboardInterrupt in the task.
+                signal.pthread_kill(self._main_thread_id, signal.SIGINT)
+            else:
+                self.cancelled.add(msg.task_id)
+        conn.reply(request_id, m.Ok())
+
     # --- main thread ----------------------------------------------------------------------------
     def run(self) -> None:
+        self._main_thread_id = threading.get_ident()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         while True:
-            item = self.queue.get()
-            if item is None:
-                return
-            if callable(item):  # work posted for the main thread (actor creation and calls)
-                item()
+            try:
+                if self._run_one():
+                    return
+            except KeyboardInterrupt:  # a cancel that arrived between tasks: nothing to stop
                 continue
-            conn, request_id, spec = item
+
+    def _run_one(self) -> bool:
+        """Run one queued item; True when the worker should exit."""
+        item = self.queue.get()
+        if item is None:
+            return True
+        if callable(item):  # work posted for the main thread (actor creation and calls)
+            item()
+            return False
+        conn, request_id, spec = item
+        try:
             done = self.execute(spec)
-            self.cw.post(conn.reply, request_id, done)
+        except KeyboardInterrupt:  # a cancel that landed just as the task ended
+            done = self.cancelled_reply(spec)
+        self.cw.post(conn.reply, request_id, done)
+        return False
 
     def function_for(self, spec: m.TaskSpec) -> Any:
         fn = self.functions.get(spec.function_id)
@@ -100,17 +134,31 @@ class Executor:
         return gpu_ids
 
     def execute(self, spec: m.TaskSpec) -> m.TaskDone:
+        if self.cancelled and spec.task_id in self.cancelled:
+            self.cancelled.discard(spec.task_id)
+            return self.cancelled_reply(spec)
         ctx = self.cw.context
         ctx.task = TaskContext(spec, self._set_gpus(spec))
+        self.running_task = spec.task_id
         try:
             fn = self.function_for(spec)
             args, kwargs = self.resolve_args(spec)
             result = fn(*args, **kwargs)
+            with self._cancel_lock:
+                self.running_task = None
             return m.TaskDone(self.store_returns(spec, result), None, False)
+        except KeyboardInterrupt:
+            return self.cancelled_reply(spec)
         except Exception as e:  # the task's own error: reported, the worker lives on
             return self.error_reply(spec, e)
         finally:
+            with self._cancel_lock:
+                self.running_task = None
             ctx.task = None
+
+    def cancelled_reply(self, spec: m.TaskSpec) -> m.TaskDone:
+        err = exc.TaskCancelledError(spec.task_id.hex())
+        return m.TaskDone([], serialization.serialize(err).to_bytes(), False)
 
     def error_reply(self, spec: m.TaskSpec, e: BaseException) -> m.TaskDone:
         if isinstance(e, exc.RayTaskError):

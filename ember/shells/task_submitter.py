@@ -89,6 +89,9 @@ class TaskSubmitter:
         self.keys: dict[tuple, KeyState] = {}
         self.sent_functions: set[tuple[bytes, bytes]] = set()
         self._incoming: collections.deque[TaskRecord] = collections.deque()
+        self.in_flight: dict[bytes, LeaseState] = {}      # task id -> the lease it was pushed on
+        self.cancelled: set[bytes] = set()                # task ids cancelled while pushed/waiting
+        self.waiting: dict[bytes, TaskRecord] = {}        # tasks waiting for their arguments
         self._drain_scheduled = False
         cw.connection_lost_hooks.append(self._on_connection_lost)
 
@@ -114,11 +117,37 @@ class TaskSubmitter:
                     rec.pending_deps += 1
         if rec.pending_deps == 0:
             self._enqueue(rec)
+        else:
+            self.waiting[rec.task_id] = rec
 
     def _dep_ready(self, rec: TaskRecord) -> None:
         rec.pending_deps -= 1
         if rec.pending_deps == 0:
+            if rec.task_id in self.cancelled:
+                self.cancelled.discard(rec.task_id)
+                return
+            self.waiting.pop(rec.task_id, None)
             self._enqueue(rec)
+
+    def cancel(self, task_id: bytes, force: bool) -> None:
+        """``ember.cancel`` (I/O thread): drop a queued task, or ask its worker to stop it."""
+        error = exc.TaskCancelledError(task_id.hex())
+        for ks in self.keys.values():
+            for rec in ks.queue:
+                if rec.task_id == task_id:
+                    ks.queue.remove(rec)
+                    self._fail(rec, error)
+                    return
+        lease = self.in_flight.get(task_id)
+        if lease is not None:
+            self.cancelled.add(task_id)
+            if lease.conn is not None and not lease.conn.closed:
+                lease.conn.request_future(m.CancelTask(task_id, force)).add_done_callback(lambda f: f.exception())
+            return
+        rec = self.waiting.pop(task_id, None)
+        if rec is not None:   # still waiting for its arguments
+            self.cancelled.add(task_id)
+            self._fail(rec, error)
 
     def _enqueue(self, rec: TaskRecord) -> None:
         store = self.cw.store
@@ -233,13 +262,22 @@ class TaskSubmitter:
             self._lease_dead(ks, lease)
             return
         pushed_at = self.cw.loop.time()
+        self.in_flight[rec.task_id] = lease
         fut.add_done_callback(lambda f: self._task_replied(ks, lease, rec, f, pushed_at))
 
     def _task_replied(self, ks: KeyState, lease: LeaseState, rec: TaskRecord, fut: asyncio.Future,
                       pushed_at: float) -> None:
         lease.in_flight -= 1
+        self.in_flight.pop(rec.task_id, None)
         ks.mean_task_s = task_policy.moving_average(ks.mean_task_s, self.cw.loop.time() - pushed_at)
         err = fut.exception()
+        if rec.task_id in self.cancelled:
+            self.cancelled.discard(rec.task_id)
+            if err is not None:
+                self._lease_dead(ks, lease)
+            self._fail(rec, exc.TaskCancelledError(rec.task_id.hex()))
+            self._pump(ks)
+            return
         if err is not None:
             self._lease_dead(ks, lease)
             if isinstance(err, rpc.ConnectionLost):
