@@ -372,3 +372,18 @@ def test_random_sequences_keep_invariants(sequence, capacity):
     assert table.num_waiting_requests == 0
     assert set(shell.answers) == shell.asked
     assert all(count == 1 for count in shell.answers.values())
+
+
+def test_entries_list_every_object_with_state_size_and_kind(table):
+    put(table, 1, 40)
+    put(table, 2, 30, is_primary=False)
+    table.handle(ObjectCreateRequested("c", oid(3), 20, True), 0.0)
+    assert sorted(table.entries()) == [
+        (oid(1), ObjectState.SEALED, 40, True),
+        (oid(2), ObjectState.SEALED, 30, False),
+        (oid(3), ObjectState.CREATING, 20, True)]
+    # making room: the secondary copy goes, the older primary is spilled
+    table.handle(ObjectCreateRequested("d", oid(4), 50, True), 0.0)
+    table.handle(ObjectSpilled(oid(1), "/spill/1"), 0.0)
+    states = {o: s for o, s, _size, _primary in table.entries()}
+    assert states[oid(1)] is ObjectState.SPILLED and oid(2) not in states

@@ -227,6 +227,10 @@ class ObjectTable:
         obj = self._objects.get(object_id)
         return obj.pins if obj is not None else 0
 
+    def entries(self) -> list[tuple[ObjectId, ObjectState, int, bool]]:
+        """Every object as ``(object_id, state, size_bytes, is_primary)``, for ``ember memory``."""
+        return [(oid, obj.state, obj.size_bytes, obj.is_primary) for oid, obj in self._objects.items()]
+
     def story(self, object_id: ObjectId) -> list[LogEntry]:
         return self._log.story(object_id)
 
