@@ -471,6 +471,11 @@ class ActorTable:
 
     def _on_placed(self, ev: ActorPlaced, now: float) -> list[Effect]:
         rec = self._records.get(ev.actor_id)
+        host = next((r for r in self._records.values()
+                     if r.worker_id == ev.worker_id and r.state is not _S.DEAD and r.actor_id != ev.actor_id), None)
+        if host is not None:  # a worker hosts one actor: a report that says otherwise is wrong
+            self._ignore(ev.actor_id, ev.cause_id, now, f"placed: worker {ev.worker_id.hex()} hosts {_who(host)}")
+            return []
         if rec is not None and rec.state in _AWAITING_INIT and rec.worker_id is None:
             rec.node_id, rec.worker_id = ev.node_id, ev.worker_id
             rec.worker_address = ev.worker_address
