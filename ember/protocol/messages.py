@@ -314,6 +314,29 @@ class EnsureLocal:
     object_id: bytes        # restore from spill if needed; Ok when the file is in shm
 
 
+@message(68)
+class GetMemoryInfo:
+    """``ember memory`` -> node daemon: the store's figures and, with ``include_objects``,
+    its table and the objects of its drivers and workers (asked with ListProcessObjects)."""
+    include_objects: bool
+    process_timeout_s: float  # a driver/worker that has not answered by then is listed as such
+    objects_max: int        # rows per process at most
+
+
+@message(69)
+class NodeMemoryInfo:
+    node_id: bytes
+    address: str
+    store_used_bytes: int
+    store_capacity_bytes: int
+    store_objects: int
+    store_spilled_bytes: int
+    store_spilled_objects: int
+    store_entries: list     # [[object_id, state, size_bytes, is_primary]]; state: ObjectState name
+    processes: list         # [ProcessObjects]
+    unanswered: list        # [[pid, address, kind, reason]]: processes that did not answer
+
+
 # --- core worker (70-99) -----------------------------------------------------------------
 @message(70)
 class TaskSpec:
@@ -400,6 +423,22 @@ class ReturnRefsStored:
     """Caller -> executor: the refs inside this task's returns are registered with their
     owners; the executor may drop the holds it kept on them since its reply."""
     task_id: bytes
+
+
+@message(98)
+class ListProcessObjects:
+    """Node daemon -> its drivers and workers, for ``ember memory``."""
+    objects_max: int
+
+
+@message(99)
+class ProcessObjects:
+    pid: int
+    address: str            # the process's own rpc address (owners are named by it)
+    kind: str               # "driver" or "worker"
+    num_objects: int        # rows before the objects_max cut
+    objects: list           # [[object_id, owner_address, size_bytes, status, is_inline,
+                            #   node_address, reference_type, call_site]]
 
 
 # --- actors (100-127) ----------------------------------------------------------------------
