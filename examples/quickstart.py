@@ -1,4 +1,4 @@
-"""ember quick start: a local cluster, tasks, objects, wait (and actors once they exist)."""
+"""ember quick start: a local cluster, tasks, objects, wait and an actor."""
 import time
 
 import ember
@@ -31,18 +31,20 @@ print("squares:", ember.get(refs))
 chained = plus_1.remote(plus_1.remote(plus_1.remote(0)))
 print("chain of 3 dependent tasks:", ember.get(chained))
 
-if hasattr(ember, "get_actor"):
-    @ember.remote
-    class Counter:
-        def __init__(self):
-            self.n = 0
 
-        def incr(self):
-            self.n += 1
-            return self.n
 
-    c = Counter.remote()
-    print("actor counter:", ember.get([c.incr.remote() for _ in range(3)]))
+@ember.remote
+class Counter:
+    def __init__(self):
+        self.n = 0
+
+    def incr(self):
+        self.n += 1
+        return self.n
+
+
+counter = Counter.remote()
+print("actor counter:", ember.get([counter.incr.remote() for _ in range(3)]))
 
 ember.shutdown()
 print("done")
