@@ -51,6 +51,7 @@ class NodeDaemon:
         self.gcs: Optional[rpc.Connection] = None
         self.peers = rpc.Peers(token, self, "node")
         self.worker_conns: dict[bytes, rpc.Connection] = {}
+        self.driver_conns: set[rpc.Connection] = set()
         self.worker_pids: dict[bytes, int] = {}
         self.worker_jobs: dict[bytes, bytes] = {}
         self.pid_workers: dict[int, bytes] = {}
@@ -121,6 +122,7 @@ class NodeDaemon:
             log.error("lost the control store connection")
             asyncio.ensure_future(self._reconnect_gcs())
         worker_id = conn.state.get("worker_id")
+        self.driver_conns.discard(conn)
         if worker_id is not None and self.worker_conns.get(worker_id) is conn:
             del self.worker_conns[worker_id]
             self.run_effects(self.leases.on_worker_died(worker_id))
@@ -130,8 +132,10 @@ class NodeDaemon:
     def on_RegisterWorker(self, conn: rpc.Connection, request_id: int, msg: m.RegisterWorker) -> None:
         reply = m.WorkerRegistered(self.node_id, self.store.directory, self.args.gcs_address,
                                    self.session_dir, self.resources_total)
+        conn.state["process"] = (msg.pid, msg.address, "driver" if msg.is_driver else "worker")
         if msg.is_driver:
             conn.state["driver_job"] = msg.job_id
+            self.driver_conns.add(conn)
             conn.reply(request_id, reply)
             self.run_effects(self.leases.on_job_started(msg.job_id, int(self.leases.total.get("CPU"))))
             return

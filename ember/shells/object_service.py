@@ -55,6 +55,8 @@ __all__ = ["ObjectService", "StoreError", "spill_root_from_config"]
 
 _SPILL_THREADS = 2
 _ENSURE_ATTEMPTS_MAX = 5  # a restored object can be evicted again before it is read
+_MEMORY_TIMEOUT_MIN_S = 0.05  # bounds on how long `ember memory` waits for a node's processes
+_MEMORY_TIMEOUT_MAX_S = 60.0
 
 
 class StoreError(Exception):
@@ -405,6 +407,54 @@ class ObjectService:
         self._feed(T.ObjectSealed(object_id, self._cause("pulled")))
         if self.table.state_of(object_id) is None:
             self.store.delete(object_id)  # freed while it was arriving
+
+    # --- ember memory -----------------------------------------------------------------------
+    def on_GetMemoryInfo(self, conn: rpc.Connection, request_id: int, msg: m.GetMemoryInfo) -> None:
+        """The store's figures; with ``include_objects`` also its table and the objects of
+        this node's drivers and workers (asked in parallel; a silent one is listed as such)."""
+        if not msg.include_objects:
+            conn.reply(request_id, self._memory_info([], [], []))
+            return
+        self._spawn(self._reply_memory_info(conn, request_id, msg))
+
+    def _memory_info(self, entries: list, processes: list, unanswered: list) -> m.NodeMemoryInfo:
+        table = self.table
+        return m.NodeMemoryInfo(self.daemon.node_id, self.daemon.address, table.used_bytes, self.capacity_bytes,
+                                table.num_objects, table.spilled_bytes, table.num_spilled_objects,
+                                entries, processes, unanswered)
+
+    async def _reply_memory_info(self, conn: rpc.Connection, request_id: int, msg: m.GetMemoryInfo) -> None:
+        daemon = self.daemon
+        targets = [c for c in [*daemon.worker_conns.values(), *daemon.driver_conns]
+                   if not c.closed and "process" in c.state]
+        timeout_s = min(max(float(msg.process_timeout_s), _MEMORY_TIMEOUT_MIN_S), _MEMORY_TIMEOUT_MAX_S)
+        answers = await asyncio.gather(*(_ask_process(c, msg.objects_max, timeout_s) for c in targets))
+        processes, unanswered = [], []
+        for target, (reply, reason) in zip(targets, answers):
+            if reply is not None:
+                processes.append(reply)
+            else:
+                pid, address, kind = target.state["process"]
+                unanswered.append([pid, address, kind, reason])
+        entries = [[oid, state.name, size, is_primary] for oid, state, size, is_primary in self.table.entries()]
+        conn.reply(request_id, self._memory_info(entries, processes, unanswered))
+
+
+async def _ask_process(conn: rpc.Connection, objects_max: int,
+                       timeout_s: float) -> tuple[Optional[m.ProcessObjects], str]:
+    """One driver's or worker's objects, or None and why it gave none."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            reply = await conn.request(m.ListProcessObjects(objects_max))
+    except TimeoutError:
+        return None, f"no answer within {timeout_s:g}s"
+    except rpc.ConnectionLost:
+        return None, "its connection closed"
+    except rpc.RpcError as err:
+        return None, f"{err.kind}: {err.message}"
+    if not isinstance(reply, m.ProcessObjects):
+        return None, f"unexpected reply {type(reply).__name__}"
+    return reply, ""
 
 
 def _resolve(fut: Any, error: Optional[BaseException]) -> None:
