@@ -5,8 +5,10 @@ Kept apart from the table so each module stays small; import them from
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, Union
+
+from ember.logic.effects import Effect
 
 ObjectId = bytes
 RequestId = Any  # opaque to the table: whatever the shell uses to answer its caller
@@ -103,35 +105,7 @@ ObjectTableEvent = Union[
 
 
 # --- effects (orders) ------------------------------------------------------------------
-class _Matcher:
-    """Equal to an effect of one type whose named fields have the given values."""
-
-    __slots__ = ("_type", "_fields")
-
-    def __init__(self, effect_type: type, expected: dict[str, Any]) -> None:
-        self._type = effect_type
-        self._fields = expected
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, self._type) and all(
-            getattr(other, name) == value for name, value in self._fields.items())
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self._fields.items())
-        return f"{self._type.__name__}.match({args})"
-
-
-class _Effect:
-    __slots__ = ()
-
-    @classmethod
-    def match(cls, **expected: Any) -> Any:
-        """A partial matcher: ``SpillObject.match(object_id=b"x") == effect``."""
-        names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
-        unknown = set(expected) - names
-        if unknown:
-            raise TypeError(f"{cls.__name__} has no field(s) {sorted(unknown)}")
-        return _Matcher(cls, expected)
+_Effect = Effect
 
 
 @dataclass(frozen=True, slots=True)
