@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "stop": ("ember.cli.stop", "stop"),
     "status": ("ember.cli.status", "status"),
     "microbenchmark": ("ember.cli.microbenchmark", "microbenchmark"),
+    "memory": ("ember.cli.memory", "memory"),
 }
 _REQUIRED = {"start", "stop", "status"}
 
