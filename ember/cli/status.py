@@ -38,6 +38,26 @@ async def fetch_nodes(address: str, token: bytes, timeout_s: float = _CONNECT_TI
     return list(reply.nodes)
 
 
+async def fetch_store_stats(nodes: list[m.NodeInfo], token: bytes,
+                            timeout_s: float = _CONNECT_TIMEOUT_S) -> dict[bytes, m.NodeStatsReply]:
+    """Each live node's ``NodeStatsReply`` (object counts, spilled bytes); silent nodes are left out."""
+    async def ask(node: m.NodeInfo) -> Optional[m.NodeStatsReply]:
+        try:
+            conn = await rpc.connect(node.address, token, _NoCalls(), "cli", timeout_s)
+        except (OSError, TimeoutError, rpc.ConnectionLost):
+            return None
+        try:
+            reply = await conn.request(m.NodeStats(), timeout_s=timeout_s)
+        except (TimeoutError, rpc.ConnectionLost, rpc.RpcError):
+            return None
+        finally:
+            conn.close()
+        return reply if isinstance(reply, m.NodeStatsReply) else None
+
+    replies = await asyncio.gather(*(ask(n) for n in nodes if n.is_alive))
+    return {r.node_id: r for r in replies if r is not None}
+
+
 def format_bytes(size_bytes: float) -> str:
     """Ray's style: 0B, 512.00KiB, 1.50GiB."""
     if size_bytes < 1024:
@@ -50,7 +70,7 @@ def format_bytes(size_bytes: float) -> str:
     return f"{value:.2f}TiB"  # pragma: no cover
 
 
-def _resource_lines(alive: list[m.NodeInfo]) -> list[str]:
+def _resource_lines(alive: list[m.NodeInfo], stats: Optional[dict[bytes, m.NodeStatsReply]] = None) -> list[str]:
     total: dict[str, float] = {}
     used: dict[str, float] = {}
     for node in alive:
@@ -68,6 +88,11 @@ def _resource_lines(alive: list[m.NodeInfo]) -> list[str]:
     store_used = sum(n.object_store_used_bytes for n in alive)
     store_capacity = sum(n.object_store_capacity_bytes for n in alive)
     lines.append(f" {format_bytes(store_used)}/{format_bytes(store_capacity)} object_store_memory")
+    if stats:
+        known = [stats[n.node_id] for n in alive if n.node_id in stats]
+        lines.append(f" {sum(s.store_objects for s in known)} objects in object stores; "
+                     f"{format_bytes(sum(s.store_spilled_bytes for s in known))} spilled "
+                     f"({sum(s.store_spilled_objects for s in known)} objects on disk only)")
     return lines
 
 
@@ -88,7 +113,8 @@ def _node_line(node: m.NodeInfo) -> str:
     return f"  node_{node.node_id.hex()}  {node.address}{role}"
 
 
-def format_status(nodes: list[m.NodeInfo], now_s: float, address: str = "") -> str:
+def format_status(nodes: list[m.NodeInfo], now_s: float, address: str = "",
+                  stats: Optional[dict[bytes, m.NodeStatsReply]] = None) -> str:
     alive = [n for n in nodes if n.is_alive]
     dead = [n for n in nodes if not n.is_alive]
     stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now_s))
@@ -101,7 +127,7 @@ def format_status(nodes: list[m.NodeInfo], now_s: float, address: str = "") -> s
     out.append("Dead:")
     out += [_node_line(n) for n in dead] if dead else [" (no dead nodes)"]
     out += ["", "Resources", _RULE, "Usage:"]
-    out += _resource_lines(alive)
+    out += _resource_lines(alive, stats)
     out += ["", "Demands:"]
     out += _demand_lines(alive)
     return "\n".join(out)
@@ -137,4 +163,5 @@ def status(address: Optional[str], token: Optional[str]) -> None:
         raise click.ClickException(
             f"could not reach the ember control store at {gcs_address} ({exc or type(exc).__name__}). "
             "Is the cluster running? Start one with `ember start --head`.") from None
-    click.echo(format_status(nodes, time.time(), gcs_address))
+    stats = asyncio.run(fetch_store_stats(nodes, cluster_token))
+    click.echo(format_status(nodes, time.time(), gcs_address, stats))
