@@ -235,6 +235,12 @@ def _is_held(rec: _Record) -> bool:
 
 
 _NO_NODES: frozenset[Address] = frozenset()
+
+# What drop_local() did (see its docstring).
+DROP_HELD = 0       # one local ref fewer; the object is still held
+DROP_RELEASED = 1   # the record is gone; free the value (owned) or forget it (borrowed)
+DROP_SLOW = 2       # nothing changed: send RefDropped through handle() for the effects
+DROP_UNTRACKED = 3  # no record (a ref from an earlier session, say): nothing to do
 _Handler = Callable[[Any, str, list[ReferenceEffect]], None]
 LOG_ENTRIES_MAX = 10_000
 
@@ -286,6 +292,38 @@ class ReferenceTable:
             return False
         rec.local += 1
         return True
+
+    def add_ref(self, object_id: ObjectId, owner: Address, is_owned: bool) -> None:
+        """Fast path for RefAdded (the same decision, not logged): one more local ref,
+        creating the record when the object is not tracked yet."""
+        rec = self._records.get(object_id)
+        if rec is None:
+            rec = self._records[object_id] = _Record(is_owned, owner)
+        elif rec.is_owned != is_owned:
+            raise ReferenceCountingError(
+                f"RefAdded({object_id.hex()}, is_owned={is_owned}) but the tracked "
+                f"record says is_owned={rec.is_owned}")
+        rec.local += 1
+
+    def drop_local(self, object_id: ObjectId) -> int:
+        """Fast path for RefDropped (the same decision, not logged) where it needs no
+        effect but a plain free.  Returns DROP_HELD (a count went down), DROP_RELEASED
+        (the record of an object that contained nothing and pinned nothing was deleted:
+        the caller frees it, as FreeObject would say, or, for a borrow that was never
+        announced, forgets its cached value), DROP_SLOW (nothing changed: use handle())
+        or DROP_UNTRACKED."""
+        rec = self._records.get(object_id)
+        if rec is None:
+            return DROP_UNTRACKED
+        local = rec.local
+        if local > 1 or (local == 1 and (rec.submitted or rec.contained_in or rec.borrowers)):
+            rec.local = local - 1
+            return DROP_HELD
+        if (local == 1 and rec.contains is None and rec.lineage_task_id is None
+                and not rec.plasma_nodes and (rec.is_owned or not rec.is_announced)):
+            del self._records[object_id]
+            return DROP_RELEASED
+        return DROP_SLOW
 
     def remove_local(self, object_id: ObjectId) -> bool:
         """Fast path for dropping one local ref while another hold remains.  Returns False
