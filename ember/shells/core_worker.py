@@ -7,7 +7,6 @@ the tasks it submits (see DESIGN.md "Task" and "Object").
 from __future__ import annotations
 
 import asyncio
-import collections
 import concurrent.futures
 import json
 import logging
@@ -95,14 +94,13 @@ class CoreWorker:
         self.raylet: Optional[rpc.Connection] = None
         self.gcs: Optional[rpc.Connection] = None
         self.peers = rpc.Peers(token, self, mode)
-        self._ref_ops: collections.deque = collections.deque()
-        self.ref_counts: dict[bytes, int] = {}
-        self.escaped: set[bytes] = set()
         self.handlers: dict[type, Callable[[rpc.Connection, int, Any], None]] = {}
         self.connection_lost_hooks: list[Callable[[rpc.Connection], None]] = []
         self._server: Optional[asyncio.AbstractServer] = None
         self.is_shutdown = False
         self.context = threading.local()  # current task per executing thread
+        from ember.shells.ref_counting import RefCounting
+        self.refs = RefCounting(self)
         from ember.shells.task_submitter import TaskSubmitter
         self.submitter = TaskSubmitter(self)
         self.handlers[m.GetObjectStatus] = self._on_get_object_status
@@ -116,7 +114,7 @@ class CoreWorker:
         self._thread = threading.Thread(target=self._run_loop, name="ember-io", daemon=True)
         self._thread.start()
         self.run_sync(self._connect(), timeout_s=CONFIG.connect_timeout_s * 3)
-        set_ref_hook(self._ref_hook)
+        set_ref_hook(self.refs.hook)
 
     def _run_loop(self) -> None:
         asyncio.set_event_loop(self.loop)
@@ -238,56 +236,16 @@ class CoreWorker:
             self.gcs = await rpc.connect(self.gcs_address, self.token, self, self.mode, CONFIG.connect_timeout_s)
         return self.gcs
 
-    # --- reference counting -----------------------------------------------------------------------------
-    def _ref_hook(self, op: str, ref: ObjectRef) -> None:
-        if op == "add":
-            self._ref_ops.append((1, ref._id))
-        elif op == "drop":
-            self._ref_ops.append((-1, ref._id))
-
+    # --- reference counting (ember/shells/ref_counting.py) ---------------------------------------------
     def _drain_ref_ops_periodic(self) -> None:
         if self.is_shutdown:
             return
-        self.drain_ref_ops()
+        self.refs.drain()
         self.loop.call_later(0.1, self._drain_ref_ops_periodic)
 
-    def drain_ref_ops(self) -> None:
-        """Apply queued ref adds/drops (I/O thread); free what nobody can reach any more."""
-        ops, counts = self._ref_ops, self.ref_counts
-        zero: list[bytes] = []
-        while ops:
-            delta, oid = ops.popleft()
-            n = counts.get(oid, 0) + delta
-            if n > 0:
-                counts[oid] = n
-            else:
-                counts.pop(oid, None)
-                zero.append(oid)
-        for oid in zero:
-            if oid not in counts:
-                self._free(oid)
-
-    def _free(self, oid: bytes) -> None:
-        if oid in self.escaped:
-            return
-        e = self.store.get(oid)
-        if e is None or e.state == PENDING:
-            return  # a pending return: freed when it completes with no holder
-        self.store.pop(oid)
-        view = self._mapped.pop(oid, None)
-        del view
-        if e.is_owned and e.node_address:
-            self._send_free(e.node_address, oid)
-
     def _send_free(self, node_address: str, oid: bytes) -> None:
-        conn = self.raylet if node_address == self.node_address else self.peers.get_nowait(node_address)
-        if conn is not None and not conn.closed:
-            conn.send(m.FreeObjects([oid]))
-
-    def mark_escaped(self, refs: list[ObjectRef]) -> None:
-        """Refs serialized into other values: keep their objects (borrowers are not tracked yet)."""
-        for r in refs:
-            self.escaped.add(r._id)
+        """Delete an object nobody holds from a node's store (I/O thread)."""
+        self.refs.free_on_node(node_address, [oid])
 
     # --- tasks ---------------------------------------------------------------------------------------
     def submit_task(self, plan: Any, args: tuple, kwargs: dict) -> list[ObjectRef]:
@@ -306,8 +264,9 @@ class CoreWorker:
         return ref
 
     def store_owned(self, oid: bytes, ser: Any) -> None:
+        """Store the value of an owned object whose ObjectRef already exists."""
         if ser.contained_refs:
-            self.mark_escaped(ser.contained_refs)
+            self.refs.object_contains(oid, ser.contained_refs)
         size = ser.total_bytes
         if size <= CONFIG.inline_object_max_bytes:
             self.store.put_ready(oid, ser.to_bytes(), size=size)
@@ -328,6 +287,7 @@ class CoreWorker:
         assert self.shm is not None
         self.shm.write(oid, ser)
         self.post(self._send_sealed, oid, size, owner_address)
+        self.refs.note_stored(size)
 
     async def _create_object(self, oid: bytes, size: int, owner_address: str) -> None:
         assert self.raylet is not None

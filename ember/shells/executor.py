@@ -157,10 +157,12 @@ class Executor:
             ctx.task = None
 
     def cancelled_reply(self, spec: m.TaskSpec) -> m.TaskDone:
+        self.cw.refs.wait_borrows_registered()
         err = exc.TaskCancelledError(spec.task_id.hex())
         return m.TaskDone([], serialization.serialize(err).to_bytes(), False)
 
     def error_reply(self, spec: m.TaskSpec, e: BaseException) -> m.TaskDone:
+        self.cw.refs.wait_borrows_registered()  # refs the task kept are registered before the reply
         if isinstance(e, exc.RayTaskError):
             err = e
         else:
@@ -186,15 +188,22 @@ class Executor:
             if len(values) != n:
                 raise ValueError(f"Task {spec.name} has num_returns={n} but returned {len(values)} values")
         out = []
+        lent: list = []
         for i, value in enumerate(values, start=1):
             oid = spec.task_id + i.to_bytes(4, "little")
             ser = serialization.serialize(value, what=f"the return value of {spec.name}")
-            if ser.contained_refs:
-                self.cw.mark_escaped(ser.contained_refs)
+            inner = None
+            if ser.contained_refs:  # the caller counts them (ReturnObject.contained_refs)
+                refs = [r for r in ser.contained_refs if r._owner]
+                lent.extend(refs)
+                inner = [[r._id, r._owner] for r in refs] or None
             size = ser.total_bytes
             if size <= CONFIG.inline_object_max_bytes:
-                out.append(m.ReturnObject(oid, ser.to_bytes(), None, "", size))
+                out.append(m.ReturnObject(oid, ser.to_bytes(), None, "", size, inner))
             else:
                 self.cw.write_to_shm(oid, ser, spec.owner_address)
-                out.append(m.ReturnObject(oid, None, self.cw.node_id, self.cw.node_address, size))
+                out.append(m.ReturnObject(oid, None, self.cw.node_id, self.cw.node_address, size, inner))
+        if lent:  # kept alive until the caller has registered them
+            self.cw.refs.hold_for_caller(spec.task_id, spec.owner_address, lent)
+        self.cw.refs.wait_borrows_registered()
         return out

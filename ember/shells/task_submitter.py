@@ -291,7 +291,7 @@ class TaskSubmitter:
             error = serialization.deserialize(done.error)
             self._retry_or_fail(ks, rec, error, is_system=False)
         else:
-            self._complete(rec, done.returns)
+            self._complete(rec, done.returns, lease.worker_address)
         self._pump(ks)
 
     def _retry_or_fail(self, ks: KeyState, rec: TaskRecord, error: BaseException, is_system: bool) -> None:
@@ -304,13 +304,18 @@ class TaskSubmitter:
             return
         self._fail(rec, error)
 
-    def _complete(self, rec: TaskRecord, returns: list) -> None:
+    def _complete(self, rec: TaskRecord, returns: list, worker_address: str) -> None:
         store = self.cw.store
+        has_refs = False
         for ret in returns:
             if not store.complete(ret.object_id, data=ret.data, node_id=ret.node_id,
                                   node_address=ret.node_address, size=ret.size_bytes):
                 if ret.node_address:   # nobody holds the ref any more
                     self.cw._send_free(ret.node_address, ret.object_id)
+            if ret.contained_refs:
+                has_refs = True
+        if has_refs:  # count the refs inside the values, then let the executor drop its holds
+            self.cw.refs.returns_arrived(worker_address, rec.task_id, returns)
         rec.arg_refs = None
 
     def _fail(self, rec: TaskRecord, error: BaseException) -> None:
@@ -362,8 +367,7 @@ def encode_args(cw: Any, args: tuple, kwargs: dict) -> tuple[list, list, list]:
             continue
         what = f"argument {i}" if i < len(args) else f"keyword argument {list(kwargs)[i - len(args)]!r}"
         ser = serialization.serialize(value, what=what)
-        if ser.contained_refs:
-            cw.mark_escaped(ser.contained_refs)
+        if ser.contained_refs:  # held until the task ends; the executor borrows them
             keep.extend(ser.contained_refs)
         if ser.total_bytes <= CONFIG.inline_object_max_bytes:
             wire.append([0, ser.to_bytes()])
