@@ -17,8 +17,30 @@ import sys
 
 
 def _preload() -> None:
-    # Import what every worker needs so that forked children start warm.
+    """Import everything a worker may need, so that forked children start warm (an import
+    after the fork costs every worker the same CPU again)."""
+    import importlib
+    import pkgutil
+
+    import ember
+    import ember.shells
     import ember.shells.worker_main  # noqa: F401
+    for pkg in (ember, ember.shells):
+        for info in pkgutil.iter_modules(pkg.__path__):
+            name = f"{pkg.__name__}.{info.name}"
+            if name.endswith(("zygote", "node_daemon", "control_store", "__main__")):
+                continue
+            try:
+                importlib.import_module(name)
+            except Exception:  # an optional part that fails to import must not stop workers
+                pass
+    # Heavy libraries the user's tasks import (e.g. EMBER_ZYGOTE_PRELOAD=numpy,pandas) are
+    # imported once here and shared copy-on-write by every worker.
+    for name in filter(None, os.environ.get("EMBER_ZYGOTE_PRELOAD", "").split(",")):
+        try:
+            importlib.import_module(name.strip())
+        except Exception as exc:
+            print(f"zygote: could not preload {name!r}: {exc}", file=sys.stderr)
 
 
 def _child(cmd: dict, close_fds: list[int]) -> None:
