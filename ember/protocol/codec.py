@@ -64,15 +64,21 @@ def message(tag: int) -> Callable[[type[T]], type[T]]:
         if tag in _REGISTRY:
             raise ValueError(f"tag {tag} used by {_REGISTRY[tag].__name__} and {cls.__name__}")
         dc = dataclasses.dataclass(frozen=True, slots=True)(cls)
-        hints = typing.get_type_hints(dc)
-        names = tuple(f.name for f in dataclasses.fields(dc))
         _REGISTRY[tag] = dc
-        _FIELDS[dc] = names
-        _CHECKS[dc] = tuple(_allowed_types(hints[n]) for n in names)
+        _FIELDS[dc] = tuple(f.name for f in dataclasses.fields(dc))
         dc._tag = tag  # type: ignore[attr-defined]
         return dc
 
     return wrap
+
+
+def _field_checks(cls: type) -> tuple[tuple[type, ...] | None, ...]:
+    """The per-field isinstance() checks of a message class, computed on first decode
+    (evaluating annotations at import would slow every process's start)."""
+    hints = typing.get_type_hints(cls)
+    checks = tuple(_allowed_types(hints[n]) for n in _FIELDS[cls])
+    _CHECKS[cls] = checks
+    return checks
 
 
 def _default(obj: Any) -> Any:
@@ -88,7 +94,9 @@ def _ext_hook(tag: int, data: bytes) -> Any:
     if cls is None:
         raise ProtocolError(f"unknown message tag {tag}")
     fields = msgpack.unpackb(data, ext_hook=_ext_hook, raw=False, strict_map_key=False)
-    checks = _CHECKS[cls]
+    checks = _CHECKS.get(cls)
+    if checks is None:
+        checks = _field_checks(cls)
     if type(fields) is not list or len(fields) != len(checks):
         raise ProtocolError(f"{cls.__name__}: expected {len(checks)} fields")
     for value, allowed in zip(fields, checks):
