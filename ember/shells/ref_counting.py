@@ -134,33 +134,45 @@ class RefCounting:
         if not ops:
             return
         self._stored_bytes = 0
+        while ops:
+            try:
+                self._drain_ops(ops)
+            except r.ReferenceCountingError:  # a caller bug: log it, keep counting the rest
+                log.exception("reference counting: a queued ref operation was refused")
+        self._flush_frees()
+
+    def _drain_ops(self, ops: collections.deque[_Op]) -> None:
+        """The hot loop (one add and one drop per task or put): locals, no per-op calls
+        beyond the table's fast paths."""
         table = self.table
-        add_ref, drop_local = table.add_ref, table.drop_local
+        add_ref, drop_local, popleft = table.add_ref, table.drop_local, ops.popleft
+        store_pop, mapped, frees = self.cw.store.pop, self.cw._mapped, self._frees
+        released, slow = r.DROP_RELEASED, r.DROP_SLOW
         me = self.cw.address
         now = time.monotonic()
         while ops:
-            op, object_id, arg = ops.popleft()
-            try:
-                if op == "add":
-                    add_ref(object_id, arg, arg == me)
-                elif op == "drop":
-                    done = drop_local(object_id)
-                    if done == r.DROP_RELEASED:
-                        self._free(object_id)
-                    elif done == r.DROP_SLOW:
-                        self._apply(table.handle(r.RefDropped(object_id), now))
-                        if object_id not in table:
-                            self._forget(object_id)
-                elif op == "deserialized":
-                    if arg and arg != me and object_id in table:
-                        self._apply(table.handle(r.BorrowedRefReceived(object_id, arg), now))
-                elif op == "contains":
-                    inner = tuple(i for i in arg if i != object_id and i in table)
-                    if inner and object_id in table:
-                        table.handle(r.ObjectContainsRefs(object_id, inner), now)
-            except r.ReferenceCountingError:
-                log.exception("reference counting: %s of %s", op, object_id.hex())
-        self._flush_frees()
+            op, object_id, arg = popleft()
+            if op == "add":
+                add_ref(object_id, arg, arg == me)
+            elif op == "drop":
+                done = drop_local(object_id)
+                if done == released:  # inlined _free()
+                    e = store_pop(object_id)
+                    if e is not None and e.node_address:
+                        mapped.pop(object_id, None)
+                        if e.is_owned:
+                            frees.setdefault(e.node_address, []).append(object_id)
+                elif done == slow:
+                    self._apply(table.handle(r.RefDropped(object_id), now))
+                    if object_id not in table:
+                        self._forget(object_id)
+            elif op == "deserialized":
+                if arg and arg != me and object_id in table:
+                    self._apply(table.handle(r.BorrowedRefReceived(object_id, arg), now))
+            elif op == "contains":
+                inner = tuple(i for i in arg if i != object_id and i in table)
+                if inner and object_id in table:
+                    table.handle(r.ObjectContainsRefs(object_id, inner), now)
 
     # --- I/O thread: effects ----------------------------------------------------------------------
     def _apply(self, effects: list[r.ReferenceEffect]) -> None:
@@ -180,9 +192,10 @@ class RefCounting:
         """A released object: drop its value or cached copy here and, when this process owns
         it, its file in its node's store."""
         e = self.cw.store.pop(object_id)
-        self.cw._mapped.pop(object_id, None)
-        if e is not None and e.is_owned and e.node_address:
-            self._frees.setdefault(e.node_address, []).append(object_id)
+        if e is not None and e.node_address:  # inline values are never mapped
+            self.cw._mapped.pop(object_id, None)
+            if e.is_owned:
+                self._frees.setdefault(e.node_address, []).append(object_id)
 
     def _forget(self, object_id: bytes) -> None:
         """A borrowed object released here: drop the cached value or status."""
