@@ -105,6 +105,10 @@ class CoreWorker:
         self.submitter = TaskSubmitter(self)
         self.handlers[m.GetObjectStatus] = self._on_get_object_status
         self.handlers[m.Published] = self._on_published
+        self.handlers[m.ListProcessObjects] = self._on_list_process_objects
+        # EMBER_RECORD_REF_CREATION_SITES=1 (Ray: RAY_record_ref_creation_sites): object id -> call site
+        self.call_sites: Optional[dict[bytes, str]] = (
+            {} if os.environ.get("EMBER_RECORD_REF_CREATION_SITES") == "1" else None)
         self.published_hooks: dict[str, Callable[[m.Published], None]] = {}  # channel -> handler
         from ember.shells.actor_submitter import ActorSubmitter
         self.actor_submitter = ActorSubmitter(self)
@@ -250,7 +254,10 @@ class CoreWorker:
     # --- tasks ---------------------------------------------------------------------------------------
     def submit_task(self, plan: Any, args: tuple, kwargs: dict) -> list[ObjectRef]:
         from ember.shells.task_submitter import submit_task
-        return submit_task(self, plan, args, kwargs)
+        refs = submit_task(self, plan, args, kwargs)
+        if self.call_sites is not None:
+            self._record_call_site(refs, "(task call)")
+        return refs
 
     # --- objects: put ----------------------------------------------------------------------------------
     def put(self, value: Any, *, _owner_address: Optional[str] = None) -> ObjectRef:
@@ -261,6 +268,8 @@ class CoreWorker:
         oid = self.new_id() + b"\x00\x00\x00\x00"
         ref = ObjectRef(oid, self.address)
         self.store_owned(oid, ser)
+        if self.call_sites is not None:
+            self._record_call_site([ref], "(put object)")
         return ref
 
     def store_owned(self, oid: bytes, ser: Any) -> None:
@@ -482,3 +491,59 @@ class CoreWorker:
             stream = sys.stderr if data.is_err else sys.stdout
             stream.write("".join(prefix + line + "\n" for line in data.lines))
             stream.flush()
+
+    # --- ember memory: this process's objects ----------------------------------------------------------------
+    def _record_call_site(self, refs: list[ObjectRef], what: str) -> None:
+        """Remember file:line of the user's frame that created ``refs`` (only when enabled)."""
+        sites = self.call_sites
+        assert sites is not None
+        frame: Any = sys._getframe(2)
+        while frame is not None and frame.f_code.co_filename.startswith(_EMBER_DIR):
+            frame = frame.f_back
+        site = f"{what} {frame.f_code.co_filename}:{frame.f_lineno}" if frame is not None else what
+        for ref in refs:
+            sites[ref._id] = site
+        if len(sites) > 2 * len(self.store) + 1024:  # forget the sites of freed objects
+            for oid in list(sites):
+                if oid not in self.store:
+                    sites.pop(oid, None)
+
+    def _on_list_process_objects(self, conn: rpc.Connection, request_id: int, msg: m.ListProcessObjects) -> None:
+        """``ember memory``: every object this process owns or holds a ref to, one row each."""
+        self.refs.drain()
+        table = self.refs.table
+        with self.store.lock:
+            entries = dict(self.store.entries)
+        pinned = set(self._mapped.keys())
+        sites = self.call_sites
+        rows = []
+        for oid in {*table.object_ids(), *(oid for oid, e in entries.items() if e.is_owned)}:
+            e, summary = entries.get(oid), table.summary(oid)
+            is_owned = e.is_owned if e is not None else bool(summary and summary.is_owned)
+            owner = self.address if is_owned else (summary.owner if summary is not None else "")
+            status = "" if e is None else ("PENDING", "READY", "FAILED")[e.state]
+            is_inline = e is not None and e.state == READY and e.data is not None
+            site = ("(disabled)" if sites is None else sites.get(oid, "(unknown)")) if is_owned else ""
+            rows.append([oid, owner, e.size if e is not None else 0, status, is_inline,
+                         e.node_address if e is not None else "", _reference_type(summary, oid in pinned), site])
+        rows.sort(key=lambda row: -row[2])
+        conn.reply(request_id, m.ProcessObjects(os.getpid(), self.address, self.mode, len(rows),
+                                                rows[:max(0, msg.objects_max)]))
+
+
+_EMBER_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+
+
+def _reference_type(summary: Any, is_pinned: bool) -> str:
+    """Ray's reference types, from this process's counts for one object."""
+    if summary is None:
+        return "PINNED_IN_MEMORY" if is_pinned else "UNKNOWN_STATUS"
+    if summary.local_count and is_pinned:
+        return "PINNED_IN_MEMORY"
+    if summary.submitted_count:
+        return "USED_BY_PENDING_TASK"
+    if summary.local_count:
+        return "LOCAL_REFERENCE"
+    if summary.contained_in:
+        return "CAPTURED_IN_OBJECT"
+    return "UNKNOWN_STATUS"
