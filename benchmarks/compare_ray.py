@@ -34,13 +34,14 @@ sys.path.insert(0, HERE)
 
 import machine_limits  # noqa: E402
 from ember.benchmarks.bootstrap import command as bootstrap_command  # noqa: E402
+from ember.benchmarks.footprint import kill_tree  # noqa: E402
 from ember.benchmarks.registry import Row  # noqa: E402
 from ember.benchmarks.runner import format_value, load_registry  # noqa: E402
 
 DEFAULT_RAY_PYTHON = os.path.join(HERE, ".ray-venv", "bin", "python")
 RUNTIMES = ("ember", "ray")
-FULL = {"repeat": 5, "scale": 1.0, "row_timeout_s": 900.0}
-QUICK = {"repeat": 1, "scale": 0.1, "row_timeout_s": 300.0}
+FULL = {"repeat": 5, "scale": 1.0, "row_timeout_s": 300.0}
+QUICK = {"repeat": 1, "scale": 0.1, "row_timeout_s": 180.0}
 RATIO_NOTE = (
     "ember/Ray > 1 means ember is better: for rates it is ember/Ray, for times, "
     "latencies, memory and process counts it is Ray/ember."
@@ -114,16 +115,19 @@ def run_row_once(runtime: str, row: Row, repeat: int, args: argparse.Namespace) 
         json_path = os.path.join(folder, "report.json")
         cmd = child_command(runtime, row, args.scale, json_path, args.ray_python)
         start = time.perf_counter()
+        child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 text=True, cwd=folder)
         try:
-            done = subprocess.run(cmd, capture_output=True, text=True,
-                                  timeout=args.row_timeout, check=False, cwd=folder)
+            stdout, stderr = child.communicate(timeout=args.row_timeout)
         except subprocess.TimeoutExpired:
+            kill_tree(child.pid)
+            child.communicate()
             return RowRun(repeat, runtime, row.name, time.perf_counter() - start, None,
                           error=f"timed out after {args.row_timeout:.0f} s")
         wall_s = time.perf_counter() - start
-        run = RowRun(repeat, runtime, row.name, wall_s, done.returncode)
+        run = RowRun(repeat, runtime, row.name, wall_s, child.returncode)
         if not os.path.exists(json_path):
-            run.error = f"exit {done.returncode}, no report: {(done.stderr or done.stdout)[-1500:]}"
+            run.error = f"exit {child.returncode}, no report: {(stderr or stdout)[-1500:]}"
             return run
         with open(json_path, encoding="utf-8") as f:
             report = json.load(f)

@@ -122,3 +122,21 @@ def pids_pss_bytes(pids: Iterable[int]) -> int:
         except psutil.NoSuchProcess:
             continue
     return pss_bytes(procs)
+
+
+def kill_tree(pid: int, wait_s: float = 10.0) -> None:
+    """Kill process ``pid`` and every process it started (a timed-out benchmark child
+    and its runtime's daemons), then wait for them to go."""
+    import psutil
+
+    try:
+        parent = psutil.Process(pid)
+        tree = [parent, *parent.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return
+    for proc in tree:
+        try:
+            proc.kill()
+        except psutil.NoSuchProcess:
+            continue
+    psutil.wait_procs(tree, timeout=wait_s)

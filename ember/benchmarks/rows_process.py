@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from .bootstrap import command
-from .footprint import MIB
+from .footprint import MIB, kill_tree
 from .fresh import RESULT_PREFIX
 from .registry import rows_with_outputs
 
@@ -19,18 +19,23 @@ FRESH_TIMEOUT_S = 180.0
 def run_fresh(kind: str, runtime: str) -> tuple[dict[str, float], float]:
     """Run ``fresh.main([kind, runtime])`` in a new interpreter; (its result, wall seconds)."""
     start = time.perf_counter()
-    done = subprocess.run(
+    child = subprocess.Popen(
         command(sys.executable, "fresh", [kind, runtime]),
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=FRESH_TIMEOUT_S,
-        check=False,
     )
+    try:
+        stdout, stderr = child.communicate(timeout=FRESH_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        kill_tree(child.pid)
+        child.communicate()
+        raise
     wall_s = time.perf_counter() - start
-    lines = [ln for ln in done.stdout.splitlines() if ln.startswith(RESULT_PREFIX)]
-    if done.returncode != 0 or not lines:
-        tail = (done.stderr or done.stdout)[-2000:]
-        raise RuntimeError(f"fresh {kind} process exited {done.returncode}: {tail}")
+    lines = [ln for ln in stdout.splitlines() if ln.startswith(RESULT_PREFIX)]
+    if child.returncode != 0 or not lines:
+        tail = (stderr or stdout)[-2000:]
+        raise RuntimeError(f"fresh {kind} process exited {child.returncode}: {tail}")
     result: dict[str, float] = json.loads(lines[-1][len(RESULT_PREFIX) :])
     return result, wall_s
 
