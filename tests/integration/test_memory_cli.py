@@ -216,6 +216,23 @@ def test_lists_small_and_large_objects_with_sizes_locations_and_holders(memory_c
     del small, large
 
 
+def test_reference_types_pinned_and_captured(memory_cluster):
+    cw = memory_cluster
+    large = ember.put(np.arange(LARGE_BYTES // 8, dtype=np.int64))
+    value = ember.get(large)  # a zero-copy view of the store: the object is pinned in memory
+    inner = ember.put(b"i" * 10)
+    inner_id = inner.hex()
+    outer = ember.put([inner])
+    del inner  # now only held inside outer's value
+    gc.collect()
+    types = {r[2]: r[7] for r in _rows(_memory(cw, "--no-format")) if r[0] == str(os.getpid())}
+    assert types[large.hex()] == "PINNED_IN_MEMORY"
+    assert types[inner_id] == "CAPTURED_IN_OBJECT"
+    assert types[outer.hex()] == "LOCAL_REFERENCE"
+    assert value[-1] == LARGE_BYTES // 8 - 1
+    del large, value, outer
+
+
 def test_stats_only_shows_the_store_usage(memory_cluster):
     cw = memory_cluster
     ref = ember.put(np.ones(LARGE_BYTES, dtype=np.uint8))
