@@ -146,7 +146,7 @@ class RefCounting:
         beyond the table's fast paths."""
         table = self.table
         add_ref, drop_local, popleft = table.add_ref, table.drop_local, ops.popleft
-        store_pop, mapped, frees = self.cw.store.pop, self.cw._mapped, self._frees
+        store_pop, mapped = self.cw.store.pop, self.cw._mapped
         released, slow = r.DROP_RELEASED, r.DROP_SLOW
         me = self.cw.address
         now = time.monotonic()
@@ -161,7 +161,7 @@ class RefCounting:
                     if e is not None and e.node_address:
                         mapped.pop(object_id, None)
                         if e.is_owned:
-                            frees.setdefault(e.node_address, []).append(object_id)
+                            self._free_stored(e.node_address, object_id)
                 elif done == slow:
                     self._apply(table.handle(r.RefDropped(object_id), now))
                     if object_id not in table:
@@ -195,7 +195,14 @@ class RefCounting:
         if e is not None and e.node_address:  # inline values are never mapped
             self.cw._mapped.pop(object_id, None)
             if e.is_owned:
-                self._frees.setdefault(e.node_address, []).append(object_id)
+                self._free_stored(e.node_address, object_id)
+
+    def _free_stored(self, node_address: str, object_id: bytes) -> None:
+        """Free the primary copy, and the copy this node may have pulled to read it."""
+        frees = self._frees
+        frees.setdefault(node_address, []).append(object_id)
+        if node_address != self.cw.node_address:
+            frees.setdefault(self.cw.node_address, []).append(object_id)
 
     def _forget(self, object_id: bytes) -> None:
         """A borrowed object released here: drop the cached value or status."""

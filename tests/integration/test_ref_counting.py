@@ -2,6 +2,7 @@
 them (local refs, refs inside other objects, borrowers in other processes), then their
 memory is freed; owners that die make get() raise OwnerDiedError."""
 import gc
+import signal
 import threading
 import time
 
@@ -9,9 +10,12 @@ import numpy as np
 import pytest
 
 import ember
+from ember import api
 from ember import exceptions as exc
 from ember.protocol import messages as m
 from ember.shells import core_worker as cwmod
+from ember.shells import local_cluster, session
+from ember.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -32,11 +36,12 @@ def _cw():
     return cwmod.get_core_worker()
 
 
-def _stats():
+def _stats(address=None):
     cw = _cw()
 
     async def ask():
-        return await cw.raylet.request(m.NodeStats(), timeout_s=10)
+        conn = cw.raylet if address is None else await cw.peers.get(address)
+        return await conn.request(m.NodeStats(), timeout_s=10)
 
     return cw.run_sync(ask())
 
@@ -240,6 +245,39 @@ def test_many_tasks_leave_no_records_behind(cluster):
               and len(cw.store) <= entries_before, "task results to be released")
 
 
+@pytest.fixture(scope="module")
+def node_b(cluster):
+    """A second node daemon on this machine (1 CPU, resource "node_b")."""
+    local = api._local_cluster
+    args = local_cluster.node_args(num_cpus=1, num_gpus=None, resources={"node_b": 1},
+                                   object_store_memory=128 * MiB)
+    proc, port = local_cluster.start_node(local.gcs_address, local.session_dir,
+                                          session.token_path(local.session_dir), host="127.0.0.1",
+                                          is_head=False, tied_to_parent=True, extra=args)
+    node = _wait_for(lambda: next((n for n in ember.nodes() if n["NodeManagerPort"] == port and n["Alive"]),
+                                  None), "node B to register")
+    yield node["NodeID"], f"127.0.0.1:{port}"
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=10)
+    except Exception:
+        proc.kill()
+        proc.wait(timeout=5)
+    proc.stdout.close()
+
+
+def test_object_stored_on_another_node_is_freed_there_and_here(cluster, node_b):
+    node_id, address = node_b
+    _wait_store_empty("an empty head store")
+    on_b = NodeAffinitySchedulingStrategy(node_id, soft=False)
+    ref = slow_big.options(scheduling_strategy=on_b).remote(0.0, 9)
+    assert int(ember.get(ref).sum()) == 9 * MiB // 8  # read here: pulled to the head's store
+    assert _stats(address).store_objects == 1
+    del ref
+    _wait_for(lambda: _stats(address).store_objects == 0, "node B to delete the primary copy")
+    _wait_store_empty("the head to delete the pulled copy")
+
+
 def test_get_after_the_owner_died_raises_owner_died(cluster):
     holder = Holder.remote()
     (ref,) = ember.get(holder.make.remote(8))
@@ -262,3 +300,4 @@ def test_owner_dying_while_a_borrower_waits_raises_owner_died(cluster):
     finally:
         killer.join()
     assert time.monotonic() - started < 15
+
