@@ -125,9 +125,10 @@ class ActorManager:
         self.versions[eff.actor_id] = version
         info = self._info_of(eff.actor_id, version, eff.state, eff.address or "", eff.incarnation, eff.death)
         self.store.publish("actors", eff.actor_id, info)
-        if eff.state is A.ActorState.DEAD:
+        if eff.state is A.ActorState.DEAD:  # final: nothing more to tell subscribers
             self._specs.pop(eff.actor_id, None)
             self.last_failure.pop(eff.actor_id, None)
+            self.store.subscribers.pop(("actors", eff.actor_id), None)
 
     def _subscribe(self, conn: rpc.Connection, actor_id: bytes) -> None:
         self.store.subscribers.setdefault(("actors", actor_id), set()).add(conn)
@@ -242,9 +243,10 @@ class ActorManager:
         return self._creation_spec(actor_id, rec.spec.creation_spec).handle_meta
 
     def on_GetActorInfo(self, conn: rpc.Connection, msg: m.GetActorInfo) -> m.ActorInfo:
-        if msg.subscribe:
+        info = self._info(msg.actor_id)
+        if msg.subscribe and info.state != "DEAD":
             self._subscribe(conn, msg.actor_id)
-        return self._info(msg.actor_id)
+        return info
 
     def on_GetNamedActor(self, conn: rpc.Connection, msg: m.GetNamedActor) -> m.NamedActor:
         actor_id = self.table.lookup_named(msg.name, msg.namespace)

@@ -294,3 +294,19 @@ def test_actor_pool(actor_cluster):
     pool.push(second)
     pool.submit(lambda a, v: a.sq.remote(v), 7)
     assert pool.get_next_unordered(timeout=30) == 49
+
+
+def test_max_pending_calls_refuses_extra_calls(actor_cluster):
+    @ember.remote(max_pending_calls=2)
+    class Slow:
+        def nap(self, seconds):
+            time.sleep(seconds)
+            return seconds
+
+    s = Slow.remote()
+    ember.get(s.nap.remote(0))
+    first, second = s.nap.remote(0.5), s.nap.remote(0)
+    with pytest.raises(exc.PendingCallsLimitExceeded, match="max_pending_calls"):
+        s.nap.remote(0)
+    assert ember.get([first, second]) == [0.5, 0]
+    assert ember.get(s.nap.remote(0)) == 0  # room again
