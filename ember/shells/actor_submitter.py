@@ -40,7 +40,7 @@ _SAME_INCARNATION_POLLS_MAX = 20  # connection lost but still ALIVE: then give u
 
 class _Call:
     __slots__ = ("task_id", "name", "method", "args", "kwarg_names", "num_returns", "return_ids",
-                 "retries_left", "arg_refs", "seq", "incarnation")
+                 "retries_left", "arg_refs", "seq", "incarnation", "worker_address")
 
     def __init__(self, task_id: bytes, name: str, method: str, args: list, kwarg_names: list, num_returns: int,
                  retries_left: int, arg_refs: list) -> None:
@@ -55,6 +55,7 @@ class _Call:
         self.arg_refs: Optional[list] = arg_refs
         self.seq = -1
         self.incarnation = -1
+        self.worker_address = ""
 
 
 class _Registration:
@@ -299,6 +300,7 @@ class ActorSubmitter:
         call.seq = client.next_seq
         client.next_seq += 1
         call.incarnation = client.incarnation
+        call.worker_address = client.address
         client.in_flight[call.seq] = call
         min_seq = next(iter(client.in_flight))
         spec = m.TaskSpec(call.task_id, self.cw.job_id, call.method.encode(), None, call.name, call.args,
@@ -333,11 +335,16 @@ class ActorSubmitter:
 
     def _complete(self, client: _ActorClient, call: _Call, returns: list) -> None:
         store = self.cw.store
+        has_refs = False
         for ret in returns:
             if not store.complete(ret.object_id, data=ret.data, node_id=ret.node_id,
                                   node_address=ret.node_address, size=ret.size_bytes):
                 if ret.node_address:
                     self.cw._send_free(ret.node_address, ret.object_id)
+            if ret.contained_refs:
+                has_refs = True
+        if has_refs:  # count the refs inside the values, then let the actor drop its holds
+            self.cw.refs.returns_arrived(call.worker_address, call.task_id, returns)
         self._finish(client, call)
 
     def _fail(self, client: _ActorClient, call: _Call, error: BaseException) -> None:
