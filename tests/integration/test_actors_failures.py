@@ -46,6 +46,9 @@ class Stateful:
     def bye(self):
         ember.actor.exit_actor()
 
+    def restarted(self):
+        return ember.get_runtime_context().was_current_actor_reconstructed
+
 
 def _wait_gone(pid, timeout_s=20.0):
     deadline = time.monotonic() + timeout_s
@@ -75,11 +78,13 @@ def _call_until_ok(method, timeout_s=30.0):
 def test_sigkilled_actor_restarts_with_fresh_state(actor_cluster):
     a = Stateful.options(max_restarts=1).remote()
     assert ember.get([a.inc.remote() for _ in range(3)]) == [1, 2, 3]
+    assert ember.get(a.restarted.remote()) is False
     old_pid = ember.get(a.pid.remote())
     os.kill(old_pid, signal.SIGKILL)
     assert _wait_gone(old_pid)
     assert _call_until_ok(a.inc) == 1
     assert ember.get(a.pid.remote()) != old_pid
+    assert ember.get(a.restarted.remote()) is True
 
 
 def test_in_flight_call_is_retried_with_max_task_retries(actor_cluster):
