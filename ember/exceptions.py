@@ -353,7 +353,8 @@ class LocalRayletDiedError(EmberError):
     """The node daemon of the task's node died."""
 
     def __str__(self) -> str:
-        return "The task's local node daemon (raylet) died. Check its log for more information."
+        detail = f" ({self.args[0]})" if self.args else ""
+        return f"The task's local node daemon (raylet) died. Check its log for more information.{detail}"
 
 
 class TaskUnschedulableError(EmberError):

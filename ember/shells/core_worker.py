@@ -222,6 +222,16 @@ class CoreWorker:
             log.error("lost the connection to the node daemon")
             if self.mode == "worker":
                 os._exit(1)
+            self._fail_pending(exc.LocalRayletDiedError(
+                f"the node daemon at {self.node_address} died or closed the connection; "
+                f"see its log in {self.session_dir}/logs"))
+
+    def _fail_pending(self, error: BaseException) -> None:
+        """Fail every object this process is still waiting for (nothing will complete them)."""
+        with self.store.lock:
+            pending = [oid for oid, e in self.store.entries.items() if e.state == PENDING]
+        for oid in pending:
+            self.store.complete(oid, error=error)
 
     def get_namespace(self) -> str:
         """The job's namespace (workers learn it from the control store on first use)."""

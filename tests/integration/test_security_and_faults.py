@@ -191,3 +191,19 @@ def test_shutdown_leaves_no_processes(no_cluster):
                                          for p in cluster_pids):
         time.sleep(0.05)
     assert not [p for p in cluster_pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+
+
+def test_driver_get_fails_when_its_node_daemon_dies(no_cluster):
+    ember.init(num_cpus=1)
+    try:
+        @ember.remote
+        def slow():
+            time.sleep(60)
+        ref = slow.remote()
+        time.sleep(0.5)
+        node = [p for p in psutil.Process().children() if "ember.shells.node_daemon" in " ".join(p.cmdline())][0]
+        node.kill()
+        with pytest.raises(exc.LocalRayletDiedError, match="node daemon"):
+            ember.get(ref, timeout=20)
+    finally:
+        ember.shutdown()
