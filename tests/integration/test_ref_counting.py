@@ -245,6 +245,16 @@ def test_many_tasks_leave_no_records_behind(cluster):
               and len(cw.store) <= entries_before, "task results to be released")
 
 
+
+def test_ref_returned_by_an_actor_is_freed_when_the_driver_drops_it(cluster):
+    holder = Holder.remote()
+    _wait_store_empty("an empty store")
+    (ref,) = ember.get(holder.make.remote(10))  # the actor owns it and held it for the reply
+    assert int(ember.get(ref).sum()) == 10 * MiB // 8
+    del ref
+    _wait_store_empty("the actor-owned object to be freed once the driver dropped it")
+    ember.kill(holder)
+
 @pytest.fixture(scope="module")
 def node_b(cluster):
     """A second node daemon on this machine (1 CPU, resource "node_b")."""
