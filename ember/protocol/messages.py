@@ -314,6 +314,14 @@ class EnsureLocal:
     object_id: bytes        # restore from spill if needed; Ok when the file is in shm
 
 
+@message(59)
+class CreateObjectGranted:
+    """Reply to CreateObject: write the object.  ``recycled_name``, when not empty, is a
+    file in the store directory that already holds memory: write into it (resize it to
+    the object's size) instead of creating a new file."""
+    recycled_name: str
+
+
 @message(68)
 class GetMemoryInfo:
     """``ember memory`` -> node daemon: the store's figures and, with ``include_objects``,
