@@ -86,6 +86,7 @@ class CoreWorker:
         self.shm: Optional[ShmStore] = None
         # Store mappings in use: an entry lives as long as some value read from it (zero copy).
         self._mapped: weakref.WeakValueDictionary[bytes, mmap.mmap] = weakref.WeakValueDictionary()
+        self._is_prune_scheduled = False  # the timer dropping kept write mappings of deleted files
         self._id_prefix = os.urandom(8)
         self._id_counter = 0
         self._id_lock = threading.Lock()
@@ -184,6 +185,8 @@ class CoreWorker:
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=5)
         self._mapped.clear()
+        if self.shm is not None:
+            self.shm.write_mappings.clear()
 
     # --- threads ----------------------------------------------------------------------------------
     def run_sync(self, coro: Any, timeout_s: Optional[float] = None) -> Any:
@@ -296,7 +299,7 @@ class CoreWorker:
     def write_to_shm(self, oid: bytes, ser: Any, owner_address: str) -> None:
         size = ser.total_bytes
         try:
-            self.run_sync(self._create_object(oid, size, owner_address))
+            reply = self.run_sync(self._create_object(oid, size, owner_address))
         except rpc.RpcError as e:
             if e.kind == "ObjectExists":
                 return  # already in this node's store (a retried task's return): nothing to write
@@ -304,13 +307,26 @@ class CoreWorker:
                 raise _store_full_error(e) from None
             raise
         assert self.shm is not None
-        self.shm.write(oid, ser)
+        # A recycled file (pages already in memory) when the node daemon has one that fits.
+        self.shm.write(oid, ser, getattr(reply, "recycled_name", ""))
         self.post(self._send_sealed, oid, size, owner_address)
         self.refs.note_stored(size)
+        if len(self.shm.write_mappings) and not self._is_prune_scheduled:
+            self._is_prune_scheduled = True
+            self.post(self._prune_write_mappings)
 
-    async def _create_object(self, oid: bytes, size: int, owner_address: str) -> None:
+    async def _create_object(self, oid: bytes, size: int, owner_address: str) -> Any:
         assert self.raylet is not None
-        await self.raylet.request(m.CreateObject(oid, size, owner_address))
+        self.refs.drain()  # frees of dropped refs go first: their files may be recycled for this one
+        return await self.raylet.request(m.CreateObject(oid, size, owner_address))
+
+    def _prune_write_mappings(self) -> None:
+        """I/O thread, every second while this process keeps mappings of recycled files:
+        drop those of files the node daemon deleted."""
+        if self.shm is not None and not self.is_shutdown and self.shm.write_mappings.prune():
+            self.loop.call_later(1.0, self._prune_write_mappings)
+        else:
+            self._is_prune_scheduled = False
 
     def _send_sealed(self, oid: bytes, size: int, owner_address: str) -> None:
         if self.raylet is not None and not self.raylet.closed:

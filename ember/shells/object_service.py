@@ -9,7 +9,8 @@ events and carries out its effects:
 =====================  ==================================================================
 effect                 what the shell does
 =====================  ==================================================================
-CreateAllowed          answer the writer's ``CreateObject`` with Ok (or wake a pull)
+CreateAllowed          answer the writer's ``CreateObject`` with ``CreateObjectGranted``,
+                       naming the pooled file it may write into (or wake a pull)
 CreateRefused          answer with ``ObjectStoreFullError`` naming sizes (``ObjectExists``
                        when the object is already here: the writer skips writing)
 SpillObject            copy the file to the spill directory in a thread, unlink it from
@@ -19,6 +20,10 @@ RestoreObject          copy the spill file back in a thread, report ``ObjectRest
 DeleteObject           unlink from shm (readers that mapped it keep their pages)
 DeleteSpillFile        unlink the spill file
 RestoreDone / Failed   answer ``EnsureLocal`` (or wake a ``ReadChunk`` / pull)
+RecycleObject          pool the freed object's file if nobody maps it (exclusive flock),
+                       else delete it; report ``ObjectRecycled`` / ``ObjectRecycleFailed``
+TrimPoolFile           empty and unlink a pooled file
+SchedulePoolTrim       feed ``PoolTrimTimerFired`` at the time asked
 =====================  ==================================================================
 
 Copies written here by local writers (puts, task returns) are primary copies: spilled
@@ -114,8 +119,11 @@ class ObjectService:
                                               os.path.basename(daemon.session_dir), daemon.node_id.hex())
         self._io = concurrent.futures.ThreadPoolExecutor(_SPILL_THREADS, "ember-spill")
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._pulls: dict[bytes, asyncio.Future[None]] = {}
+        self._pulls: dict[bytes, asyncio.Future[Any]] = {}
         self._cause_seq = 0
+        self._events: list[Any] = []   # fed while effects are being carried out
+        self._is_feeding = False
+        self._pool_timer: Optional[asyncio.TimerHandle] = None
         self.spilled_total_bytes = 0
         self.restored_total_bytes = 0
 
@@ -130,6 +138,8 @@ class ObjectService:
         create_owned_dir(self.spill_dir)
 
     def close(self) -> None:
+        if self._pool_timer is not None:
+            self._pool_timer.cancel()
         for task in self._tasks:
             task.cancel()
         self._io.shutdown(wait=False, cancel_futures=True)
@@ -148,18 +158,34 @@ class ObjectService:
     def num_spilled_objects(self) -> int:
         return self.table.num_spilled_objects
 
+    def pool_bytes(self) -> int:
+        """Bytes of freed objects' files kept for reuse (not in ``used_bytes``)."""
+        return self.table.pool_bytes
+
     # --- the table ----------------------------------------------------------------------------
     def _cause(self, what: str) -> str:
         self._cause_seq += 1
         return f"{what}-{self._cause_seq}"
 
     def _feed(self, event: Any) -> None:
-        for effect in self.table.handle(event, time.monotonic()):
-            self._perform(effect)
+        """Hand an event to the table and carry out its effects; events that effects
+        report back (recycling) are handled after the current batch, in order."""
+        self._events.append(event)
+        if self._is_feeding:
+            return
+        self._is_feeding = True
+        try:
+            while self._events:
+                for effect in self.table.handle(self._events.pop(0), time.monotonic()):
+                    self._perform(effect)
+        finally:
+            self._is_feeding = False
 
     def _perform(self, eff: Any) -> None:
         if isinstance(eff, T.CreateAllowed):
-            _resolve(eff.req_id, None)
+            if eff.recycled_file_id is not None and (eff.req_id is None or eff.req_id.done()):
+                self.store.trim_pool_file(eff.recycled_file_id)  # nobody will take it
+            _resolve(eff.req_id, None, eff.recycled_file_id)
         elif isinstance(eff, T.CreateRefused):
             _resolve(eff.req_id, self._refusal_error(eff))
         elif isinstance(eff, T.SpillObject):
@@ -176,8 +202,29 @@ class ObjectService:
             _resolve(eff.req_id, StoreError(
                 "ObjectLostError", f"object {eff.object_id.hex()} could not be restored from spill: "
                                    f"{eff.reason}"))
+        elif isinstance(eff, T.RecycleObject):
+            self._recycle(eff)
+        elif isinstance(eff, T.TrimPoolFile):
+            self.store.trim_pool_file(eff.file_id)
+        elif isinstance(eff, T.SchedulePoolTrim):
+            if self._pool_timer is not None:
+                self._pool_timer.cancel()
+            delay_s = max(0.0, eff.at_s - time.monotonic())
+            self._pool_timer = asyncio.get_running_loop().call_later(
+                delay_s, lambda: self._feed(T.PoolTrimTimerFired(self._cause("pool-timer"))))
         else:  # pragma: no cover - the effect list is closed
             raise TypeError(f"unknown object table effect {eff!r}")
+
+    def _recycle(self, eff: T.RecycleObject) -> None:
+        try:
+            is_pooled = self.store.recycle(eff.object_id, eff.file_id)
+            reason = "" if is_pooled else "mapped by a reader, or gone"
+        except OSError as exc:
+            log.warning("recycling the file of %s failed: %s", eff.object_id.hex(), exc)
+            self.store.delete(eff.object_id)
+            is_pooled, reason = False, f"{type(exc).__name__}: {exc}"
+        self._feed(T.ObjectRecycled(eff.file_id, eff.cause_id) if is_pooled
+                   else T.ObjectRecycleFailed(eff.file_id, reason, eff.cause_id))
 
     def _refusal_error(self, eff: T.CreateRefused) -> StoreError:
         if eff.reason == "exists":
@@ -231,20 +278,26 @@ class ObjectService:
     # --- local writers ------------------------------------------------------------------------
     def on_CreateObject(self, conn: rpc.Connection, request_id: int, msg: m.CreateObject) -> None:
         fut = asyncio.get_running_loop().create_future()
-        self._feed(T.ObjectCreateRequested(fut, msg.object_id, msg.size_bytes, True, self._cause("put")))
+        writer = conn.state.get("process", (None,))[0]  # its pid: it may have kept pooled files mapped
+        self._feed(T.ObjectCreateRequested(fut, msg.object_id, msg.size_bytes, True, self._cause("put"),
+                                           writer))
         if fut.done():
             self._answer_create(conn, request_id, msg.object_id, fut)
         else:
             fut.add_done_callback(lambda f: self._answer_create(conn, request_id, msg.object_id, f))
 
     def _answer_create(self, conn: rpc.Connection, request_id: int, object_id: bytes,
-                       fut: asyncio.Future[None]) -> None:
+                       fut: asyncio.Future[Optional[int]]) -> None:
         err = fut.exception()
         if err is None and conn.closed:  # the writer went away while it waited for room
+            if fut.result() is not None:
+                self.store.trim_pool_file(fut.result())
             self._feed(T.ObjectFreed(object_id, self._cause("writer-lost")))
         elif err is None:
             conn.state.setdefault("objects_creating", set()).add(object_id)
-            conn.reply(request_id, m.Ok())
+            file_id = fut.result()
+            name = self.store.take_pool_file(file_id, object_id) if file_id is not None else ""
+            conn.reply(request_id, m.CreateObjectGranted(name))
         else:
             assert isinstance(err, StoreError)
             conn.reply_error(request_id, err.kind, err.message, err.data)
@@ -365,27 +418,30 @@ class ObjectService:
         finally:
             del self._pulls[object_id]
 
-    async def _reserve(self, object_id: bytes, size_bytes: int) -> bool:
-        """Admission for a secondary copy; False when it is already here."""
+    async def _reserve(self, object_id: bytes, size_bytes: int) -> Optional[str]:
+        """Admission for a secondary copy: None when it is already here, else the name of
+        a pooled file to write into ("" for a new file)."""
         fut = asyncio.get_running_loop().create_future()
-        self._feed(T.ObjectCreateRequested(fut, object_id, size_bytes, False, self._cause("pull")))
+        self._feed(T.ObjectCreateRequested(fut, object_id, size_bytes, False, self._cause("pull"),
+                                           "node"))
         try:
-            await fut
+            file_id = await fut
         except StoreError as err:
             if err.kind == "ObjectExists":
-                return False
+                return None
             raise
-        return True
+        return self.store.take_pool_file(file_id, object_id) if file_id is not None else ""
 
     async def _pull_chunks(self, object_id: bytes, from_address: str) -> None:
         peer = await self.daemon.peers.get(from_address)
         chunk_bytes = CONFIG.transfer_chunk_bytes
         first = await peer.request(m.ReadChunk(object_id, 0, chunk_bytes))
         total = first.total_bytes
-        if not await self._reserve(object_id, total):
+        recycled_name = await self._reserve(object_id, total)
+        if recycled_name is None:
             return await self.ensure_local(object_id)
         try:
-            pending = self.store.create_for_write(object_id, total)
+            pending = self.store.create_for_write(object_id, total, recycled_name)
         except BaseException:
             self._feed(T.ObjectFreed(object_id, self._cause("pull-failed")))
             raise
@@ -457,12 +513,12 @@ async def _ask_process(conn: rpc.Connection, objects_max: int,
     return reply, ""
 
 
-def _resolve(fut: Any, error: Optional[BaseException]) -> None:
+def _resolve(fut: Any, error: Optional[BaseException], result: Any = None) -> None:
     """Answer a request the table was holding (an asyncio future); late answers are dropped."""
     if fut is None or fut.done():
         return
     if error is None:
-        fut.set_result(None)
+        fut.set_result(result)
     else:
         fut.set_exception(error)
         fut.exception()  # retrieved: the waiter may be gone

@@ -9,14 +9,28 @@ readers only ever see complete objects.  Readers map the file read-only; the
 memoryview returned by :meth:`ShmStore.open` keeps the mapping alive, and a
 deleted (unlinked) object stays readable by whoever mapped it.
 
+Recycling.  Every reader's mapping holds a shared ``flock`` on its file (taken on the
+descriptor that the mmap object keeps, so it lasts exactly as long as the mapping and
+the kernel drops it when the process dies).  The node daemon turns a freed object's
+file into a pooled file ``pool.<n>`` only when it gets the exclusive lock, i.e. when no
+process maps it; a reader that opened the file just before checks, once it holds its
+lock, that the path still names the same inode.  A writer handed a pooled file
+(renamed to ``<hex>.r<n>.tmp``) resizes it and writes into pages that are already in
+memory, through a mapping it keeps for the next time it gets the same file.  Files
+that are deleted while nobody maps them are truncated first, so that no writer's
+kept mapping can hold their pages.
+
 Accounting (capacity, pins, what to spill) is not here: it is the pure
 ``ember.logic.node.object_table.ObjectTable``.  This module only moves bytes.
 """
 from __future__ import annotations
 
+import fcntl
 import mmap
 import os
 import shutil
+import threading
+from collections import OrderedDict
 from typing import Optional, Union
 
 import psutil
@@ -41,6 +55,11 @@ STORE_DIR_PREFIX = "ember-"
 SPILL_DIR_PREFIX = "ember-spill-"
 OWNER_FILE = "owner.pid"
 _TMP_SUFFIX = ".tmp"
+POOL_PREFIX = "pool."
+# A writer keeps this many mappings of recycled files (LRU); below this size it just
+# pwrites into them (mapping costs more than the copy).
+WRITE_MAPPINGS_MAX = 16
+WRITE_MAPPING_MIN_BYTES = 1024 * 1024
 
 # Ray's defaults: 30% of system memory, at most 200 GB, at least 75 MB.
 OBJECT_STORE_MEMORY_FRACTION = 0.3
@@ -131,12 +150,72 @@ class PendingObject:
             self._fd = -1
 
 
+class _WriteMappings:
+    """A writer's writable mappings of recycled files, by inode, most recent last.
+
+    Writing through a mapping whose page tables are already filled runs at memcpy
+    speed; pwrite into the same (resident) pages is ~3x slower, and a fresh mapping
+    pays a fault per page.  An entry whose file was deleted (no links) or emptied is
+    dropped by ``prune``.  Used from user threads and the I/O thread: locked.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[tuple[int, int], tuple[int, mmap.mmap]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def view(self, fd: int, size_bytes: int) -> memoryview:
+        """A writable view of the first ``size_bytes`` of the file open as ``fd``."""
+        st = os.fstat(fd)
+        key = (st.st_dev, st.st_ino)
+        with self._lock:
+            entry = self._entries.pop(key, None)
+            if entry is not None and len(entry[1]) < size_bytes:
+                _close_mapping(*entry)
+                entry = None
+            if entry is None:
+                flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
+                mapping = mmap.mmap(fd, size_bytes, flags=flags)
+                entry = (os.dup(fd), mapping)
+            self._entries[key] = entry
+            while len(self._entries) > WRITE_MAPPINGS_MAX:
+                _close_mapping(*self._entries.popitem(last=False)[1])
+        return memoryview(entry[1])[:size_bytes]
+
+    def prune(self) -> int:
+        """Drop mappings of deleted or emptied files; returns how many are kept."""
+        with self._lock:
+            for key, (fd, mapping) in list(self._entries.items()):
+                st = os.fstat(fd)
+                if st.st_nlink == 0 or st.st_size == 0:
+                    del self._entries[key]
+                    _close_mapping(fd, mapping)
+            return len(self._entries)
+
+    def clear(self) -> None:
+        with self._lock:
+            for fd, mapping in self._entries.values():
+                _close_mapping(fd, mapping)
+            self._entries.clear()
+
+
+def _close_mapping(fd: int, mapping: mmap.mmap) -> None:
+    try:
+        mapping.close()
+    except BufferError:  # a view is still exported: the GC unmaps it later
+        pass
+    os.close(fd)
+
+
 class ShmStore:
     """Files of one node's objects in one directory (normally on tmpfs)."""
 
     def __init__(self, directory: str) -> None:
         self.directory = directory
         self._pending: dict[bytes, PendingObject] = {}
+        self.write_mappings = _WriteMappings()
 
     # --- directory ---------------------------------------------------------------
     def create_dir(self) -> None:
@@ -148,6 +227,7 @@ class ShmStore:
         for pending in list(self._pending.values()):
             pending.close()
         self._pending.clear()
+        self.write_mappings.clear()
         shutil.rmtree(self.directory, ignore_errors=True)
 
     # --- paths --------------------------------------------------------------------
@@ -157,29 +237,47 @@ class ShmStore:
     def _tmp_path(self, object_id: bytes) -> str:
         return os.path.join(self.directory, f"{object_id.hex()}.{os.getpid()}{_TMP_SUFFIX}")
 
+    def _pool_path(self, file_id: int) -> str:
+        return os.path.join(self.directory, f"{POOL_PREFIX}{file_id}")
+
     def path_of(self, object_id: bytes) -> str:
         """Where the sealed object lives (whether or not it exists)."""
         return self._path(object_id)
 
     # --- writing ----------------------------------------------------------------------
-    def _open_tmp(self, object_id: bytes, size_bytes: int) -> tuple[str, int]:
-        tmp = self._tmp_path(object_id)
-        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    def _open_tmp(self, object_id: bytes, size_bytes: int,
+                  recycled_name: str = "") -> tuple[str, int, bool]:
+        """Open the file to write: the recycled one the node daemon named (kept, not
+        truncated, so its pages stay) or a new one.  Returns (path, fd, is_recycled)."""
+        fd = -1
+        if recycled_name:
+            tmp = os.path.join(self.directory, os.path.basename(recycled_name))
+            try:
+                fd = os.open(tmp, os.O_RDWR | os.O_CLOEXEC)
+            except FileNotFoundError:
+                fd = -1
+        is_recycled = fd >= 0
+        if not is_recycled:
+            tmp = self._tmp_path(object_id)
+            fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         try:
             os.ftruncate(fd, size_bytes)
         except BaseException:
             os.close(fd)
             os.unlink(tmp)
             raise
-        return tmp, fd
+        return tmp, fd, is_recycled
 
     def _write_parts(self, object_id: bytes, parts: list[Union[bytes, memoryview]],
-                     size_bytes: int) -> int:
-        tmp, fd = self._open_tmp(object_id, size_bytes)
+                     size_bytes: int, recycled_name: str = "") -> int:
+        tmp, fd, is_recycled = self._open_tmp(object_id, size_bytes, recycled_name)
         try:
-            offset = 0
-            for part in parts:
-                offset += _write_all(fd, part, offset)
+            if is_recycled and size_bytes >= WRITE_MAPPING_MIN_BYTES:
+                _copy_parts(self.write_mappings.view(fd, size_bytes), parts)
+            else:
+                offset = 0
+                for part in parts:
+                    offset += _write_all(fd, part, offset)
         except BaseException:
             os.close(fd)
             os.unlink(tmp)
@@ -188,23 +286,28 @@ class ShmStore:
         os.rename(tmp, self._path(object_id))
         return size_bytes
 
-    def write(self, object_id: bytes, obj: SerializedObject) -> int:
+    def write(self, object_id: bytes, obj: SerializedObject, recycled_name: str = "") -> int:
         """Write and seal a serialized object; returns its size in bytes.
 
-        Uses pwrite rather than mmap+memcpy: on tmpfs it is about twice as fast
-        (no page fault per page), see docs/object_store.md.
+        A new file is filled with pwrite (on tmpfs about twice as fast as faulting in
+        a fresh mapping); a recycled one (``recycled_name``, from the node daemon)
+        through a kept mapping, see docs/object_store.md.
         """
-        return self._write_parts(object_id, obj.chunks(), obj.total_bytes)
+        if len(self.write_mappings):
+            self.write_mappings.prune()
+        return self._write_parts(object_id, obj.chunks(), obj.total_bytes, recycled_name)
 
-    def write_bytes(self, object_id: bytes, data: Buffer) -> int:
+    def write_bytes(self, object_id: bytes, data: Buffer, recycled_name: str = "") -> int:
         """Write and seal an already-encoded object (e.g. received whole)."""
-        return self._write_parts(object_id, [memoryview(data)], memoryview(data).nbytes)
+        return self._write_parts(object_id, [memoryview(data)], memoryview(data).nbytes,
+                                 recycled_name)
 
-    def create_for_write(self, object_id: bytes, size_bytes: int) -> PendingObject:
+    def create_for_write(self, object_id: bytes, size_bytes: int,
+                         recycled_name: str = "") -> PendingObject:
         """Start an object to be filled in place; ``seal`` makes it visible."""
         if object_id in self._pending:
             raise ValueError(f"object {object_id.hex()} is already being written")
-        tmp, fd = self._open_tmp(object_id, size_bytes)
+        tmp, fd, _ = self._open_tmp(object_id, size_bytes, recycled_name)
         pending = PendingObject(object_id, tmp, fd, size_bytes)
         self._pending[object_id] = pending
         return pending
@@ -225,15 +328,28 @@ class ShmStore:
 
     # --- reading ------------------------------------------------------------------------
     def open(self, object_id: bytes) -> Optional[memoryview]:
-        """A read-only view of a sealed object (kept mapped while referenced), or None."""
+        """A read-only view of a sealed object (kept mapped while referenced), or None.
+
+        The mapping holds a shared flock on the file for as long as it lives, so the
+        node daemon never recycles a file someone reads (see the module docstring).
+        """
+        path = self._path(object_id)
         try:
-            fd = os.open(self._path(object_id), os.O_RDONLY | os.O_CLOEXEC)
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
             return None
         try:
-            if os.fstat(fd).st_size == 0:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            st = os.fstat(fd)
+            try:
+                now = os.stat(path)
+            except FileNotFoundError:
+                return None  # recycled or deleted between our open and our lock
+            if (now.st_ino, now.st_dev) != (st.st_ino, st.st_dev):
+                return None
+            if st.st_size == 0:
                 return memoryview(b"")
-            return memoryview(mmap.mmap(fd, 0, access=mmap.ACCESS_READ))
+            return memoryview(mmap.mmap(fd, 0, access=mmap.ACCESS_READ))  # keeps a dup: the lock
         finally:
             os.close(fd)
 
@@ -263,8 +379,52 @@ class ShmStore:
         return sorted(ids)
 
     def delete(self, object_id: bytes) -> bool:
-        """Unlink a sealed object; processes that mapped it keep their pages."""
-        return _unlink_quietly(self._path(object_id))
+        """Unlink a sealed object; processes that mapped it keep their pages.  When
+        nobody maps it, it is emptied first (a writer's kept mapping holds no pages)."""
+        return _delete_file(self._path(object_id))
+
+    # --- recycling -------------------------------------------------------------------------
+    def recycle(self, object_id: bytes, file_id: int) -> bool:
+        """Make a freed object's file pooled file ``file_id`` if no process maps it;
+        otherwise delete it (readers keep their pages).  True when pooled."""
+        path = self._path(object_id)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return False
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                _unlink_quietly(path)
+                return False
+            os.rename(path, self._pool_path(file_id))
+            return True
+        finally:
+            os.close(fd)
+
+    def take_pool_file(self, file_id: int, object_id: bytes) -> str:
+        """Rename pooled file ``file_id`` for a writer of ``object_id``; returns the
+        name to hand the writer (``<hex>.r<n>.tmp``), or "" if the file is gone."""
+        name = f"{object_id.hex()}.r{file_id}{_TMP_SUFFIX}"
+        try:
+            os.rename(self._pool_path(file_id), os.path.join(self.directory, name))
+        except FileNotFoundError:
+            return ""
+        return name
+
+    def trim_pool_file(self, file_id: int) -> bool:
+        """Delete pooled file ``file_id`` (emptied first: writers may keep it mapped)."""
+        return _delete_file(self._pool_path(file_id))
+
+    def list_pool_files(self) -> list[int]:
+        """Numbers of the pooled files in the directory, sorted."""
+        try:
+            names = os.listdir(self.directory)
+        except FileNotFoundError:
+            return []
+        return sorted(int(n[len(POOL_PREFIX):]) for n in names
+                      if n.startswith(POOL_PREFIX) and n[len(POOL_PREFIX):].isdigit())
 
     def remove_partial(self, object_id: bytes) -> int:
         """Unlink unsealed ``<hex>.<pid>.tmp`` files of an object (a writer died while
@@ -315,6 +475,38 @@ def _unlink_quietly(path: str) -> bool:
         return True
     except FileNotFoundError:
         return False
+
+
+def _delete_file(path: str) -> bool:
+    """Unlink ``path``; empty it first when no reader holds its lock, so that its pages
+    are freed even if a writer still maps it."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.ftruncate(fd, 0)
+        except BlockingIOError:
+            pass  # a reader maps it: it keeps the pages
+        return _unlink_quietly(path)
+    finally:
+        os.close(fd)
+
+
+def _copy_parts(view: memoryview, parts: list[Union[bytes, memoryview]]) -> None:
+    """Copy consecutive pieces into ``view`` (every byte written: padding included)."""
+    offset = 0
+    try:
+        for part in parts:
+            src = memoryview(part)
+            if src.format != "B" or src.ndim != 1:
+                src = src.cast("B")
+            view[offset:offset + src.nbytes] = src
+            offset += src.nbytes
+    finally:
+        view.release()
 
 
 # --- node-level helpers ---------------------------------------------------------------

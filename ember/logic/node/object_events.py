@@ -6,7 +6,7 @@ Kept apart from the table so each module stays small; import them from
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any, Optional, Union
 
 from ember.logic.effects import Effect
 
@@ -20,17 +20,24 @@ __all__ = [
     "ObjectRestoreRequested", "ObjectRestored", "ObjectRestoreFailed",
     "CreateAllowed", "CreateRefused", "SpillObject", "DeleteObject", "DeleteSpillFile",
     "RestoreObject", "RestoreDone", "RestoreFailed",
+    "ObjectRecycled", "ObjectRecycleFailed", "PoolTrimTimerFired",
+    "RecycleObject", "TrimPoolFile", "SchedulePoolTrim", "FileId",
 ]
+
+FileId = int  # a pooled file's number, given by the table (the shell names it "pool.<id>")
 
 
 # --- events (facts) --------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class ObjectCreateRequested:
+    """``writer``: who will write it (any hashable, e.g. a pid); a pooled file last
+    written by the same writer is preferred (that writer may still have it mapped)."""
     req_id: RequestId
     object_id: ObjectId
     size_bytes: int
     is_primary: bool
     cause_id: str = ""
+    writer: Any = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,10 +104,32 @@ class ObjectRestoreFailed:
     cause_id: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class ObjectRecycled:
+    """The freed object's file was unmapped everywhere and is now pooled file ``file_id``."""
+    file_id: FileId
+    cause_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectRecycleFailed:
+    """The freed object's file could not be pooled (a process still maps it, or it was
+    gone); the shell deleted it instead."""
+    file_id: FileId
+    reason: str = ""
+    cause_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PoolTrimTimerFired:
+    """The time asked for by ``SchedulePoolTrim`` has come."""
+    cause_id: str = ""
+
+
 ObjectTableEvent = Union[
     ObjectCreateRequested, ObjectSealed, ObjectAccessed, ObjectPinned, ObjectUnpinned,
     ObjectFreed, ObjectSpilled, ObjectSpillFailed, ObjectRestoreRequested, ObjectRestored,
-    ObjectRestoreFailed,
+    ObjectRestoreFailed, ObjectRecycled, ObjectRecycleFailed, PoolTrimTimerFired,
 ]
 
 
@@ -110,9 +139,12 @@ _Effect = Effect
 
 @dataclass(frozen=True, slots=True)
 class CreateAllowed(_Effect):
-    """The creator may write the object now; its bytes are reserved."""
+    """The creator may write the object now; its bytes are reserved.  With
+    ``recycled_file_id`` it writes into that pooled file (pages already in memory),
+    resized to the object's size, instead of a new one."""
     req_id: RequestId
     cause_id: str = ""
+    recycled_file_id: Optional[FileId] = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,5 +206,29 @@ class RestoreFailed(_Effect):
     cause_id: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class RecycleObject(_Effect):
+    """If no process maps the freed object's file, make it pooled file ``file_id`` and
+    report ObjectRecycled; else delete it (as DeleteObject) and report ObjectRecycleFailed."""
+    object_id: ObjectId
+    file_id: FileId
+    cause_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TrimPoolFile(_Effect):
+    """Delete pooled file ``file_id`` (its pages go back to the system)."""
+    file_id: FileId
+    cause_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulePoolTrim(_Effect):
+    """Report PoolTrimTimerFired at ``at_s`` (the clock of ``handle``'s ``now``)."""
+    at_s: float
+    cause_id: str = ""
+
+
 ObjectTableEffect = Union[CreateAllowed, CreateRefused, SpillObject, DeleteObject,
-                          DeleteSpillFile, RestoreObject, RestoreDone, RestoreFailed]
+                          DeleteSpillFile, RestoreObject, RestoreDone, RestoreFailed,
+                          RecycleObject, TrimPoolFile, SchedulePoolTrim]

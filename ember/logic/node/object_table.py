@@ -46,6 +46,27 @@ Rule 7. Reports about orders this table gave (spilled, restored, failed) that do
         match its state raise InvalidTransition: a broken shell.  Events about
         unknown or already freed objects (seal after free, duplicate free) are
         logged and ignored.
+
+The file pool (first touch of fresh shared-memory pages runs ~10x slower than
+memcpy, so a freed object's file, already in memory, is worth writing into again):
+
+Rule 8. A SEALED object freed by its owner becomes a pooled file instead of being
+        deleted when it fits the pool (``pool_max_bytes``, default a quarter of the
+        capacity, and ``pool_files_max``), oldest pooled files trimmed to make room.
+        The shell pools it only if no process maps it (RecycleObject, answered by
+        ObjectRecycled or ObjectRecycleFailed); until then it cannot be handed out.
+        Evicted secondary copies and spilled objects are deleted, never pooled.
+Rule 9. Pooled bytes count against the capacity (``used_bytes + pool_bytes <=
+        capacity_bytes``) but are not object bytes: ``used_bytes`` leaves them out.
+Rule 10. A create takes the pooled file that fits best: size within [size/2, 2*size],
+        one last written by the same writer first (it may still have it mapped),
+        then one at least as large, then the closest size, then the oldest.
+        Restores never take pooled files.
+Rule 11. When a request needs room, pooled files (but the one it will take) are
+        trimmed first, oldest first, before any copy is deleted or spilled; they
+        count as room when deciding whether a request can ever fit (rule 3).
+Rule 12. A pooled file not taken within ``pool_idle_s`` is trimmed (SchedulePoolTrim /
+        PoolTrimTimerFired), so an idle store gives its memory back.
 """
 from __future__ import annotations
 
@@ -59,11 +80,14 @@ from ember.logic.node.object_events import (
     CreateRefused,
     DeleteObject,
     DeleteSpillFile,
+    FileId,
     ObjectAccessed,
     ObjectCreateRequested,
     ObjectFreed,
     ObjectId,
     ObjectPinned,
+    ObjectRecycled,
+    ObjectRecycleFailed,
     ObjectRestored,
     ObjectRestoreFailed,
     ObjectRestoreRequested,
@@ -73,11 +97,15 @@ from ember.logic.node.object_events import (
     ObjectTableEffect,
     ObjectTableEvent,
     ObjectUnpinned,
+    PoolTrimTimerFired,
+    RecycleObject,
     RequestId,
     RestoreDone,
     RestoreFailed,
     RestoreObject,
+    SchedulePoolTrim,
     SpillObject,
+    TrimPoolFile,
 )
 
 __all__ = [
@@ -87,7 +115,18 @@ __all__ = [
     "ObjectRestoreRequested", "ObjectRestored", "ObjectRestoreFailed",
     "CreateAllowed", "CreateRefused", "SpillObject", "DeleteObject", "DeleteSpillFile",
     "RestoreObject", "RestoreDone", "RestoreFailed", "ObjectTableEvent", "ObjectTableEffect",
+    "ObjectRecycled", "ObjectRecycleFailed", "PoolTrimTimerFired", "RecycleObject",
+    "TrimPoolFile", "SchedulePoolTrim", "pool_key",
 ]
+
+POOL_FRACTION = 0.25     # default pool_max_bytes: this share of the capacity
+POOL_FILES_MAX = 64
+POOL_IDLE_S = 60.0
+
+
+def pool_key(file_id: FileId) -> str:
+    """The ``story`` key of a pooled file."""
+    return f"pool.{file_id}"
 
 
 class ObjectTableError(Exception):
@@ -120,12 +159,14 @@ TRANSITIONS: dict[tuple[ObjectState, ObjectState], str] = {
 # --- records ---------------------------------------------------------------------------
 class _Object:
     __slots__ = ("state", "size_bytes", "is_primary", "pins", "spill_url", "is_freed",
-                 "restore_waiters", "has_spill_failed")
+                 "restore_waiters", "has_spill_failed", "writer")
 
-    def __init__(self, state: ObjectState, size_bytes: int, is_primary: bool) -> None:
+    def __init__(self, state: ObjectState, size_bytes: int, is_primary: bool,
+                 writer: Any = None) -> None:
         self.state = state
         self.size_bytes = size_bytes
         self.is_primary = is_primary
+        self.writer = writer
         self.pins = 0
         self.spill_url: Optional[str] = None
         self.is_freed = False  # freed while a spill/restore was in flight
@@ -134,16 +175,28 @@ class _Object:
 
 
 class _Request:
-    __slots__ = ("req_id", "object_id", "size_bytes", "is_primary", "is_restore", "cause_id")
+    __slots__ = ("req_id", "object_id", "size_bytes", "is_primary", "is_restore", "cause_id",
+                 "writer")
 
     def __init__(self, req_id: RequestId, object_id: ObjectId, size_bytes: int,
-                 is_primary: bool, is_restore: bool, cause_id: str) -> None:
+                 is_primary: bool, is_restore: bool, cause_id: str, writer: Any = None) -> None:
         self.req_id = req_id
         self.object_id = object_id
         self.size_bytes = size_bytes
         self.is_primary = is_primary
         self.is_restore = is_restore
         self.cause_id = cause_id
+        self.writer = writer
+
+
+class _PoolFile:
+    __slots__ = ("size_bytes", "writer", "pooled_at_s", "is_confirmed")
+
+    def __init__(self, size_bytes: int, writer: Any, pooled_at_s: float) -> None:
+        self.size_bytes = size_bytes
+        self.writer = writer
+        self.pooled_at_s = pooled_at_s
+        self.is_confirmed = False  # until the shell reports ObjectRecycled
 
 
 _Out = list[ObjectTableEffect]
@@ -153,11 +206,22 @@ LOG_ENTRIES_MAX = 10_000
 class ObjectTable:
     """One node's store accounting.  See the module docstring for the rules."""
 
-    def __init__(self, capacity_bytes: int, log_entries_max: int = LOG_ENTRIES_MAX) -> None:
+    def __init__(self, capacity_bytes: int, log_entries_max: int = LOG_ENTRIES_MAX, *,
+                 pool_max_bytes: Optional[int] = None, pool_files_max: int = POOL_FILES_MAX,
+                 pool_idle_s: float = POOL_IDLE_S) -> None:
         if capacity_bytes < 0:
             raise ValueError(f"capacity_bytes must be >= 0, got {capacity_bytes}")
         self.capacity_bytes = capacity_bytes
         self.used_bytes = 0
+        self.pool_max_bytes = (int(capacity_bytes * POOL_FRACTION) if pool_max_bytes is None
+                               else min(pool_max_bytes, capacity_bytes))
+        self.pool_files_max = pool_files_max
+        self.pool_idle_s = pool_idle_s
+        self.pool_bytes = 0            # pooled files, confirmed or not
+        self._recycling_bytes = 0      # pooled files the shell has not confirmed yet
+        self._pool: dict[FileId, _PoolFile] = {}  # oldest first
+        self._next_file_id = 1
+        self._pool_timer_at: Optional[float] = None
         self.spilled_bytes = 0
         self._spilling_bytes = 0
         self._spill_failed: set[ObjectId] = set()
@@ -179,6 +243,9 @@ class ObjectTable:
             ObjectRestoreRequested: self._on_restore_requested,
             ObjectRestored: self._on_restored,
             ObjectRestoreFailed: self._on_restore_failed,
+            ObjectRecycled: self._on_recycled,
+            ObjectRecycleFailed: self._on_recycle_failed,
+            PoolTrimTimerFired: self._on_pool_timer,
         }
 
     # --- entry point --------------------------------------------------------------------
@@ -205,7 +272,16 @@ class ObjectTable:
 
     @property
     def available_bytes(self) -> int:
-        return self.capacity_bytes - self.used_bytes
+        """Free bytes: neither objects nor pooled files."""
+        return self.capacity_bytes - self.used_bytes - self.pool_bytes
+
+    @property
+    def num_pool_files(self) -> int:
+        return len(self._pool)
+
+    def pool_files(self) -> list[tuple[FileId, int, bool]]:
+        """Pooled files, oldest first, as ``(file_id, size_bytes, is_confirmed)``."""
+        return [(fid, f.size_bytes, f.is_confirmed) for fid, f in self._pool.items()]
 
     @property
     def num_waiting_requests(self) -> int:
@@ -259,15 +335,23 @@ class ObjectTable:
         self._log.record(object_id, state, state, cause_id, at_s=self._now, note=note)
 
     def _drop(self, object_id: ObjectId, obj: _Object, cause_id: str, note: str,
-              out: _Out) -> None:
-        """Forget the object, deleting its shm file and spill file."""
+              out: _Out, may_recycle: bool = False) -> None:
+        """Forget the object, deleting its spill file and its shm file (or pooling the
+        shm file: rule 8)."""
         if obj.state is ObjectState.SEALED:
             self._lru.pop(object_id, None)
         if obj.state is ObjectState.SPILLING:
             self._spilling_bytes -= obj.size_bytes
         if obj.state in _IN_MEMORY:
             self.used_bytes -= obj.size_bytes
-            out.append(DeleteObject(object_id, cause_id))
+            file_id = None
+            if may_recycle and obj.state is ObjectState.SEALED:
+                file_id = self._pool_add(obj, cause_id, out)
+            if file_id is None:
+                out.append(DeleteObject(object_id, cause_id))
+            else:
+                out.append(RecycleObject(object_id, file_id, cause_id))
+                note = f"{note}; file pooled as {pool_key(file_id)}"
         if obj.spill_url is not None:
             self.spilled_bytes -= obj.size_bytes
             out.append(DeleteSpillFile(obj.spill_url, cause_id))
@@ -294,7 +378,7 @@ class ObjectTable:
             out.append(self._refusal(ev.req_id, "too_large", ev.size_bytes, ev.cause_id))
             return
         self._queue.append(_Request(ev.req_id, ev.object_id, ev.size_bytes, ev.is_primary,
-                                    False, ev.cause_id))
+                                    False, ev.cause_id, ev.writer))
         self._admit(out)
 
     def _on_sealed(self, ev: ObjectSealed, out: _Out) -> None:
@@ -340,7 +424,7 @@ class ObjectTable:
             obj.is_freed = True  # finish the I/O in flight first, then forget it
             self._note(ev.object_id, ev.cause_id, "freed; waiting for I/O in flight")
             return
-        self._drop(ev.object_id, obj, ev.cause_id, "freed", out)
+        self._drop(ev.object_id, obj, ev.cause_id, "freed", out, may_recycle=True)
         self._admit(out)
 
     def _on_spilled(self, ev: ObjectSpilled, out: _Out) -> None:
@@ -365,7 +449,7 @@ class ObjectTable:
         waiters, obj.restore_waiters = obj.restore_waiters, []
         out.extend(RestoreDone(req_id, ev.cause_id) for req_id in waiters)
         if obj.is_freed:
-            self._drop(ev.object_id, obj, ev.cause_id, "freed during spill", out)
+            self._drop(ev.object_id, obj, ev.cause_id, "freed during spill", out, may_recycle=True)
         self._admit(out)
 
     def _on_restore_requested(self, ev: ObjectRestoreRequested, out: _Out) -> None:
@@ -392,7 +476,8 @@ class ObjectTable:
         waiters, obj.restore_waiters = obj.restore_waiters, []
         if obj.is_freed:
             obj.restore_waiters = waiters  # answered with RestoreFailed("freed")
-            self._drop(ev.object_id, obj, ev.cause_id, "freed during restore", out)
+            self._drop(ev.object_id, obj, ev.cause_id, "freed during restore", out,
+                       may_recycle=True)
             self._admit(out)
             return
         out.extend(RestoreDone(req_id, ev.cause_id) for req_id in waiters)
@@ -405,6 +490,98 @@ class ObjectTable:
         if obj.is_freed:
             self._drop(ev.object_id, obj, ev.cause_id, "freed during restore", out)
         self._admit(out)
+
+    # --- the file pool (rules 8-12) ---------------------------------------------------------
+    def _on_recycled(self, ev: ObjectRecycled, out: _Out) -> None:
+        f = self._unconfirmed(ev.file_id, ev.cause_id)
+        f.is_confirmed = True
+        self._recycling_bytes -= f.size_bytes
+        self._log.record(pool_key(ev.file_id), None, None, ev.cause_id, at_s=self._now,
+                         note=f"pooled, {f.size_bytes} bytes")
+        if self._pool_timer_at is None:
+            self._schedule_pool_trim(f.pooled_at_s + self.pool_idle_s, ev.cause_id, out)
+        self._admit(out)
+
+    def _on_recycle_failed(self, ev: ObjectRecycleFailed, out: _Out) -> None:
+        f = self._unconfirmed(ev.file_id, ev.cause_id)
+        del self._pool[ev.file_id]
+        self.pool_bytes -= f.size_bytes
+        self._recycling_bytes -= f.size_bytes
+        self._log.record(pool_key(ev.file_id), None, None, ev.cause_id, at_s=self._now,
+                         note=f"not pooled: {ev.reason}".rstrip(": "))
+        self._admit(out)
+
+    def _on_pool_timer(self, ev: PoolTrimTimerFired, out: _Out) -> None:
+        self._pool_timer_at = None
+        for file_id, f in list(self._pool.items()):
+            if f.is_confirmed and self._now - f.pooled_at_s >= self.pool_idle_s:
+                self._trim(file_id, ev.cause_id, "idle", out)
+        oldest = next((f for f in self._pool.values() if f.is_confirmed), None)
+        if oldest is not None:
+            self._schedule_pool_trim(max(oldest.pooled_at_s + self.pool_idle_s, self._now),
+                                     ev.cause_id, out)
+
+    def _schedule_pool_trim(self, at_s: float, cause_id: str, out: _Out) -> None:
+        self._pool_timer_at = at_s
+        out.append(SchedulePoolTrim(at_s, cause_id))
+
+    def _unconfirmed(self, file_id: FileId, cause_id: str) -> _PoolFile:
+        f = self._pool.get(file_id)
+        if f is None or f.is_confirmed:
+            raise InvalidTransition(f"pooled file {file_id}", None, None, cause_id)
+        return f
+
+    def _pool_add(self, obj: _Object, cause_id: str, out: _Out) -> Optional[FileId]:
+        """Reserve a pool entry for a freed object's file, or None when it cannot be pooled."""
+        size = obj.size_bytes
+        if size <= 0 or size > self.pool_max_bytes or self.pool_files_max <= 0:
+            return None
+        for file_id in [fid for fid, f in self._pool.items() if f.is_confirmed]:  # oldest first
+            if (self.pool_bytes + size <= self.pool_max_bytes
+                    and len(self._pool) < self.pool_files_max):
+                break
+            self._trim(file_id, cause_id, "pool full", out)
+        if self.pool_bytes + size > self.pool_max_bytes or len(self._pool) >= self.pool_files_max:
+            return None
+        file_id = self._next_file_id
+        self._next_file_id += 1
+        self._pool[file_id] = _PoolFile(size, obj.writer, self._now)
+        self.pool_bytes += size
+        self._recycling_bytes += size
+        return file_id
+
+    def _trim(self, file_id: FileId, cause_id: str, why: str, out: _Out) -> int:
+        f = self._pool.pop(file_id)
+        self.pool_bytes -= f.size_bytes
+        self._log.record(pool_key(file_id), None, None, cause_id, at_s=self._now,
+                         note=f"trimmed ({why})")
+        out.append(TrimPoolFile(file_id, cause_id))
+        return f.size_bytes
+
+    def _pick_pool_file(self, req: _Request) -> Optional[FileId]:
+        """The pooled file a create should take (rule 10), or None."""
+        if req.is_restore or not self._pool:
+            return None
+        size = req.size_bytes
+        best: Optional[FileId] = None
+        best_key: Optional[tuple[bool, bool, int, int]] = None
+        for file_id, f in self._pool.items():
+            if not f.is_confirmed or not size // 2 <= f.size_bytes <= 2 * size:
+                continue
+            key = (req.writer is None or f.writer != req.writer, f.size_bytes < size,
+                   abs(f.size_bytes - size), file_id)
+            if best_key is None or key < best_key:
+                best, best_key = file_id, key
+        return best
+
+    def _trim_for(self, missing_bytes: int, keep: Optional[FileId], cause_id: str,
+                  out: _Out) -> None:
+        """Trim confirmed pooled files but ``keep``, oldest first, until ``missing_bytes``
+        are free (rule 11)."""
+        for file_id in [fid for fid, f in self._pool.items() if f.is_confirmed and fid != keep]:
+            if missing_bytes <= 0:
+                return
+            missing_bytes -= self._trim(file_id, cause_id, "room needed", out)
 
     def _known(self, object_id: ObjectId, cause_id: str, expected: ObjectState,
                to: ObjectState) -> _Object:
@@ -423,8 +600,8 @@ class ObjectTable:
 
     def _refusal(self, req_id: RequestId, reason: str, size_bytes: int,
                  cause_id: str, detail: str = "") -> CreateRefused:
-        return CreateRefused(req_id, reason, size_bytes, self.capacity_bytes, self.used_bytes,
-                             cause_id, detail)
+        return CreateRefused(req_id, reason, size_bytes, self.capacity_bytes,
+                             self.used_bytes + self.pool_bytes, cause_id, detail)
 
     def _forget_spill_failures(self) -> None:
         """The disk may have room again: objects whose spill failed may be chosen again."""
@@ -436,38 +613,49 @@ class ObjectTable:
         """Admit waiting requests in order while they fit; make room for the first one."""
         while self._queue:
             req = self._queue[0]
-            if req.size_bytes <= self.available_bytes:
+            pick = self._pick_pool_file(req)
+            reused = self._pool[pick].size_bytes if pick is not None else 0
+            missing = req.size_bytes - self.available_bytes - reused
+            if missing <= 0:
                 self._queue.popleft()
-                self._grant(req, out)
+                self._grant(req, pick, out)
                 continue
-            shortfall = req.size_bytes - self.available_bytes - self._spilling_bytes
-            if shortfall <= 0:
-                return  # spills in flight will make room
-            victims = self._choose_victims(shortfall)
+            spare = sum(f.size_bytes for fid, f in self._pool.items()
+                        if f.is_confirmed and fid != pick)
+            shortfall = missing - spare - self._spilling_bytes - self._recycling_bytes
+            victims = self._choose_victims(shortfall) if shortfall > 0 else []
             if victims is None:
                 self._queue.popleft()
                 is_disk = (bool(self._spill_failed)
                            and self._choose_victims(shortfall, True) is not None)
                 self._refuse(req, "spill_failed" if is_disk else "full", out)
                 continue
+            self._trim_for(missing, pick, req.cause_id, out)
             for object_id in victims:
                 self._evict(object_id, req.cause_id, out)
-            if req.size_bytes > self.available_bytes:
-                return  # wait for the spills just ordered
+            if req.size_bytes > self.available_bytes + reused:
+                return  # wait for the spills (or pool confirmations) in flight
 
-    def _grant(self, req: _Request, out: _Out) -> None:
+    def _grant(self, req: _Request, pick: Optional[FileId], out: _Out) -> None:
         if req.is_restore:
             obj = self._objects[req.object_id]
             self._move(req.object_id, obj, ObjectState.RESTORING, req.cause_id)
             assert obj.spill_url is not None
             out.append(RestoreObject(req.object_id, obj.spill_url, req.cause_id))
             return
-        obj = _Object(ObjectState.CREATING, req.size_bytes, req.is_primary)
+        note = "1 create allowed"
+        if pick is not None:
+            f = self._pool.pop(pick)
+            self.pool_bytes -= f.size_bytes
+            note = f"1 create allowed into {pool_key(pick)} ({f.size_bytes} bytes)"
+            self._log.record(pool_key(pick), None, None, req.cause_id, at_s=self._now,
+                             note=f"taken by {req.object_id.hex()}")
+        obj = _Object(ObjectState.CREATING, req.size_bytes, req.is_primary, req.writer)
         self._objects[req.object_id] = obj
         self.used_bytes += req.size_bytes
         self._log.record(req.object_id, None, ObjectState.CREATING, req.cause_id,
-                         at_s=self._now, note="1 create allowed")
-        out.append(CreateAllowed(req.req_id, req.cause_id))
+                         at_s=self._now, note=note)
+        out.append(CreateAllowed(req.req_id, req.cause_id, pick))
 
     def _refuse(self, req: _Request, reason: str, out: _Out) -> None:
         detail = self._last_spill_error if reason == "spill_failed" else ""
@@ -524,8 +712,10 @@ class ObjectTable:
         problems = []
         if used != self.used_bytes:
             problems.append(f"used_bytes {self.used_bytes} != sum of sizes {used}")
-        if self.used_bytes > self.capacity_bytes:
-            problems.append(f"used_bytes {self.used_bytes} > capacity {self.capacity_bytes}")
+        if self.used_bytes + self.pool_bytes > self.capacity_bytes:
+            problems.append(f"used_bytes {self.used_bytes} + pool_bytes {self.pool_bytes} > "
+                            f"capacity {self.capacity_bytes}")
+        problems.extend(self._pool_problems())
         if spilling != self._spilling_bytes:
             problems.append(f"spilling bytes {self._spilling_bytes} != {spilling}")
         if spilled != self.spilled_bytes:
@@ -542,7 +732,26 @@ class ObjectTable:
         flagged = {oid for oid, o in self._objects.items() if o.has_spill_failed}
         if flagged != self._spill_failed:
             problems.append("spill-failed flags do not match the spill-failed set")
-        if self._queue and self._queue[0].size_bytes <= self.available_bytes:
-            problems.append("the first waiting request fits but was not admitted")
+        if self._queue:
+            first = self._queue[0]
+            pick = self._pick_pool_file(first)
+            reused = self._pool[pick].size_bytes if pick is not None else 0
+            if first.size_bytes <= self.available_bytes + reused:
+                problems.append("the first waiting request fits but was not admitted")
         if problems:
             raise ObjectTableError("; ".join(problems))
+
+    def _pool_problems(self) -> list[str]:
+        problems = []
+        if sum(f.size_bytes for f in self._pool.values()) != self.pool_bytes:
+            problems.append(f"pool_bytes {self.pool_bytes} != sum of pooled sizes")
+        if sum(f.size_bytes for f in self._pool.values() if not f.is_confirmed) != self._recycling_bytes:
+            problems.append(f"recycling bytes {self._recycling_bytes} != unconfirmed sizes")
+        if self.pool_bytes > self.pool_max_bytes or len(self._pool) > self.pool_files_max:
+            problems.append(f"pool holds {self.pool_bytes} bytes in {len(self._pool)} files, "
+                            f"over {self.pool_max_bytes} / {self.pool_files_max}")
+        if any(f.size_bytes <= 0 for f in self._pool.values()):
+            problems.append("a pooled file has no bytes")
+        if self._pool_timer_at is None and any(f.is_confirmed for f in self._pool.values()):
+            problems.append("pooled files but no trim timer")
+        return problems
