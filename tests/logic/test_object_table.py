@@ -24,11 +24,18 @@ from ember.logic.node.object_table import (
     ObjectState,
     ObjectTable,
     ObjectTableError,
+    ObjectRecycled,
+    ObjectRecycleFailed,
     ObjectUnpinned,
+    PoolTrimTimerFired,
+    RecycleObject,
     RestoreDone,
     RestoreFailed,
     RestoreObject,
+    SchedulePoolTrim,
     SpillObject,
+    TrimPoolFile,
+    pool_key,
 )
 
 
@@ -293,6 +300,7 @@ ops = st.lists(
         st.tuples(st.just("free"), st.integers(0, N_IDS - 1)),
         st.tuples(st.just("restore"), st.integers(0, N_IDS - 1)),
         st.tuples(st.just("finish_io"), st.integers(0, 5), st.booleans()),
+        st.tuples(st.just("timer"), st.integers(0, 5)),
     ),
     max_size=80,
 )
@@ -308,6 +316,9 @@ class _Shell:
         self.answers: dict[str, int] = {}
         self.asked: set[str] = set()
         self.n = 0
+        self.pooled: set[int] = set()     # files in the pool, as the shell knows them
+        self.recycling: list[tuple[str, int]] = []  # reports to send back right after
+        self.timer_at: float | None = None
 
     def feed(self, event: object) -> None:
         is_free = isinstance(event, ObjectFreed)
@@ -321,10 +332,32 @@ class _Shell:
                 self.io.append(("restore", eff.object_id))
             elif isinstance(eff, DeleteObject) and not is_free:
                 assert self.pins[eff.object_id[0]] == 0, "evicted a pinned object"
-            elif isinstance(eff, (CreateAllowed, CreateRefused, RestoreDone, RestoreFailed)):
+            elif isinstance(eff, RecycleObject):
+                assert is_free or not self.pins[eff.object_id[0]], "recycled a live object"
+                self.recycling.append(("ok" if self.n % 3 else "mapped", eff.file_id))
+            elif isinstance(eff, TrimPoolFile):
+                self.pooled.remove(eff.file_id)  # only confirmed files are trimmed
+            elif isinstance(eff, SchedulePoolTrim):
+                self.timer_at = eff.at_s
+            if isinstance(eff, CreateAllowed) and eff.recycled_file_id is not None:
+                self.pooled.remove(eff.recycled_file_id)  # taken once, and only if confirmed
+            if isinstance(eff, (CreateAllowed, CreateRefused, RestoreDone, RestoreFailed)):
                 self.answers[eff.req_id] = self.answers.get(eff.req_id, 0) + 1
         self.table.check_invariants()
-        assert self.table.used_bytes <= self.table.capacity_bytes
+        assert self.table.used_bytes + self.table.pool_bytes <= self.table.capacity_bytes
+        while self.recycling:  # the real shell answers at once, after the batch
+            how, file_id = self.recycling.pop(0)
+            if how == "ok":
+                self.pooled.add(file_id)
+                self.feed(ObjectRecycled(file_id))
+            else:
+                self.feed(ObjectRecycleFailed(file_id, "mapped"))
+
+    def fire_timer(self) -> None:
+        if self.timer_at is not None:
+            self.n = max(self.n, int(self.timer_at) + 1)
+            self.timer_at = None
+            self.feed(PoolTrimTimerFired())
 
     def finish(self, index: int, ok: bool) -> None:
         kind, object_id = self.io.pop(index % len(self.io))
@@ -336,16 +369,17 @@ class _Shell:
 
 
 @settings(max_examples=300, deadline=None)
-@given(ops, st.integers(0, 120))
-def test_random_sequences_keep_invariants(sequence, capacity):
-    table = ObjectTable(capacity_bytes=capacity)
+@given(ops, st.integers(0, 120), st.integers(0, 80), st.integers(0, 4))
+def test_random_sequences_keep_invariants(sequence, capacity, pool_max, pool_files_max):
+    table = ObjectTable(capacity_bytes=capacity, pool_max_bytes=pool_max,
+                        pool_files_max=pool_files_max, pool_idle_s=10.0)
     shell = _Shell(table)
     for step, op in enumerate(sequence):
         kind, i = op[0], op[1]
         if kind == "create":
             req = f"c{step}"
             shell.asked.add(req)
-            shell.feed(ObjectCreateRequested(req, oid(i), op[2], op[3]))
+            shell.feed(ObjectCreateRequested(req, oid(i), op[2], op[3], writer=i % 2))
         elif kind == "seal":
             shell.feed(ObjectSealed(oid(i)))
         elif kind == "access":
@@ -367,11 +401,18 @@ def test_random_sequences_keep_invariants(sequence, capacity):
             shell.feed(ObjectRestoreRequested(req, oid(i)))
         elif kind == "finish_io" and shell.io:
             shell.finish(i, op[2])
+        elif kind == "timer":
+            shell.fire_timer()
     while shell.io:  # let every I/O in flight finish: nothing may stay waiting
         shell.finish(0, True)
     assert table.num_waiting_requests == 0
     assert set(shell.answers) == shell.asked
     assert all(count == 1 for count in shell.answers.values())
+    assert shell.pooled == {fid for fid, _size, _ok in table.pool_files()}
+    for _ in range(3):  # idle: every pooled file is trimmed in the end
+        shell.n += 100
+        shell.fire_timer()
+    assert table.pool_bytes == 0 and not shell.pooled
 
 
 def test_entries_list_every_object_with_state_size_and_kind(table):
@@ -387,3 +428,199 @@ def test_entries_list_every_object_with_state_size_and_kind(table):
     table.handle(ObjectSpilled(oid(1), "/spill/1"), 0.0)
     states = {o: s for o, s, _size, _primary in table.entries()}
     assert states[oid(1)] is ObjectState.SPILLED and oid(2) not in states
+
+
+# --- the file pool (rules 8-12) ----------------------------------------------------------
+
+@pytest.fixture
+def pooled():
+    t = ObjectTable(capacity_bytes=100, pool_max_bytes=50, pool_files_max=3, pool_idle_s=10.0)
+    yield t
+    t.check_invariants()
+
+
+def free_into_pool(t: ObjectTable, n: int, now: float = 0.0) -> int:
+    """Free sealed object n and confirm its file was pooled; returns the file id."""
+    effects = t.handle(ObjectFreed(oid(n)), now)
+    recycle = [e for e in effects if isinstance(e, RecycleObject)]
+    assert len(recycle) == 1 and recycle[0].object_id == oid(n), effects
+    t.handle(ObjectRecycled(recycle[0].file_id), now)
+    return recycle[0].file_id
+
+
+def test_freed_object_is_pooled_and_reused(pooled):
+    put(pooled, 1, 40)
+    assert pooled.handle(ObjectFreed(oid(1)), 1.0) == [RecycleObject(oid(1), 1)]
+    # not confirmed yet: its bytes are held, and it cannot be handed out
+    assert pooled.used_bytes == 0 and pooled.pool_bytes == 40 and pooled.available_bytes == 60
+    assert pooled.handle(ObjectCreateRequested("b", oid(2), 40, True), 1.0) == [CreateAllowed("b")]
+    pooled.handle(ObjectSealed(oid(2)), 1.0)
+    assert pooled.handle(ObjectRecycled(1), 2.0) == [SchedulePoolTrim(11.0)]  # idle since freed
+    assert pooled.pool_files() == [(1, 40, True)]
+    effects = pooled.handle(ObjectCreateRequested("c", oid(3), 30, True), 3.0)
+    assert effects == [CreateAllowed("c", recycled_file_id=1)]
+    assert pooled.pool_bytes == 0 and pooled.used_bytes == 70 and pooled.available_bytes == 30
+    notes = [entry.note for entry in pooled.story(pool_key(1))]
+    assert notes == ["pooled, 40 bytes", f"taken by {oid(3).hex()}"]
+
+
+def test_recycle_failed_returns_the_bytes(pooled):
+    put(pooled, 1, 40)
+    pooled.handle(ObjectFreed(oid(1)), 0.0)
+    assert pooled.handle(ObjectRecycleFailed(1, "mapped"), 0.0) == []
+    assert pooled.pool_bytes == 0 and pooled.available_bytes == 100 and pooled.num_pool_files == 0
+
+
+def test_waiting_create_admitted_when_recycling_fails_or_confirms(pooled):
+    put(pooled, 1, 45)
+    put(pooled, 2, 45)
+    pooled.handle(ObjectPinned(oid(2)), 0.0)
+    assert pooled.handle(ObjectFreed(oid(1)), 0.0) == [RecycleObject(oid(1), 1)]
+    # 10 free, 45 being recycled: the create waits for the shell's report
+    assert pooled.handle(ObjectCreateRequested("c", oid(3), 50, True), 0.0) == []
+    assert pooled.handle(ObjectRecycled(1), 0.0) == [
+        SchedulePoolTrim(10.0), CreateAllowed("c", recycled_file_id=1)]
+    assert pooled.used_bytes == 95 and pooled.pool_bytes == 0
+
+
+def test_reports_about_unknown_pool_files_raise(pooled):
+    with pytest.raises(InvalidTransition):
+        pooled.handle(ObjectRecycled(7), 0.0)
+    put(pooled, 1, 10)
+    free_into_pool(pooled, 1)
+    with pytest.raises(InvalidTransition):
+        pooled.handle(ObjectRecycleFailed(1), 0.0)  # already confirmed
+
+
+def test_only_owner_frees_of_sealed_objects_are_pooled(pooled):
+    # larger than the pool: deleted
+    put(pooled, 1, 60)
+    assert pooled.handle(ObjectFreed(oid(1)), 0.0) == [DeleteObject(oid(1))]
+    # freed while being created: its file does not exist yet
+    pooled.handle(ObjectCreateRequested("b", oid(2), 10, True), 0.0)
+    assert pooled.handle(ObjectFreed(oid(2)), 0.0) == [DeleteObject(oid(2))]
+    # a secondary copy evicted for room is deleted, not pooled
+    put(pooled, 3, 30, is_primary=False)
+    put(pooled, 4, 40)
+    assert pooled.handle(ObjectCreateRequested("e", oid(5), 50, True), 0.0) == [
+        DeleteObject(oid(3)), CreateAllowed("e")]
+    # a spilled object has no shm file left to pool
+    pooled.handle(ObjectSealed(oid(5)), 0.0)
+    assert pooled.handle(ObjectCreateRequested("f", oid(6), 20, True), 0.0) == [SpillObject(oid(4))]
+    pooled.handle(ObjectSpilled(oid(4), "/s/4"), 0.0)
+    assert pooled.handle(ObjectFreed(oid(4)), 0.0) == [DeleteSpillFile("/s/4")]
+
+
+def test_pool_bounds_trim_the_oldest(pooled):
+    for n in (1, 2, 3):
+        put(pooled, n, 15)
+    for n in (1, 2, 3):
+        free_into_pool(pooled, n)
+    assert [f[0] for f in pooled.pool_files()] == [1, 2, 3]
+    put(pooled, 4, 5)
+    # 3 files is the limit: the oldest goes to make room for the 4th
+    assert pooled.handle(ObjectFreed(oid(4)), 0.0) == [TrimPoolFile(1), RecycleObject(oid(4), 4)]
+    pooled.handle(ObjectRecycled(4), 0.0)
+    put(pooled, 5, 40)
+    # 50 bytes at most: 2 and 3 go (oldest first) before 40 more bytes fit
+    assert pooled.handle(ObjectFreed(oid(5)), 0.0) == [
+        TrimPoolFile(2), TrimPoolFile(3), RecycleObject(oid(5), 5)]
+    pooled.handle(ObjectRecycled(5), 0.0)
+    assert pooled.pool_files() == [(4, 5, True), (5, 40, True)]
+
+
+def test_best_fit_prefers_the_same_writer_then_larger_then_closest(pooled):
+    sizes = {1: 12, 2: 20, 3: 16}
+    for n, size in sizes.items():
+        pooled.handle(ObjectCreateRequested(f"r{n}", oid(n), size, True, writer="w1" if n == 2 else "w2"), 0.0)
+        pooled.handle(ObjectSealed(oid(n)), 0.0)
+    for n in sizes:
+        free_into_pool(pooled, n)
+    # writer w1 last wrote file 2 (20 bytes): taken for 14 bytes though 16 fits closer
+    assert pooled.handle(ObjectCreateRequested("a", oid(4), 14, True, writer="w1"), 0.0) == [
+        CreateAllowed("a", recycled_file_id=2)]
+    # another writer: 15 bytes -> 16 (at least as large) rather than 12
+    assert pooled.handle(ObjectCreateRequested("b", oid(5), 15, True, writer="w9"), 0.0) == [
+        CreateAllowed("b", recycled_file_id=3)]
+    # nothing within [size/2, 2*size]: a new file
+    assert pooled.handle(ObjectCreateRequested("c", oid(6), 30, True), 0.0) == [CreateAllowed("c")]
+    assert pooled.handle(ObjectCreateRequested("d", oid(7), 5, True), 0.0) == [CreateAllowed("d")]
+    # smaller but within half: taken
+    assert pooled.handle(ObjectCreateRequested("e", oid(8), 20, True), 0.0) == [
+        CreateAllowed("e", recycled_file_id=1)]
+
+
+def test_pooled_files_are_trimmed_before_anything_is_spilled(pooled):
+    put(pooled, 1, 25)
+    put(pooled, 2, 25)
+    put(pooled, 3, 40)
+    free_into_pool(pooled, 1)
+    free_into_pool(pooled, 2)
+    # 60 bytes: 10 free + 50 pooled -> trims (no best fit in [30, 120]) then grants
+    effects = pooled.handle(ObjectCreateRequested("d", oid(4), 60, True), 0.0)
+    assert effects == [TrimPoolFile(1), TrimPoolFile(2), CreateAllowed("d")]
+    assert pooled.state_of(oid(3)) is ObjectState.SEALED
+
+
+def test_the_file_a_create_takes_is_kept_while_others_are_trimmed(pooled):
+    put(pooled, 1, 20)
+    put(pooled, 2, 30)
+    put(pooled, 3, 40)
+    free_into_pool(pooled, 1)
+    free_into_pool(pooled, 2)
+    # 45 bytes: takes file 2 (30) and the 10 free bytes; file 1 is trimmed for the other 5
+    assert pooled.handle(ObjectCreateRequested("d", oid(4), 45, True), 0.0) == [
+        TrimPoolFile(1), CreateAllowed("d", recycled_file_id=2)]
+    assert pooled.used_bytes == 85 and pooled.pool_bytes == 0
+
+
+def test_request_that_cannot_fit_is_refused_without_trimming(pooled):
+    put(pooled, 1, 30)
+    put(pooled, 2, 50)
+    pooled.handle(ObjectPinned(oid(2)), 0.0)
+    free_into_pool(pooled, 1)
+    effects = pooled.handle(ObjectCreateRequested("c", oid(3), 90, True), 0.0)
+    assert effects == [CreateRefused("c", "full", 90, 100, 80)]
+    assert pooled.pool_bytes == 30
+
+
+def test_pool_and_spill_together_make_room(pooled):
+    put(pooled, 1, 40)
+    put(pooled, 2, 20)
+    put(pooled, 3, 40)
+    free_into_pool(pooled, 2)
+    # 60 bytes: nothing fits in [30, 120]; trim file 1 (20) and spill object 1 (40)
+    effects = pooled.handle(ObjectCreateRequested("d", oid(4), 60, True), 0.0)
+    assert effects == [TrimPoolFile(1), SpillObject(oid(1))]
+    assert pooled.handle(ObjectSpilled(oid(1), "/s/1"), 0.0) == [CreateAllowed("d")]
+
+
+def test_idle_pooled_files_are_trimmed_by_the_timer(pooled):
+    put(pooled, 1, 10)
+    put(pooled, 2, 10)
+    assert pooled.handle(ObjectFreed(oid(1)), 0.0) == [RecycleObject(oid(1), 1)]
+    assert pooled.handle(ObjectRecycled(1), 0.0) == [SchedulePoolTrim(10.0)]
+    pooled.handle(ObjectFreed(oid(2)), 4.0)
+    assert pooled.handle(ObjectRecycled(2), 4.0) == []  # the timer is already set
+    assert pooled.handle(PoolTrimTimerFired(), 10.0) == [TrimPoolFile(1), SchedulePoolTrim(14.0)]
+    assert pooled.handle(PoolTrimTimerFired(), 14.0) == [TrimPoolFile(2)]
+    assert pooled.pool_bytes == 0
+    assert pooled.handle(PoolTrimTimerFired(), 20.0) == []
+
+
+def test_freed_during_restore_is_pooled(pooled):
+    put(pooled, 1, 40)
+    put(pooled, 2, 50)
+    pooled.handle(ObjectCreateRequested("c", oid(3), 40, True), 0.0)  # spills 1
+    pooled.handle(ObjectSpilled(oid(1), "/s/1"), 0.0)
+    pooled.handle(ObjectSealed(oid(3)), 0.0)
+    pooled.handle(ObjectFreed(oid(3)), 0.0)
+    pooled.handle(ObjectRecycled(1), 0.0)
+    # the restore of 1 (40) cannot use the pooled file: it is trimmed to make room
+    assert pooled.handle(ObjectRestoreRequested("r", oid(1)), 0.0) == [
+        TrimPoolFile(1), RestoreObject(oid(1), "/s/1")]
+    pooled.handle(ObjectFreed(oid(1)), 0.0)
+    assert pooled.handle(ObjectRestored(oid(1)), 0.0) == [
+        RecycleObject(oid(1), 2), DeleteSpillFile("/s/1"), RestoreFailed("r", oid(1), "freed")]
+    pooled.handle(ObjectRecycleFailed(2, "mapped"), 0.0)
+    assert pooled.pool_bytes == 0 and pooled.used_bytes == 50

@@ -109,7 +109,7 @@ from ember.logic.node.object_events import (
 )
 
 __all__ = [
-    "ObjectTable", "ObjectState", "ObjectTableError", "InvalidTransition",
+    "ObjectTable", "ObjectState", "PoolFileState", "ObjectTableError", "InvalidTransition",
     "ObjectCreateRequested", "ObjectSealed", "ObjectAccessed", "ObjectPinned",
     "ObjectUnpinned", "ObjectFreed", "ObjectSpilled", "ObjectSpillFailed",
     "ObjectRestoreRequested", "ObjectRestored", "ObjectRestoreFailed",
@@ -139,6 +139,11 @@ class ObjectState(enum.Enum):
     SPILLING = "SPILLING"
     SPILLED = "SPILLED"
     RESTORING = "RESTORING"
+
+
+class PoolFileState(enum.Enum):
+    RECYCLING = "RECYCLING"  # RecycleObject ordered, not yet reported
+    POOLED = "POOLED"
 
 
 _IN_MEMORY = frozenset({ObjectState.CREATING, ObjectState.SEALED, ObjectState.SPILLING,
@@ -196,7 +201,11 @@ class _PoolFile:
         self.size_bytes = size_bytes
         self.writer = writer
         self.pooled_at_s = pooled_at_s
-        self.is_confirmed = False  # until the shell reports ObjectRecycled
+        self.is_confirmed = False  # RECYCLING until the shell reports ObjectRecycled
+
+    @property
+    def state(self) -> PoolFileState:
+        return PoolFileState.POOLED if self.is_confirmed else PoolFileState.RECYCLING
 
 
 _Out = list[ObjectTableEffect]
@@ -526,9 +535,11 @@ class ObjectTable:
         out.append(SchedulePoolTrim(at_s, cause_id))
 
     def _unconfirmed(self, file_id: FileId, cause_id: str) -> _PoolFile:
+        """A pool file this table asked to recycle and has no report about yet (rule 7)."""
         f = self._pool.get(file_id)
         if f is None or f.is_confirmed:
-            raise InvalidTransition(f"pooled file {file_id}", None, None, cause_id)
+            raise InvalidTransition(pool_key(file_id), f.state if f is not None else None,
+                                    PoolFileState.POOLED, cause_id)
         return f
 
     def _pool_add(self, obj: _Object, cause_id: str, out: _Out) -> Optional[FileId]:
