@@ -188,6 +188,97 @@ def test_zero_copy_in_driver_and_in_task(store_cluster):
     assert ember.get(check.remote(ref)) == (False, (True, True), 7)
 
 
+# --- recycling freed files ------------------------------------------------------------------
+
+
+def _pool_files():
+    """(file id, size) of the pooled files in the head node's store directory."""
+    shm = _cw().shm
+    return [(fid, os.stat(os.path.join(shm.directory, f"pool.{fid}")).st_size)
+            for fid in shm.list_pool_files()]
+
+
+def _inode(ref):
+    return os.stat(_cw().shm.path_of(ref._id)).st_ino
+
+
+def _wait_pooled(min_size_bytes):
+    """Wait for a pooled file of at least ``min_size_bytes`` (the free of a dropped ref)."""
+    def pooled():
+        gc.collect()
+        return any(size >= min_size_bytes for _fid, size in _pool_files())
+    try:
+        _wait_for(pooled, what="the freed object's file to be pooled")
+    except AssertionError:
+        raise AssertionError(f"not pooled: {_pool_files()}, {_stats()}") from None
+
+
+def test_freed_file_is_recycled_for_the_next_put(store_cluster):
+    _wait_store_drained(store_cluster["session_dir"])
+    nbytes = 24 * MiB + 123 * 4096  # a size no other test leaves in the pool
+    ref = ember.put(_array(1, nbytes))
+    inode = _inode(ref)
+    del ref
+    _wait_pooled(nbytes)
+    ref = ember.put(_array(2, nbytes))
+    assert _inode(ref) == inode  # the same pages, written again
+    assert all(size <= nbytes for _fid, size in _pool_files())
+    value = ember.get(ref)
+    assert int(value[0]) == 2 and int(value[-1]) == 2
+    del value, ref
+    _wait_store_drained(store_cluster["session_dir"])
+
+
+def test_zero_copy_values_survive_frees_and_new_puts(store_cluster):
+    """No recycling of mapped files: a reader's array keeps its values after the object
+    was freed and new objects of the same size were put, in the driver and in an actor."""
+    session_dir = store_cluster["session_dir"]
+    _wait_store_drained(session_dir)
+    nbytes = 20 * MiB
+
+    @ember.remote(num_cpus=0)
+    class Holder:
+        def hold(self, boxed):
+            self.value = ember.get(boxed[0])  # zero copy; the ref in `boxed` is dropped on return
+            return int(self.value[0])
+
+        def bounds(self):
+            return int(self.value.min()), int(self.value.max())
+
+    holder = Holder.remote()
+    ref = ember.put(_array(5, nbytes))
+    value = ember.get(ref)
+    held = ember.put(_array(6, nbytes))
+    assert ember.get(holder.hold.remote([held])) == 6
+    pooled_before = {fid for fid, _ in _pool_files()}
+    del ref, held
+    _wait_for(lambda: _stats().store_objects == 0, what="both objects to be freed")
+    assert {fid for fid, _ in _pool_files()} <= pooled_before  # mapped: deleted, not pooled
+    refs = [ember.put(_array(100 + i, nbytes)) for i in range(3)]
+    assert [int(ember.get(r)[-1]) for r in refs] == [100, 101, 102]
+    assert int(value.min()) == 5 and int(value.max()) == 5
+    assert ember.get(holder.bounds.remote()) == (6, 6)
+    ember.kill(holder)
+    del refs, value
+    _wait_store_drained(session_dir)
+
+
+def test_pooled_files_make_room_before_anything_is_spilled(store_cluster):
+    session_dir = store_cluster["session_dir"]
+    _wait_store_drained(session_dir)
+    ref = ember.put(_array(1, 30 * MiB))
+    del ref
+    _wait_pooled(30 * MiB)
+    # 3 x 62 MiB + the pooled 30 MiB do not fit in 200 MiB; 30 MiB is too small to take
+    refs = [ember.put(_array(i, 62 * MiB)) for i in range(3)]
+    s = _stats()
+    assert s.store_spilled_bytes == 0 and s.store_used_bytes <= CAPACITY_BYTES
+    assert not any(size > 30 * MiB for _fid, size in _pool_files())
+    assert [int(ember.get(r)[3]) for r in refs] == [0, 1, 2]
+    del refs
+    _wait_store_drained(session_dir)
+
+
 # --- two nodes -------------------------------------------------------------------------------
 
 
