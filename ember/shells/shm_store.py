@@ -261,7 +261,12 @@ class ShmStore:
             tmp = self._tmp_path(object_id)
             fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         try:
+            old_size_bytes = os.fstat(fd).st_size if is_recycled else 0
             os.ftruncate(fd, size_bytes)
+            if is_recycled and size_bytes > old_size_bytes:
+                # Allocate the grown part now: a full /dev/shm is then ENOSPC here, not a
+                # SIGBUS when the kept mapping writes there.
+                os.posix_fallocate(fd, old_size_bytes, size_bytes - old_size_bytes)
         except BaseException:
             os.close(fd)
             os.unlink(tmp)
