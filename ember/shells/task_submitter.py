@@ -16,6 +16,7 @@ from typing import Any, Optional
 from ember import exceptions as exc
 from ember.config import CONFIG
 from ember.logic.owner import task_policy
+from ember.logic.owner.key_queue import KeyQueue
 from ember.object_ref import ObjectRef
 from ember.protocol import messages as m
 from ember.shells import rpc, serialization
@@ -52,8 +53,7 @@ class TaskRecord:
 
 
 class LeaseState:
-    __slots__ = ("lease_id", "worker_id", "worker_address", "raylet", "conn", "in_flight", "linger", "is_dead",
-                 "gpu_ids")
+    __slots__ = ("lease_id", "worker_id", "worker_address", "raylet", "conn", "linger", "is_dead", "gpu_ids")
 
     def __init__(self, granted: m.LeaseGranted, raylet: rpc.Connection) -> None:
         self.lease_id = granted.lease_id
@@ -62,25 +62,23 @@ class LeaseState:
         self.gpu_ids = granted.gpu_ids
         self.raylet = raylet
         self.conn: Optional[rpc.Connection] = None
-        self.in_flight = 0                 # tasks pushed and not yet answered
         self.linger: Optional[asyncio.TimerHandle] = None
         self.is_dead = False
 
 
 class KeyState:
-    __slots__ = ("key", "queue", "leases", "pending_requests", "warned_infeasible", "resources", "strategy", "name",
-                 "mean_task_s")
+    """One scheduling key: its queue and leases (decisions in KeyQueue) plus what the shell needs."""
+    __slots__ = ("key", "q", "warned_infeasible", "resources", "strategy", "name")
 
     def __init__(self, rec: TaskRecord) -> None:
         self.key = rec.key
-        self.queue: collections.deque[TaskRecord] = collections.deque()
-        self.leases: list[LeaseState] = []
-        self.pending_requests = 0
+        self.q: KeyQueue[TaskRecord, LeaseState] = KeyQueue(
+            depth_max=CONFIG.tasks_in_flight_per_worker_max, short_task_s=CONFIG.pipeline_tasks_below_s,
+            pending_max=CONFIG.max_pending_lease_requests)
         self.warned_infeasible = False
         self.resources = rec.resources
         self.strategy = rec.strategy
         self.name = rec.name
-        self.mean_task_s: Optional[float] = None  # moving average of push-to-reply time
 
 
 class TaskSubmitter:
@@ -133,9 +131,9 @@ class TaskSubmitter:
         """``ember.cancel`` (I/O thread): drop a queued task, or ask its worker to stop it."""
         error = exc.TaskCancelledError(task_id.hex())
         for ks in self.keys.values():
-            for rec in ks.queue:
+            for rec in ks.q.queue:
                 if rec.task_id == task_id:
-                    ks.queue.remove(rec)
+                    ks.q.task_removed(rec)
                     self._fail(rec, error)
                     return
         lease = self.in_flight.get(task_id)
@@ -166,34 +164,28 @@ class TaskSubmitter:
         ks = self.keys.get(rec.key)
         if ks is None:
             ks = self.keys[rec.key] = KeyState(rec)
-        ks.queue.append(rec)
+        ks.q.task_added(rec)
         self._pump(ks)
 
     def _pump(self, ks: KeyState) -> None:
-        depth = task_policy.pipeline_depth(ks.mean_task_s, CONFIG.tasks_in_flight_per_worker_max,
-                                           CONFIG.pipeline_tasks_below_s)
-        for lease in ks.leases:
-            if lease.conn is None or lease.is_dead:
-                continue
-            while ks.queue and lease.in_flight < depth:
-                self._push(ks, lease, ks.queue.popleft())
-            if not ks.queue:
-                break
-        want = task_policy.lease_requests_to_send(len(ks.queue), ks.pending_requests,
-                                                  CONFIG.max_pending_lease_requests)
-        for _ in range(want):
-            ks.pending_requests += 1
-            self.cw.loop.create_task(self._request_lease(ks))
-        if not ks.queue:
-            for lease in ks.leases:
-                if lease.in_flight == 0 and lease.linger is None and not lease.is_dead:
-                    lease.linger = self.cw.loop.call_later(CONFIG.lease_linger_s, self._return_lease, ks, lease)
+        """Carry out what the key's queue decides: pushes, lease requests, idle timers."""
+        q = ks.q
+        for lease, rec in q.next_pushes():
+            self._push(ks, lease, rec)
+        want = q.lease_requests_wanted()
+        if want:
+            q.leases_requested(want)
+            for _ in range(want):
+                self.cw.loop.create_task(self._request_lease(ks))
+        for lease in q.idle_leases():
+            if lease.linger is None and not lease.is_dead:
+                lease.linger = self.cw.loop.call_later(CONFIG.lease_linger_s, self._return_lease, ks, lease)
 
     async def _request_lease(self, ks: KeyState) -> None:
         raylet = self.cw.raylet
         is_spillback = False
         try:
-            while ks.queue:
+            while ks.q.queue:
                 req = m.RequestLease(self.cw.job_id, ks.resources, ks.strategy, is_spillback, False, ks.name)
                 reply = await raylet.request(req)
                 if isinstance(reply, m.LeaseGranted):
@@ -217,33 +209,26 @@ class TaskSubmitter:
             if not self.cw.is_shutdown:
                 log.warning("lease request for %s failed: %s; retrying", ks.name, e)
                 await asyncio.sleep(0.2)
-                ks.pending_requests -= 1
+                ks.q.lease_request_ended()
                 self._pump(ks)
                 return
-        finally:
-            pass
-        ks.pending_requests -= 1
+        ks.q.lease_request_ended()
 
     async def _lease_granted(self, ks: KeyState, granted: m.LeaseGranted, raylet: rpc.Connection) -> None:
-        ks.pending_requests -= 1
+        ks.q.lease_request_ended()
         lease = LeaseState(granted, raylet)
-        ks.leases.append(lease)
         try:
             lease.conn = await self.cw.peers.get(granted.worker_address)
         except (OSError, rpc.ConnectionLost, TimeoutError):
             self._lease_dead(ks, lease)
             return
-        if not ks.queue:
-            self._pump(ks)
-            return
-        self._push(ks, lease, ks.queue.popleft())
+        ks.q.lease_ready(lease)
         self._pump(ks)
 
     def _push(self, ks: KeyState, lease: LeaseState, rec: TaskRecord) -> None:
         if lease.linger is not None:
             lease.linger.cancel()
             lease.linger = None
-        lease.in_flight += 1
         sent_key = (lease.worker_id, rec.function_id)
         blob = None
         if sent_key not in self.sent_functions:
@@ -257,8 +242,7 @@ class TaskSubmitter:
             fut = lease.conn.request_future(m.PushTask(spec))
         except rpc.ConnectionLost:
             self.sent_functions.discard(sent_key)
-            lease.in_flight -= 1
-            ks.queue.appendleft(rec)
+            ks.q.push_failed(lease, rec)
             self._lease_dead(ks, lease)
             return
         pushed_at = self.cw.loop.time()
@@ -267,9 +251,8 @@ class TaskSubmitter:
 
     def _task_replied(self, ks: KeyState, lease: LeaseState, rec: TaskRecord, fut: asyncio.Future,
                       pushed_at: float) -> None:
-        lease.in_flight -= 1
         self.in_flight.pop(rec.task_id, None)
-        ks.mean_task_s = task_policy.moving_average(ks.mean_task_s, self.cw.loop.time() - pushed_at)
+        ks.q.task_answered(lease, self.cw.loop.time() - pushed_at)
         err = fut.exception()
         if rec.task_id in self.cancelled:
             self.cancelled.discard(rec.task_id)
@@ -299,7 +282,7 @@ class TaskSubmitter:
                                     retry_exceptions=rec.retry_exceptions, error=error):
             rec.attempt += 1
             log.info("retrying %s (attempt %d): %s", rec.name, rec.attempt, type(error).__name__)
-            ks.queue.appendleft(rec)
+            ks.q.task_added(rec, front=True)
             self._pump(ks)
             return
         self._fail(rec, error)
@@ -324,8 +307,8 @@ class TaskSubmitter:
         rec.arg_refs = None
 
     def _fail_queue(self, ks: KeyState, error: BaseException) -> None:
-        while ks.queue:
-            self._fail(ks.queue.popleft(), error)
+        while ks.q.queue:
+            self._fail(ks.q.queue.popleft(), error)
 
     def _lease_dead(self, ks: KeyState, lease: LeaseState) -> None:
         if lease.is_dead:
@@ -333,24 +316,23 @@ class TaskSubmitter:
         lease.is_dead = True
         if lease.linger is not None:
             lease.linger.cancel()
-        if lease in ks.leases:
-            ks.leases.remove(lease)
+        ks.q.lease_gone(lease)
         if not lease.raylet.closed:
             lease.raylet.send(m.ReturnLease(lease.lease_id, True))
 
     def _return_lease(self, ks: KeyState, lease: LeaseState) -> None:
         lease.linger = None
-        if lease.in_flight or lease.is_dead or ks.queue:
+        if lease.is_dead or lease not in ks.q.idle_leases():
             return
-        ks.leases.remove(lease)
+        ks.q.lease_gone(lease)
         lease.is_dead = True
         if not lease.raylet.closed:
             lease.raylet.send(m.ReturnLease(lease.lease_id, False))
 
     def _on_connection_lost(self, conn: rpc.Connection) -> None:
         for ks in self.keys.values():
-            for lease in list(ks.leases):
-                if lease.conn is conn and lease.in_flight == 0:
+            for lease in ks.q.idle_leases():
+                if lease.conn is conn:
                     self._lease_dead(ks, lease)
                     self._pump(ks)
 
