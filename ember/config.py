@@ -18,6 +18,7 @@ class Config:
     max_pending_lease_requests: int = 4
     tasks_in_flight_per_worker_max: int = 4
     pipeline_tasks_below_s: float = 0.005
+    locality_min_bytes: int = 1024 * 1024
     infeasible_retry_s: float = 1.0
     worker_start_timeout_s: float = 30.0
     log_poll_interval_s: float = 0.1

@@ -181,10 +181,30 @@ class TaskSubmitter:
             if lease.linger is None and not lease.is_dead:
                 lease.linger = self.cw.loop.call_later(CONFIG.lease_linger_s, self._return_lease, ks, lease)
 
+    def _locality_raylet(self, ks: KeyState) -> Any:
+        """The node daemon holding most of the next task's argument bytes, if not ours."""
+        if not ks.q.queue:
+            return None
+        store = self.cw.store
+        locations = []
+        for arg in ks.q.queue[0].args:
+            if arg[0] == 1:
+                e = store.get(arg[1])
+                if e is not None and e.node_address:
+                    locations.append((e.node_address, e.size))
+        address = task_policy.preferred_node(locations, self.cw.node_address, CONFIG.locality_min_bytes)
+        return self.cw.peers.get(address) if address else None
+
     async def _request_lease(self, ks: KeyState) -> None:
         raylet = self.cw.raylet
         is_spillback = False
         try:
+            remote = self._locality_raylet(ks)
+            if remote is not None:
+                try:
+                    raylet = await remote
+                except (OSError, rpc.ConnectionLost, TimeoutError):
+                    raylet = self.cw.raylet
             while ks.q.queue:
                 req = m.RequestLease(self.cw.job_id, ks.resources, ks.strategy, is_spillback, False, ks.name)
                 reply = await raylet.request(req)

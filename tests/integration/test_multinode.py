@@ -132,6 +132,14 @@ def test_large_object_made_on_second_node_is_pulled_to_the_head(two_nodes: Clust
     assert total == float(expected.sum()) and size_bytes == LARGE_BYTES
 
 
+def test_task_runs_where_its_large_argument_lies(two_nodes: Cluster) -> None:
+    ref = make_large.remote()  # needs "special": made and stored on the second node
+    ember.wait([ref], timeout=60)
+    node_id, total, size_bytes = ember.get(summarize.remote(ref), timeout=60)
+    assert node_id == two_nodes.second_id  # both nodes are free: locality decides
+    assert size_bytes == LARGE_BYTES
+
+
 def test_tasks_needing_more_than_one_node_spread_to_both(two_nodes: Cluster) -> None:
     refs = [sleep_then_node.remote(1.0) for _ in range(2)]
     assert set(ember.get(refs, timeout=60)) == {two_nodes.head_id, two_nodes.second_id}

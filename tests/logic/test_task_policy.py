@@ -40,3 +40,11 @@ def test_pipelining_only_for_known_short_tasks():
     assert tp.pipeline_depth(0.0003, 4, 0.005) == 4
     assert tp.moving_average(None, 2.0) == 2.0
     assert tp.moving_average(1.0, 2.0, weight=0.5) == 1.5
+
+
+def test_locality_prefers_the_node_holding_most_argument_bytes():
+    here, there = "10.0.0.1:1", "10.0.0.2:1"
+    assert tp.preferred_node([(there, 50 << 20), (here, 1 << 20)], here, 1 << 20) == there
+    assert tp.preferred_node([(there, 10), (here, 0)], here, 1 << 20) is None   # too small to matter
+    assert tp.preferred_node([(here, 50 << 20)], here, 1 << 20) is None
+    assert tp.preferred_node([("", 5)], here, 0) is None

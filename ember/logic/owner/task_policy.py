@@ -7,6 +7,8 @@ Rule 1: a system failure (the worker or its node died) is retried while attempts
 Rule 3: tasks are pipelined to a leased worker (several pushed before the first answer)
         only once the key's tasks are known to be short, so that long tasks never queue
         behind each other on one worker while other workers could take them.
+Rule 4: a task whose arguments lie mostly (by bytes, at least ``min_bytes``) in another
+        node's store asks that node for its lease first (locality); it may still spill on.
 Rule 2: a scheduling key asks for at most ``max_pending`` leases at once, and never for
         more than its backlog of unassigned tasks.
 """
@@ -52,3 +54,17 @@ def pipeline_depth(mean_task_s: Optional[float], depth_max: int, short_task_s: f
 
 def moving_average(mean_s: Optional[float], sample_s: float, weight: float = 0.2) -> float:
     return sample_s if mean_s is None else mean_s + weight * (sample_s - mean_s)
+
+
+def preferred_node(arg_locations: Sequence[tuple[str, int]], local_address: str, min_bytes: int) -> Optional[str]:
+    """The node daemon to ask for a lease: where most argument bytes are, if not here."""
+    by_node: dict[str, int] = {}
+    for address, size in arg_locations:
+        if address:
+            by_node[address] = by_node.get(address, 0) + size
+    if not by_node:
+        return None
+    best = max(sorted(by_node), key=lambda a: by_node[a])
+    if best == local_address or by_node[best] < min_bytes:
+        return None
+    return best
