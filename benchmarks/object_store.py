@@ -18,7 +18,7 @@ The machine is shared and noisy: every row repeats (``--repeat``) and reports th
 median and the best.  Cluster processes are started by ``ember.init`` and
 ``local_cluster.start_node`` and stopped before the next part starts.
 
-    python benchmarks/object_store.py            # 100 MiB and 1 GiB, 5 repeats
+    python benchmarks/object_store.py            # 100 MiB and 1 GiB, 7 repeats
     python benchmarks/object_store.py --quick    # 16 MiB and 128 MiB, 3 repeats
     python benchmarks/object_store.py --json out.json
 """
@@ -230,8 +230,7 @@ def _array(size_bytes: int) -> np.ndarray:
     return source
 
 
-def run(quick: bool, repeat: int) -> list[Row]:
-    small, large = (16 * MiB, 128 * MiB) if quick else (100 * MiB, GiB)
+def run(small: int, large: int, repeat: int) -> list[Row]:
     rows: list[Row] = []
     big = _array(large)
     rows.append(memcpy_row(big, max(repeat, 5)))
@@ -264,12 +263,16 @@ def format_table(rows: list[Row]) -> str:
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="16 MiB and 128 MiB arrays, 3 repeats")
-    parser.add_argument("--repeat", type=int, default=0, help="runs per row (default 5, --quick 3)")
+    parser.add_argument("--repeat", type=int, default=0, help="runs per row (default 7, --quick 3)")
+    parser.add_argument("--sizes-mib", default="", help="the two array sizes, e.g. 4,8 (overrides --quick)")
     parser.add_argument("--json", default="", help="also write the rows to this file")
     args = parser.parse_args(argv)
-    repeat = args.repeat or (3 if args.quick else 5)
+    repeat = args.repeat or (3 if args.quick else 7)
+    small, large = (16 * MiB, 128 * MiB) if args.quick else (100 * MiB, GiB)
+    if args.sizes_mib:
+        small, large = (int(x) * MiB for x in args.sizes_mib.split(","))
     load = os.getloadavg()[0]
-    rows = run(args.quick, repeat)
+    rows = run(small, large, repeat)
     print(f"# object store, {repeat} runs per row, load average at start {load:.1f} "
           f"({os.cpu_count()} cores, shared)")
     print(format_table(rows))
