@@ -108,11 +108,12 @@ def _format_remote_traceback(error: "RayTaskError") -> str:
             has_header = True
             skipping_code = False
         elif line.startswith("  File ") and _EMBER_PACKAGE_DIR in line:
-            # An internal frame: drop it and the code line that follows it.
-            skipping_code = i + 1 < len(lines) and lines[i + 1].startswith("    ")
-        elif skipping_code:
-            skipping_code = False
+            # An internal frame: drop it and its code lines (source, and 3.11's ^^^ markers).
+            skipping_code = True
+        elif skipping_code and line.startswith("    "):
+            continue
         else:
+            skipping_code = False
             out.append(line)
     if not has_header:
         out.insert(0, header)
