@@ -209,7 +209,7 @@ def print_table(lines: list[SummaryLine], runtimes: list[str], args: argparse.Na
     print(head)
     print("-" * len(head))
     for line in lines:
-        cells = [_cell(line.medians.get(r)) if r in runtimes else "-" for r in RUNTIMES]
+        cells = [_counted_cell(line, r, args.repeat) if r in runtimes else "-" for r in RUNTIMES]
         ratio = f"{line.ember_over_ray:.2f}" if line.ember_over_ray is not None else "-"
         print(f"{line.output:<46} {line.unit:<19} {cells[0]:>12} {cells[1]:>12} {ratio:>10}")
     notes = [(line.output, rt, note) for line in lines for rt, note in line.notes.items()]
@@ -226,11 +226,11 @@ def print_markdown(lines: list[SummaryLine], limits: dict[str, float], config: d
     print("| --- | --- | ---: | ---: | ---: |")
     for line in lines:
         ratio = f"{line.ember_over_ray:.2f}" if line.ember_over_ray is not None else "-"
-        ember, ray = (_cell(line.medians.get(r)) for r in RUNTIMES)
+        ember, ray = (_counted_cell(line, r, int(config["repeat"])) for r in RUNTIMES)
         print(f"| {line.output} | {line.unit} | {ember} | {ray} | {ratio} |")
     notes = [(line.output, rt, note) for line in lines for rt, note in line.notes.items()]
     for output, runtime, note in notes:
-        print(f"\n- {output} [{runtime}]: {note.splitlines()[0][:300]}", end="")
+        print(f"\n- {output} [{runtime}]: {note.splitlines()[0][:200]}", end="")
     if notes:
         print()
     if limits:
@@ -247,6 +247,13 @@ def render_saved(path: str) -> int:
     lines = [SummaryLine(**line) for line in data["summary"]]
     print_markdown(lines, data["machine_limits"], data["config"])
     return 0
+
+
+def _counted_cell(line: SummaryLine, runtime: str, repeat: int) -> str:
+    """The median, marked with how many runs it has when some runs failed."""
+    count = line.counts.get(runtime, 0)
+    cell = _cell(line.medians.get(runtime))
+    return f"{cell} ({count}/{repeat})" if 0 < count < repeat else cell
 
 
 def _cell(value: float | None) -> str:
