@@ -123,6 +123,8 @@ class ObjectService:
         self._cause_seq = 0
         self._events: list[Any] = []   # fed while effects are being carried out
         self._is_feeding = False
+        self._by_owner: dict[str, set[bytes]] = {}   # owner address -> primary copies sealed here
+        self._owner_of: dict[bytes, str] = {}
         self._pool_timer: Optional[asyncio.TimerHandle] = None
         self.spilled_total_bytes = 0
         self.restored_total_bytes = 0
@@ -180,6 +182,8 @@ class ObjectService:
                     self._perform(effect)
         finally:
             self._is_feeding = False
+        self._by_owner: dict[str, set[bytes]] = {}   # owner address -> primary copies sealed here
+        self._owner_of: dict[bytes, str] = {}
 
     def _perform(self, eff: Any) -> None:
         if isinstance(eff, T.CreateAllowed):
@@ -307,6 +311,9 @@ class ObjectService:
         self._feed(T.ObjectSealed(msg.object_id, self._cause("seal")))
         if self.table.state_of(msg.object_id) is None:
             self.store.delete(msg.object_id)  # freed while it was being written
+        elif msg.owner_address:
+            self._by_owner.setdefault(msg.owner_address, set()).add(msg.object_id)
+            self._owner_of[msg.object_id] = msg.owner_address
 
     def connection_lost(self, conn: rpc.Connection) -> None:
         """A writer that died between create and seal: give its room back."""
@@ -314,10 +321,24 @@ class ObjectService:
             if self.table.state_of(object_id) is T.ObjectState.CREATING:
                 self._feed(T.ObjectFreed(object_id, self._cause("writer-lost")))
             self.store.remove_partial(object_id)
+        process = conn.state.get("process")
+        if process is not None:
+            self.owner_died(process[1])
+
+    def owner_died(self, owner_address: str) -> None:
+        """The owner of objects stored here is gone: nobody can free them any more (and
+        ``get`` on them raises OwnerDiedError), so free them now."""
+        cause = self._cause("owner-died")
+        for object_id in self._by_owner.pop(owner_address, set()):
+            self._owner_of.pop(object_id, None)
+            self._feed(T.ObjectFreed(object_id, cause))
 
     def on_FreeObjects(self, conn: rpc.Connection, request_id: int, msg: m.FreeObjects) -> None:
         cause = self._cause("free")
         for object_id in msg.object_ids:
+            owner = self._owner_of.pop(object_id, None)
+            if owner is not None:
+                self._by_owner.get(owner, set()).discard(object_id)
             self._feed(T.ObjectFreed(object_id, cause))
 
     # --- local readers ------------------------------------------------------------------------

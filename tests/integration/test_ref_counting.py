@@ -311,3 +311,12 @@ def test_owner_dying_while_a_borrower_waits_raises_owner_died(cluster):
         killer.join()
     assert time.monotonic() - started < 15
 
+
+
+def test_objects_of_a_dead_owner_are_freed_from_the_store(cluster):
+    holder = Holder.remote()
+    (ref,) = ember.get(holder.make.remote(9))  # a 1 MiB object the actor owns, in the store
+    _wait_for(lambda: _stats().store_objects >= 1, "the actor's object to be stored")
+    ember.kill(holder)
+    _wait_store_empty("the node daemon to free the dead owner's object")
+    del ref
