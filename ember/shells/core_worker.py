@@ -457,35 +457,49 @@ class CoreWorker:
     # --- wait -----------------------------------------------------------------------------------------------
     def wait(self, refs: list[ObjectRef], num_returns: int, timeout_s: Optional[float],
              fetch_local: bool) -> tuple[list[ObjectRef], list[ObjectRef]]:
+        entries = [self._entry_for(r) for r in refs]
+        done = [e.state != PENDING for e in entries]
+        count = sum(done)
+        if count < num_returns and timeout_s != 0:
+            self._wait_for_some(refs, entries, done, count, num_returns, timeout_s)
+        ready, not_ready = [], []
+        for r, is_done in zip(refs, done):
+            (ready if is_done and len(ready) < num_returns else not_ready).append(r)
+        return ready, not_ready
+
+    def _wait_for_some(self, refs: list[ObjectRef], entries: list[Entry], done: list[bool], count: int,
+                       num_returns: int, timeout_s: Optional[float]) -> None:
+        """Block until ``num_returns`` of ``refs`` are done (marking them in ``done``) or the
+        timeout passes; the waiters it registered are removed before it returns."""
         cond = threading.Condition()
-        done_flags = [False] * len(refs)
-        count = [0]
+        counter = [count]
+        callbacks: list[tuple[bytes, Callable[[], None]]] = []
 
         def make_cb(i: int) -> Callable[[], None]:
             def cb() -> None:
                 with cond:
-                    if not done_flags[i]:
-                        done_flags[i] = True
-                        count[0] += 1
+                    if not done[i]:
+                        done[i] = True
+                        counter[0] += 1
                         cond.notify_all()
             return cb
 
-        for i, r in enumerate(refs):
-            e = self._entry_for(r)
-            if e.state != PENDING or not self.store.add_waiter(r._id, make_cb(i)):
-                make_cb(i)()
+        for i, (r, e) in enumerate(zip(refs, entries)):
+            if not done[i]:
+                cb = make_cb(i)
+                if self.store.add_waiter(r._id, cb):
+                    callbacks.append((r._id, cb))
+                else:
+                    cb()
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         with cond:
-            while count[0] < num_returns:
+            while counter[0] < num_returns:
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     break
                 cond.wait(left)
-            flags = list(done_flags)
-        ready, not_ready = [], []
-        for r, f in zip(refs, flags):
-            (ready if f and len(ready) < num_returns else not_ready).append(r)
-        return ready, not_ready
+        for oid, cb in callbacks:
+            self.store.remove_waiter(oid, cb)
 
     # --- futures ----------------------------------------------------------------------------------------------
     def as_future(self, ref: ObjectRef) -> concurrent.futures.Future:

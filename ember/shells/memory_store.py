@@ -78,6 +78,15 @@ class MemoryStore:
             e.waiters.append(callback)
             return True
 
+    def remove_waiter(self, object_id: bytes, callback: Callable[[], None]) -> None:
+        with self.lock:
+            e = self.entries.get(object_id)
+            if e is not None and e.waiters:
+                try:
+                    e.waiters.remove(callback)
+                except ValueError:
+                    pass
+
     def wait(self, object_id: bytes, timeout_s: Optional[float]) -> bool:
         ev = threading.Event()
         if not self.add_waiter(object_id, ev.set):
