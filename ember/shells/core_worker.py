@@ -32,12 +32,14 @@ log = logging.getLogger("ember.core_worker")
 _core_worker: Optional["CoreWorker"] = None
 
 
+try:  # imported here, not on first use: forked workers then share it with the zygote
+    import uvloop
+except ImportError:  # pragma: no cover
+    uvloop = None
+
+
 def _new_loop() -> asyncio.AbstractEventLoop:
-    try:
-        import uvloop
-        return uvloop.new_event_loop()
-    except ImportError:  # pragma: no cover
-        return asyncio.new_event_loop()
+    return uvloop.new_event_loop() if uvloop is not None else asyncio.new_event_loop()
 
 
 _MAP_TRIES_MAX = 3

@@ -82,6 +82,11 @@ def _child(cmd: dict, close_fds: list[int]) -> None:
 
 def main() -> None:
     _preload()
+    # Move everything imported so far out of the collector's sight: children never touch
+    # (and so never copy) those pages when they collect garbage.
+    import gc
+    gc.collect()
+    gc.freeze()
     in_fd, out_fd = sys.stdin.fileno(), sys.stdout.fileno()
     out = os.fdopen(os.dup(out_fd), "w", buffering=1)
     wake_r, wake_w = os.pipe()
