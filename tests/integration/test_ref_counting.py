@@ -134,10 +134,10 @@ def test_put_and_drop_loop_keeps_store_flat(cluster):
     _wait_store_empty("an empty store at the start")
     value = _big(1)
     peak_bytes = 0
-    for i in range(2000):
+    for i in range(10_000):  # issue 4: 10,000 large objects put and dropped
         ref = ember.put(value)
         del ref
-        if i % 50 == 0:
+        if i % 250 == 0:
             s = _stats()
             peak_bytes = max(peak_bytes, s.store_used_bytes)
             assert s.store_spilled_bytes == 0
