@@ -18,6 +18,8 @@ import sys
 import time
 from typing import Any, Optional
 
+import psutil
+
 from ember.config import CONFIG
 from ember.logic.node import leases as L
 from ember.logic.resources import ResourceSet
@@ -40,8 +42,8 @@ class NodeDaemon:
         self.session_dir = args.session_dir
         resources = {"CPU": float(args.num_cpus), **({"GPU": float(args.num_gpus)} if args.num_gpus else {})}
         resources.update(json.loads(args.resources or "{}"))
-        if args.memory:
-            resources["memory"] = float(args.memory)
+        # Ray's default for the schedulable "memory" resource: most of what is available now.
+        resources["memory"] = float(args.memory or int(psutil.virtual_memory().available * 0.7))
         self.resources_total = {k: float(v) for k, v in resources.items() if v}
         self.leases = L.LeaseManager(self.node_id, self.resources_total, max_starting=CONFIG.max_workers_starting)
         store_dir = node_store_directory(os.path.basename(self.session_dir), self.node_id.hex())

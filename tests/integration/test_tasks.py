@@ -235,3 +235,12 @@ def test_cluster_and_available_resources(cluster):
     assert ember.cluster_resources()["CPU"] == 2.0
     assert ember.cluster_resources()["custom"] == 2.0
     assert len(ember.nodes()) == 1 and ember.nodes()[0]["Alive"]
+
+
+def test_memory_is_a_schedulable_resource(cluster):
+    assert ember.cluster_resources()["memory"] > 100 * 1024 ** 2
+
+    @ember.remote(memory=100 * 1024 ** 2)
+    def with_memory():
+        return ember.get_runtime_context().get_assigned_resources()["memory"]
+    assert ember.get(with_memory.remote(), timeout=30) == 100 * 1024 ** 2
