@@ -47,26 +47,9 @@ Rule 7. Reports about orders this table gave (spilled, restored, failed) that do
         unknown or already freed objects (seal after free, duplicate free) are
         logged and ignored.
 
-The file pool (first touch of fresh shared-memory pages runs ~10x slower than
-memcpy, so a freed object's file, already in memory, is worth writing into again):
-
-Rule 8. A SEALED object freed by its owner becomes a pooled file instead of being
-        deleted when it fits the pool (``pool_max_bytes``, default a quarter of the
-        capacity, and ``pool_files_max``), oldest pooled files trimmed to make room.
-        The shell pools it only if no process maps it (RecycleObject, answered by
-        ObjectRecycled or ObjectRecycleFailed); until then it cannot be handed out.
-        Evicted secondary copies and spilled objects are deleted, never pooled.
-Rule 9. Pooled bytes count against the capacity (``used_bytes + pool_bytes <=
-        capacity_bytes``) but are not object bytes: ``used_bytes`` leaves them out.
-Rule 10. A create takes the pooled file that fits best: size within [size/2, 2*size],
-        one last written by the same writer first (it may still have it mapped),
-        then one at least as large, then the closest size, then the oldest.
-        Restores never take pooled files.
-Rule 11. When a request needs room, pooled files (but the one it will take) are
-        trimmed first, oldest first, before any copy is deleted or spilled; they
-        count as room when deciding whether a request can ever fit (rule 3).
-Rule 12. A pooled file not taken within ``pool_idle_s`` is trimmed (SchedulePoolTrim /
-        PoolTrimTimerFired), so an idle store gives its memory back.
+Rules 8-12 (the pool of freed store files, written into again instead of fresh pages)
+are in the docstring of ``ember.logic.node.file_pool``, whose ``FilePool`` this table
+composes; pooled bytes count against ``capacity_bytes`` but not ``used_bytes``.
 """
 from __future__ import annotations
 
@@ -75,6 +58,9 @@ from collections import OrderedDict, deque
 from typing import Any, Callable, Optional
 
 from ember.logic.fsm import InvalidTransition, LogEntry, TransitionLog, lookup
+from ember.logic.node.file_pool import (
+    POOL_FILES_MAX, POOL_IDLE_S, FilePool, PoolFileState, pool_key,
+)
 from ember.logic.node.object_events import (
     CreateAllowed,
     CreateRefused,
@@ -120,13 +106,6 @@ __all__ = [
 ]
 
 POOL_FRACTION = 0.25     # default pool_max_bytes: this share of the capacity
-POOL_FILES_MAX = 64
-POOL_IDLE_S = 60.0
-
-
-def pool_key(file_id: FileId) -> str:
-    """The ``story`` key of a pooled file."""
-    return f"pool.{file_id}"
 
 
 class ObjectTableError(Exception):
@@ -139,11 +118,6 @@ class ObjectState(enum.Enum):
     SPILLING = "SPILLING"
     SPILLED = "SPILLED"
     RESTORING = "RESTORING"
-
-
-class PoolFileState(enum.Enum):
-    RECYCLING = "RECYCLING"  # RecycleObject ordered, not yet reported
-    POOLED = "POOLED"
 
 
 _IN_MEMORY = frozenset({ObjectState.CREATING, ObjectState.SEALED, ObjectState.SPILLING,
@@ -194,20 +168,6 @@ class _Request:
         self.writer = writer
 
 
-class _PoolFile:
-    __slots__ = ("size_bytes", "writer", "pooled_at_s", "is_confirmed")
-
-    def __init__(self, size_bytes: int, writer: Any, pooled_at_s: float) -> None:
-        self.size_bytes = size_bytes
-        self.writer = writer
-        self.pooled_at_s = pooled_at_s
-        self.is_confirmed = False  # RECYCLING until the shell reports ObjectRecycled
-
-    @property
-    def state(self) -> PoolFileState:
-        return PoolFileState.POOLED if self.is_confirmed else PoolFileState.RECYCLING
-
-
 _Out = list[ObjectTableEffect]
 LOG_ENTRIES_MAX = 10_000
 
@@ -222,15 +182,6 @@ class ObjectTable:
             raise ValueError(f"capacity_bytes must be >= 0, got {capacity_bytes}")
         self.capacity_bytes = capacity_bytes
         self.used_bytes = 0
-        self.pool_max_bytes = (int(capacity_bytes * POOL_FRACTION) if pool_max_bytes is None
-                               else min(pool_max_bytes, capacity_bytes))
-        self.pool_files_max = pool_files_max
-        self.pool_idle_s = pool_idle_s
-        self.pool_bytes = 0            # pooled files, confirmed or not
-        self._recycling_bytes = 0      # pooled files the shell has not confirmed yet
-        self._pool: dict[FileId, _PoolFile] = {}  # oldest first
-        self._next_file_id = 1
-        self._pool_timer_at: Optional[float] = None
         self.spilled_bytes = 0
         self._spilling_bytes = 0
         self._spill_failed: set[ObjectId] = set()
@@ -239,6 +190,9 @@ class ObjectTable:
         self._lru: OrderedDict[ObjectId, None] = OrderedDict()  # SEALED only, oldest first
         self._queue: deque[_Request] = deque()
         self._log = TransitionLog(log_entries_max)
+        self._pool = FilePool(int(capacity_bytes * POOL_FRACTION) if pool_max_bytes is None
+                              else min(pool_max_bytes, capacity_bytes),
+                              pool_files_max, pool_idle_s, self._log)
         self._now = 0.0
         self._handlers: dict[type, Callable[[Any, _Out], None]] = {
             ObjectCreateRequested: self._on_create_requested,
@@ -285,12 +239,29 @@ class ObjectTable:
         return self.capacity_bytes - self.used_bytes - self.pool_bytes
 
     @property
+    def pool_bytes(self) -> int:
+        """Bytes of pooled files, confirmed or not."""
+        return self._pool.total_bytes
+
+    @property
+    def pool_max_bytes(self) -> int:
+        return self._pool.max_bytes
+
+    @property
+    def pool_files_max(self) -> int:
+        return self._pool.files_max
+
+    @property
+    def pool_idle_s(self) -> float:
+        return self._pool.idle_s
+
+    @property
     def num_pool_files(self) -> int:
         return len(self._pool)
 
     def pool_files(self) -> list[tuple[FileId, int, bool]]:
         """Pooled files, oldest first, as ``(file_id, size_bytes, is_confirmed)``."""
-        return [(fid, f.size_bytes, f.is_confirmed) for fid, f in self._pool.items()]
+        return self._pool.files()
 
     @property
     def num_waiting_requests(self) -> int:
@@ -355,7 +326,7 @@ class ObjectTable:
             self.used_bytes -= obj.size_bytes
             file_id = None
             if may_recycle and obj.state is ObjectState.SEALED:
-                file_id = self._pool_add(obj, cause_id, out)
+                file_id = self._pool.add(obj.size_bytes, obj.writer, cause_id, self._now, out)
             if file_id is None:
                 out.append(DeleteObject(object_id, cause_id))
             else:
@@ -500,99 +471,21 @@ class ObjectTable:
             self._drop(ev.object_id, obj, ev.cause_id, "freed during restore", out)
         self._admit(out)
 
-    # --- the file pool (rules 8-12) ---------------------------------------------------------
+    # --- the file pool (rules 8-12; the pool itself is ``FilePool``) -------------------------
     def _on_recycled(self, ev: ObjectRecycled, out: _Out) -> None:
-        f = self._unconfirmed(ev.file_id, ev.cause_id)
-        f.is_confirmed = True
-        self._recycling_bytes -= f.size_bytes
-        self._log.record(pool_key(ev.file_id), None, None, ev.cause_id, at_s=self._now,
-                         note=f"pooled, {f.size_bytes} bytes")
-        if self._pool_timer_at is None:
-            self._schedule_pool_trim(f.pooled_at_s + self.pool_idle_s, ev.cause_id, out)
+        self._pool.confirm(ev.file_id, ev.cause_id, self._now, out)
         self._admit(out)
 
     def _on_recycle_failed(self, ev: ObjectRecycleFailed, out: _Out) -> None:
-        f = self._unconfirmed(ev.file_id, ev.cause_id)
-        del self._pool[ev.file_id]
-        self.pool_bytes -= f.size_bytes
-        self._recycling_bytes -= f.size_bytes
-        self._log.record(pool_key(ev.file_id), None, None, ev.cause_id, at_s=self._now,
-                         note=f"not pooled: {ev.reason}".rstrip(": "))
+        self._pool.discard_unconfirmed(ev.file_id, ev.reason, ev.cause_id, self._now)
         self._admit(out)
 
     def _on_pool_timer(self, ev: PoolTrimTimerFired, out: _Out) -> None:
-        self._pool_timer_at = None
-        for file_id, f in list(self._pool.items()):
-            if f.is_confirmed and self._now - f.pooled_at_s >= self.pool_idle_s:
-                self._trim(file_id, ev.cause_id, "idle", out)
-        oldest = next((f for f in self._pool.values() if f.is_confirmed), None)
-        if oldest is not None:
-            self._schedule_pool_trim(max(oldest.pooled_at_s + self.pool_idle_s, self._now),
-                                     ev.cause_id, out)
-
-    def _schedule_pool_trim(self, at_s: float, cause_id: str, out: _Out) -> None:
-        self._pool_timer_at = at_s
-        out.append(SchedulePoolTrim(at_s, cause_id))
-
-    def _unconfirmed(self, file_id: FileId, cause_id: str) -> _PoolFile:
-        """A pool file this table asked to recycle and has no report about yet (rule 7)."""
-        f = self._pool.get(file_id)
-        if f is None or f.is_confirmed:
-            raise InvalidTransition(pool_key(file_id), f.state if f is not None else None,
-                                    PoolFileState.POOLED, cause_id)
-        return f
-
-    def _pool_add(self, obj: _Object, cause_id: str, out: _Out) -> Optional[FileId]:
-        """Reserve a pool entry for a freed object's file, or None when it cannot be pooled."""
-        size = obj.size_bytes
-        if size <= 0 or size > self.pool_max_bytes or self.pool_files_max <= 0:
-            return None
-        for file_id in [fid for fid, f in self._pool.items() if f.is_confirmed]:  # oldest first
-            if (self.pool_bytes + size <= self.pool_max_bytes
-                    and len(self._pool) < self.pool_files_max):
-                break
-            self._trim(file_id, cause_id, "pool full", out)
-        if self.pool_bytes + size > self.pool_max_bytes or len(self._pool) >= self.pool_files_max:
-            return None
-        file_id = self._next_file_id
-        self._next_file_id += 1
-        self._pool[file_id] = _PoolFile(size, obj.writer, self._now)
-        self.pool_bytes += size
-        self._recycling_bytes += size
-        return file_id
-
-    def _trim(self, file_id: FileId, cause_id: str, why: str, out: _Out) -> int:
-        f = self._pool.pop(file_id)
-        self.pool_bytes -= f.size_bytes
-        self._log.record(pool_key(file_id), None, None, cause_id, at_s=self._now,
-                         note=f"trimmed ({why})")
-        out.append(TrimPoolFile(file_id, cause_id))
-        return f.size_bytes
+        self._pool.on_timer(ev.cause_id, self._now, out)
 
     def _pick_pool_file(self, req: _Request) -> Optional[FileId]:
         """The pooled file a create should take (rule 10), or None."""
-        if req.is_restore or not self._pool:
-            return None
-        size = req.size_bytes
-        best: Optional[FileId] = None
-        best_key: Optional[tuple[bool, bool, int, int]] = None
-        for file_id, f in self._pool.items():
-            if not f.is_confirmed or not size // 2 <= f.size_bytes <= 2 * size:
-                continue
-            key = (req.writer is None or f.writer != req.writer, f.size_bytes < size,
-                   abs(f.size_bytes - size), file_id)
-            if best_key is None or key < best_key:
-                best, best_key = file_id, key
-        return best
-
-    def _trim_for(self, missing_bytes: int, keep: Optional[FileId], cause_id: str,
-                  out: _Out) -> None:
-        """Trim confirmed pooled files but ``keep``, oldest first, until ``missing_bytes``
-        are free (rule 11)."""
-        for file_id in [fid for fid, f in self._pool.items() if f.is_confirmed and fid != keep]:
-            if missing_bytes <= 0:
-                return
-            missing_bytes -= self._trim(file_id, cause_id, "room needed", out)
+        return None if req.is_restore else self._pool.pick(req.size_bytes, req.writer)
 
     def _known(self, object_id: ObjectId, cause_id: str, expected: ObjectState,
                to: ObjectState) -> _Object:
@@ -625,15 +518,14 @@ class ObjectTable:
         while self._queue:
             req = self._queue[0]
             pick = self._pick_pool_file(req)
-            reused = self._pool[pick].size_bytes if pick is not None else 0
+            reused = self._pool.size_of(pick) if pick is not None else 0
             missing = req.size_bytes - self.available_bytes - reused
             if missing <= 0:
                 self._queue.popleft()
                 self._grant(req, pick, out)
                 continue
-            spare = sum(f.size_bytes for fid, f in self._pool.items()
-                        if f.is_confirmed and fid != pick)
-            shortfall = missing - spare - self._spilling_bytes - self._recycling_bytes
+            spare = self._pool.spare_bytes(pick)
+            shortfall = missing - spare - self._spilling_bytes - self._pool.recycling_bytes
             victims = self._choose_victims(shortfall) if shortfall > 0 else []
             if victims is None:
                 self._queue.popleft()
@@ -641,7 +533,7 @@ class ObjectTable:
                            and self._choose_victims(shortfall, True) is not None)
                 self._refuse(req, "spill_failed" if is_disk else "full", out)
                 continue
-            self._trim_for(missing, pick, req.cause_id, out)
+            self._pool.trim_for(missing, pick, req.cause_id, self._now, out)
             for object_id in victims:
                 self._evict(object_id, req.cause_id, out)
             if req.size_bytes > self.available_bytes + reused:
@@ -656,11 +548,8 @@ class ObjectTable:
             return
         note = "1 create allowed"
         if pick is not None:
-            f = self._pool.pop(pick)
-            self.pool_bytes -= f.size_bytes
-            note = f"1 create allowed into {pool_key(pick)} ({f.size_bytes} bytes)"
-            self._log.record(pool_key(pick), None, None, req.cause_id, at_s=self._now,
-                             note=f"taken by {req.object_id.hex()}")
+            size = self._pool.take(pick, req.object_id.hex(), req.cause_id, self._now)
+            note = f"1 create allowed into {pool_key(pick)} ({size} bytes)"
         obj = _Object(ObjectState.CREATING, req.size_bytes, req.is_primary, req.writer)
         self._objects[req.object_id] = obj
         self.used_bytes += req.size_bytes
@@ -726,7 +615,7 @@ class ObjectTable:
         if self.used_bytes + self.pool_bytes > self.capacity_bytes:
             problems.append(f"used_bytes {self.used_bytes} + pool_bytes {self.pool_bytes} > "
                             f"capacity {self.capacity_bytes}")
-        problems.extend(self._pool_problems())
+        problems.extend(self._pool.problems())
         if spilling != self._spilling_bytes:
             problems.append(f"spilling bytes {self._spilling_bytes} != {spilling}")
         if spilled != self.spilled_bytes:
@@ -746,23 +635,8 @@ class ObjectTable:
         if self._queue:
             first = self._queue[0]
             pick = self._pick_pool_file(first)
-            reused = self._pool[pick].size_bytes if pick is not None else 0
+            reused = self._pool.size_of(pick) if pick is not None else 0
             if first.size_bytes <= self.available_bytes + reused:
                 problems.append("the first waiting request fits but was not admitted")
         if problems:
             raise ObjectTableError("; ".join(problems))
-
-    def _pool_problems(self) -> list[str]:
-        problems = []
-        if sum(f.size_bytes for f in self._pool.values()) != self.pool_bytes:
-            problems.append(f"pool_bytes {self.pool_bytes} != sum of pooled sizes")
-        if sum(f.size_bytes for f in self._pool.values() if not f.is_confirmed) != self._recycling_bytes:
-            problems.append(f"recycling bytes {self._recycling_bytes} != unconfirmed sizes")
-        if self.pool_bytes > self.pool_max_bytes or len(self._pool) > self.pool_files_max:
-            problems.append(f"pool holds {self.pool_bytes} bytes in {len(self._pool)} files, "
-                            f"over {self.pool_max_bytes} / {self.pool_files_max}")
-        if any(f.size_bytes <= 0 for f in self._pool.values()):
-            problems.append("a pooled file has no bytes")
-        if self._pool_timer_at is None and any(f.is_confirmed for f in self._pool.values()):
-            problems.append("pooled files but no trim timer")
-        return problems
