@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -51,16 +52,41 @@ def launch_daemon(module: str, args: list[str], *, log_path: str, tied_to_parent
     return proc
 
 
-def wait_ready(proc: subprocess.Popen, module: str, log_path: str) -> int:
-    """Wait for the ``READY <port>`` line of a daemon started by ``launch_daemon``."""
+def wait_ready(proc: subprocess.Popen, module: str, log_path: str, timeout_s: float = 30.0) -> int:
+    """Wait for the ``READY <port>`` line of a daemon started by ``launch_daemon``; a daemon
+    that exits, or says nothing within ``timeout_s``, is killed and reported with its log."""
     assert proc.stdout is not None
-    line = proc.stdout.readline().decode().strip()
+    fd = proc.stdout.fileno()
+    deadline = time.monotonic() + timeout_s
+    buf = b""
+    while b"\n" not in buf:
+        left = deadline - time.monotonic()
+        ready = select.select([fd], [], [], max(0.0, left))[0] if left > 0 else []
+        if not ready:
+            return _failed(proc, module, log_path, f"no READY line within {timeout_s:.0f} s")
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            return _failed(proc, module, log_path, "it exited")
+        buf += chunk
+    line = buf.split(b"\n", 1)[0].decode(errors="replace").strip()
     if not line.startswith("READY "):
+        return _failed(proc, module, log_path, f"unexpected output {line[:200]!r}")
+    return int(line.split()[1])
+
+
+def _failed(proc: subprocess.Popen, module: str, log_path: str, why: str) -> int:
+    if proc.poll() is None:
+        proc.kill()
+    try:
         proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        pass
+    try:
         with open(log_path, "rb") as f:
             tail = f.read()[-3000:].decode(errors="replace")
-        raise RuntimeError(f"{module} failed to start (exit {proc.returncode}); log {log_path}:\n{tail}")
-    return int(line.split()[1])
+    except OSError:
+        tail = "(no log)"
+    raise RuntimeError(f"{module} failed to start ({why}; exit {proc.returncode}); log {log_path}:\n{tail}")
 
 
 def stop_process(pid: int, timeout_s: float = 5.0) -> None:
