@@ -56,7 +56,9 @@ class ActorManager:
 
     def __init__(self, store: Any) -> None:
         self.store = store
-        self.table = A.ActorTable()
+        # Issue #3: an actor whose __init__ raises is restarted up to max_restarts (Ray itself
+        # marks it dead at once; ActorTable(is_init_error_restartable=False) gives that).
+        self.table = A.ActorTable(is_init_error_restartable=True)
         self.peers = rpc.Peers(store.token, store, "node")
         self.leases: dict[bytes, _Lease] = {}             # worker id -> its actor lease
         self.actor_of_worker: dict[bytes, bytes] = {}     # worker id -> actor id placed there

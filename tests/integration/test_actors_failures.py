@@ -232,3 +232,36 @@ def test_job_end_kills_non_detached_actors(actor_cluster):
     out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert _wait_gone(int(out.stdout.split()[-1]))
+
+
+def test_actor_whose_init_raises_is_restarted_with_init_run_again(actor_cluster, tmp_path):
+    marker = str(tmp_path / "init-attempts")
+
+    @ember.remote(max_restarts=2)
+    class Flaky:
+        def __init__(self, path):
+            n = int(open(path).read()) if os.path.exists(path) else 0
+            open(path, "w").write(str(n + 1))
+            if n == 0:
+                raise RuntimeError("first __init__ fails")
+            self.attempts = n + 1
+
+        def attempts_seen(self):
+            return self.attempts
+
+    actor = Flaky.remote(marker)
+    assert ember.get(actor.attempts_seen.remote(), timeout=60) == 2
+
+
+def test_actor_whose_init_always_raises_dies_with_the_cause(actor_cluster):
+    @ember.remote(max_restarts=1)
+    class Broken:
+        def __init__(self):
+            raise ValueError("never constructible")
+
+        def ping(self):
+            return 1
+
+    actor = Broken.remote()
+    with pytest.raises(ember.exceptions.RayActorError, match="never constructible"):
+        ember.get(actor.ping.remote(), timeout=60)
