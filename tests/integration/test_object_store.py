@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import signal
-import time
 
 import numpy as np
 import pytest
@@ -14,11 +13,12 @@ import pytest
 import ember
 from ember import api
 from ember import exceptions as exc
-from ember.protocol import messages as m
-from ember.shells import core_worker as cwmod
 from ember.shells import local_cluster, session
 from ember.shells.object_service import spill_root_from_config
 from ember.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+from store_probe import core_worker as _cw
+from store_probe import node_stats as _stats
+from store_probe import wait_for
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -37,20 +37,6 @@ def store_cluster():
     ember.shutdown()
 
 
-def _cw():
-    return cwmod.get_core_worker()
-
-
-def _stats(address=None):
-    cw = _cw()
-
-    async def ask():
-        conn = cw.raylet if address is None else await cw.peers.get(address)
-        return await conn.request(m.NodeStats(), timeout_s=10)
-
-    return cw.run_sync(ask())
-
-
 def _spill_files(session_dir):
     return [p for p in glob.glob(os.path.join(session_dir, "spill", "ember-spill-*", "*"))
             if not p.endswith("owner.pid")]
@@ -61,13 +47,7 @@ def _array(i, nbytes=OBJECT_BYTES):
 
 
 def _wait_for(cond, timeout_s=20.0, what="condition"):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
+    return wait_for(cond, what=what, timeout_s=timeout_s)
 
 
 def _wait_store_drained(session_dir, keep_bytes=0):

@@ -12,10 +12,11 @@ import pytest
 import ember
 from ember import api
 from ember import exceptions as exc
-from ember.protocol import messages as m
-from ember.shells import core_worker as cwmod
 from ember.shells import local_cluster, session
 from ember.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+from store_probe import core_worker as _cw
+from store_probe import node_stats as _stats
+from store_probe import wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -32,30 +33,8 @@ def cluster():
     ember.shutdown()
 
 
-def _cw():
-    return cwmod.get_core_worker()
-
-
-def _stats(address=None):
-    cw = _cw()
-
-    async def ask():
-        conn = cw.raylet if address is None else await cw.peers.get(address)
-        return await conn.request(m.NodeStats(), timeout_s=10)
-
-    return cw.run_sync(ask())
-
-
 def _wait_for(cond, what, timeout_s=20.0):
-    deadline = time.monotonic() + timeout_s
-    while True:
-        gc.collect()
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
-        time.sleep(0.05)
+    return wait_for(cond, what=what, timeout_s=timeout_s, poll_s=0.05, collect_garbage=True)
 
 
 def _wait_store_empty(what):
