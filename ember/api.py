@@ -7,9 +7,8 @@ import logging
 import os
 import threading
 import uuid
-from typing import Any, Callable, Optional, Sequence, Union
+from typing import Any, Optional, Sequence, Union
 
-from ember import exceptions as exc
 from ember.object_ref import ObjectRef
 from ember.shells import core_worker as cwmod
 from ember.shells import local_cluster, session

@@ -20,7 +20,6 @@ class Config:
     pipeline_tasks_below_s: float = 0.005
     locality_min_bytes: int = 1024 * 1024
     infeasible_retry_s: float = 1.0
-    worker_start_timeout_s: float = 30.0
     log_poll_interval_s: float = 0.1
     transfer_chunk_bytes: int = 4 * 1024 * 1024
     transfer_chunks_in_flight: int = 4

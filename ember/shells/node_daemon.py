@@ -61,7 +61,6 @@ class NodeDaemon:
         self.logs = LogMonitor(self)
         self.view_version = -1
         self.stopping = asyncio.Event()
-        self._infeasible_warned: set[str] = set()
 
     # --- effects ----------------------------------------------------------------------------
     def run_effects(self, effects: list[Any]) -> None:

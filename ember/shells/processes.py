@@ -24,13 +24,6 @@ def die_with_parent(sig: int = signal.SIGKILL) -> None:
         pass
 
 
-def spawn_daemon(module: str, args: list[str], *, log_path: str, tied_to_parent: bool,
-                 env: Optional[dict[str, str]] = None) -> tuple[subprocess.Popen, int]:
-    """Start ``python -m module args``; wait for its ``READY <port>`` line; return (proc, port)."""
-    proc = launch_daemon(module, args, log_path=log_path, tied_to_parent=tied_to_parent, env=env)
-    return proc, wait_ready(proc, module, log_path)
-
-
 def free_port(host: str) -> int:
     import socket
     with socket.socket() as s:
@@ -87,27 +80,6 @@ def _failed(proc: subprocess.Popen, module: str, log_path: str, why: str) -> int
     except OSError:
         tail = "(no log)"
     raise RuntimeError(f"{module} failed to start ({why}; exit {proc.returncode}); log {log_path}:\n{tail}")
-
-
-def stop_process(pid: int, timeout_s: float = 5.0) -> None:
-    """SIGTERM, then SIGKILL after ``timeout_s``; also kills the process's descendants."""
-    try:
-        proc = psutil.Process(pid)
-        children = proc.children(recursive=True)
-    except psutil.NoSuchProcess:
-        return
-    for p in [proc]:
-        try:
-            p.send_signal(signal.SIGTERM)
-        except psutil.NoSuchProcess:
-            pass
-    gone, alive = psutil.wait_procs([proc] + children, timeout=timeout_s)
-    for p in alive:
-        try:
-            p.kill()
-        except psutil.NoSuchProcess:
-            pass
-    psutil.wait_procs(alive, timeout=2)
 
 
 def wait_gone(pids: list[int], timeout_s: float) -> bool:

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import os
 import socket
-from typing import Any, Awaitable, Callable, Optional, Protocol
+from typing import Any, Optional, Protocol
 
 from ember.protocol import auth, codec
 from ember.protocol import messages as m

@@ -7,7 +7,6 @@ can ask for the view only when it moved.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 
 @dataclass
@@ -71,6 +70,3 @@ class NodeTable:
 
     def alive(self) -> list[NodeRecord]:
         return [r for r in self.nodes.values() if r.is_alive]
-
-    def snapshot(self) -> list[dict[str, Any]]:
-        return [dict(r.__dict__) for r in self.nodes.values()]

@@ -255,9 +255,6 @@ class LeaseManager:
         return effects
 
     # --- decisions ------------------------------------------------------------------------
-    def _fits_total(self, rs: ResourceSet, total: ResourceSet) -> bool:
-        return rs.fits_in(total)
-
     def _choose_node(self, req: LeaseRequest) -> Union[None, bytes, str]:
         """None: queue here. bytes: spill to that node. str: infeasible, with the reason."""
         kind = req.strategy[0] if req.strategy else "DEFAULT"
