@@ -97,19 +97,16 @@ def actor_calls_sync(rt: Any, scale: float) -> float:
 
 @row("1_1_actor_calls_async", "calls/s")
 def actor_calls_async(rt: Any, scale: float) -> float:
-    server = actor_kinds(rt).server.remote()
-    batch = scaled(1000, scale)
-    try:
-        return measure_rate(
-            lambda: rt.get([server.small_value.remote() for _ in range(batch)]), batch, scale
-        )
-    finally:
-        kill_all(rt, [server])
+    return batch_calls_to_one(rt, actor_kinds(rt).server.remote(), scale)
 
 
 @row("1_1_actor_calls_concurrent", "calls/s")
 def actor_calls_concurrent(rt: Any, scale: float) -> float:
-    server = actor_kinds(rt).server.options(max_concurrency=16).remote()
+    return batch_calls_to_one(rt, actor_kinds(rt).server.options(max_concurrency=16).remote(), scale)
+
+
+def batch_calls_to_one(rt: Any, server: Any, scale: float) -> float:
+    """Batches of 1000 calls to one actor from the driver (the actor is killed afterwards)."""
     batch = scaled(1000, scale)
     try:
         return measure_rate(
@@ -121,9 +118,14 @@ def actor_calls_concurrent(rt: Any, scale: float) -> float:
 
 @row("1_n_actor_calls_async", "calls/s")
 def one_to_n_actor_calls_async(rt: Any, scale: float) -> float:
+    return calls_from_one_client(rt, actor_kinds(rt).server, scale)
+
+
+def calls_from_one_client(rt: Any, server_cls: Any, scale: float) -> float:
+    """One client actor makes 5000 calls to each of n servers of ``server_cls``."""
     kinds = actor_kinds(rt)
     per_server = scaled(5000, scale)
-    servers = [kinds.server.remote() for _ in range(half_cpus())]
+    servers = [server_cls.remote() for _ in range(half_cpus())]
     client = kinds.client.remote(servers)
     try:
         return measure_rate(
@@ -138,7 +140,12 @@ def one_to_n_actor_calls_async(rt: Any, scale: float) -> float:
 @row("n_n_actor_calls_async", "calls/s")
 def n_to_n_actor_calls_async(rt: Any, scale: float) -> float:
     """Four tasks each make 5000 calls spread over n servers."""
-    servers = [actor_kinds(rt).server.remote() for _ in range(half_cpus())]
+    return calls_from_four_tasks(rt, actor_kinds(rt).server, scale)
+
+
+def calls_from_four_tasks(rt: Any, server_cls: Any, scale: float) -> float:
+    """Four tasks each make 5000 calls spread over n servers of ``server_cls``."""
+    servers = [server_cls.remote() for _ in range(half_cpus())]
     call_round_robin = round_robin_task(rt)
     per_task = scaled(5000, scale)
     tasks = 4

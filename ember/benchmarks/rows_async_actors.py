@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from .registry import RowSkipped, row, scaled
-from .rows_actors import actor_kinds, half_cpus, kill_all, round_robin_task
+from .rows_actors import (actor_kinds, batch_calls_to_one, calls_from_four_tasks, calls_from_one_client,
+                          kill_all)
 from .timing import measure_rate
 
 
@@ -20,14 +21,7 @@ def async_actor_calls_sync(rt: Any, scale: float) -> float:
 
 @row("1_1_async_actor_calls_async", "calls/s")
 def async_actor_calls_async(rt: Any, scale: float) -> float:
-    server = actor_kinds(rt).async_server.remote()
-    batch = scaled(1000, scale)
-    try:
-        return measure_rate(
-            lambda: rt.get([server.small_value.remote() for _ in range(batch)]), batch, scale
-        )
-    finally:
-        kill_all(rt, [server])
+    return batch_calls_to_one(rt, actor_kinds(rt).async_server.remote(), scale)
 
 
 @row("1_1_async_actor_calls_with_args_async", "calls/s")
@@ -46,34 +40,12 @@ def async_actor_calls_with_args_async(rt: Any, scale: float) -> float:
 
 @row("1_n_async_actor_calls_async", "calls/s")
 def one_to_n_async_actor_calls_async(rt: Any, scale: float) -> float:
-    kinds = actor_kinds(rt)
-    per_server = scaled(5000, scale)
-    servers = [kinds.async_server.remote() for _ in range(half_cpus())]
-    client = kinds.client.remote(servers)
-    try:
-        return measure_rate(
-            lambda: rt.get(client.small_value_batch.remote(per_server)),
-            per_server * len(servers),
-            scale,
-        )
-    finally:
-        kill_all(rt, [client, *servers])
+    return calls_from_one_client(rt, actor_kinds(rt).async_server, scale)
 
 
 @row("n_n_async_actor_calls_async", "calls/s")
 def n_to_n_async_actor_calls_async(rt: Any, scale: float) -> float:
-    servers = [actor_kinds(rt).async_server.remote() for _ in range(half_cpus())]
-    call_round_robin = round_robin_task(rt)
-    per_task = scaled(5000, scale)
-    tasks = 4
-    try:
-        return measure_rate(
-            lambda: rt.get([call_round_robin.remote(servers, per_task) for _ in range(tasks)]),
-            per_task * tasks,
-            scale,
-        )
-    finally:
-        kill_all(rt, servers)
+    return calls_from_four_tasks(rt, actor_kinds(rt).async_server, scale)
 
 
 PLACEMENT_GROUP_RESOURCE = "custom"
