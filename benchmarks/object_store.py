@@ -102,7 +102,7 @@ def first_touch_row(source: np.ndarray, repeat: int) -> Row:
 # --- one node ---------------------------------------------------------------------------
 def _store_used_bytes() -> int:
     from ember.protocol import messages as m
-    from ember.shells.core_worker import get_core_worker
+    from ember.shells.worker.core_worker import get_core_worker
 
     cw = get_core_worker()
 
@@ -173,7 +173,8 @@ def spill_rows(source: np.ndarray, repeat: int) -> list[Row]:
 # --- two nodes --------------------------------------------------------------------------
 def cross_node_rows(source: np.ndarray, repeat: int) -> list[Row]:
     from ember import api
-    from ember.shells import local_cluster, session
+    from ember.shells.shared import local_cluster
+    from ember.shells.wire import session
     from ember.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     size = source.nbytes

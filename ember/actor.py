@@ -2,7 +2,7 @@
 
 ``Counter.remote(*args)`` registers the actor with the control store and returns an
 :class:`ActorHandle` at once; ``handle.method.remote(*args)`` sends the call straight to
-the actor's worker (see ``ember/shells/actor_submitter.py``).  Handles are plain values:
+the actor's worker (see ``ember/shells/worker/actor_submitter.py``).  Handles are plain values:
 picklable (passed to tasks and other actors, stored in objects), comparable, printable.
 """
 from __future__ import annotations
@@ -128,7 +128,7 @@ class ActorClass:
 
     def _export(self) -> tuple[bytes, bytes]:
         if self._blob is None:
-            from ember.shells import serialization
+            from ember.shells.shared import serialization
             self._blob = serialization.serialize(self._cls, what=f"the actor class {self.__name__}").to_bytes()
             self._class_id = hashlib.blake2b(self._blob, digest_size=16).digest()
         return self._class_id, self._blob
@@ -167,7 +167,7 @@ class _ActorClassWithOptions:
 
 
 def _submitter() -> Any:
-    from ember.shells import core_worker
+    from ember.shells.worker import core_worker
     cw = core_worker._core_worker
     return None if cw is None else cw.actor_submitter
 
@@ -269,7 +269,7 @@ class ActorMethod:
 def exit_actor() -> None:
     """End the current actor from inside one of its methods (no restart).  The call that
     invoked it fails with ActorDiedError, as do calls queued behind it."""
-    from ember.shells import core_worker
+    from ember.shells.worker import core_worker
     cw = core_worker._core_worker
     if cw is None or not getattr(cw, "actor_id", None):
         raise TypeError("exit_actor API is called on a non-actor worker, "

@@ -66,11 +66,11 @@ class ObjectRef:
     # --- asyncio ----------------------------------------------------------------
     def future(self) -> Any:
         """A concurrent.futures.Future resolved with the object's value."""
-        from ember.shells import core_worker
+        from ember.shells.worker import core_worker
         return core_worker.get_core_worker().as_future(self)
 
     def __await__(self) -> Any:
-        from ember.shells import core_worker
+        from ember.shells.worker import core_worker
         return core_worker.get_core_worker().as_asyncio_future(self).__await__()
 
 

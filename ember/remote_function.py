@@ -34,14 +34,14 @@ class RemoteFunction:
 
     def _export(self) -> tuple[bytes, bytes]:
         if self._blob is None:
-            from ember.shells import serialization
+            from ember.shells.shared import serialization
             self._blob = serialization.serialize(self._function, what=f"the remote function {self._name}").to_bytes()
             self._function_id = hashlib.blake2b(self._blob, digest_size=16).digest()
         return self._function_id, self._blob
 
     def _plan(self, task_options: dict[str, Any]) -> Any:
         """The resolved options of one options dict (cached: the per-call path only submits)."""
-        from ember.shells.task_submitter import TaskPlan
+        from ember.shells.worker.task_submitter import TaskPlan
         cached = self._plans.get(id(task_options))
         if cached is not None and cached[0] is task_options:
             return cached[1]

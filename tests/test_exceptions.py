@@ -143,7 +143,7 @@ def test_task_error_str_shows_remote_traceback_like_ray() -> None:
 
 
 def test_task_error_hides_ember_internal_frames() -> None:
-    internal = E._EMBER_PACKAGE_DIR + "shells/executor.py"
+    internal = E._EMBER_PACKAGE_DIR + "shells/worker/executor.py"
     tb = (
         "Traceback (most recent call last):\n"
         f'  File "{internal}", line 10, in run_task\n'

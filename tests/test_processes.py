@@ -1,7 +1,7 @@
 """Daemon start-up failures are reported quickly with the daemon's log, never a hang."""
 import pytest
 
-from ember.shells import processes
+from ember.shells.shared import processes
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -1,4 +1,4 @@
-"""ember.shells.serialization and ember.util.serialization."""
+"""ember.shells.shared.serialization and ember.util.serialization."""
 from __future__ import annotations
 
 import io
@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ember.object_ref import ObjectRef
-from ember.shells import serialization as ser
-from ember.shells.serialization import (
+from ember.shells.shared import serialization as ser
+from ember.shells.shared.serialization import (
     OOB_BYTES_THRESHOLD_BYTES,
     SerializedObject,
     deregister_serializer,

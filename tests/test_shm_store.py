@@ -1,4 +1,4 @@
-"""ember.shells.shm_store on the real /dev/shm."""
+"""ember.shells.shared.shm_store on the real /dev/shm."""
 from __future__ import annotations
 
 import os
@@ -11,8 +11,8 @@ import numpy as np
 import psutil
 import pytest
 
-from ember.shells.serialization import deserialize, serialize
-from ember.shells.shm_store import (
+from ember.shells.shared.serialization import deserialize, serialize
+from ember.shells.shared.shm_store import (
     OWNER_FILE,
     ShmStore,
     default_capacity_bytes,

@@ -19,7 +19,8 @@ import click
 
 from ember.cli.status import fetch_nodes, format_bytes, resolve_address
 from ember.protocol import messages as m
-from ember.shells import rpc, session
+from ember.shells.wire import rpc
+from ember.shells.wire import session
 
 _CONNECT_TIMEOUT_S = 5.0
 _NODE_SLACK_S = 5.0             # a node's answer may take this long beyond its processes' timeout

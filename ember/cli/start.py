@@ -20,7 +20,8 @@ import click
 import psutil
 
 from ember.config import CONFIG
-from ember.shells import local_cluster, session
+from ember.shells.shared import local_cluster
+from ember.shells.wire import session
 
 _LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 _BLOCK_POLL_S = 0.5
@@ -118,7 +119,7 @@ def _same_address(a: str, b: str) -> bool:
 def _check_head_reachable(gcs_address: str, token: bytes) -> None:
     """Fail early and clearly when the head is not there or does not accept the token."""
     from ember.cli.status import fetch_nodes
-    from ember.shells import rpc
+    from ember.shells.wire import rpc
 
     try:
         asyncio.run(fetch_nodes(gcs_address, token))

@@ -13,7 +13,8 @@ from typing import Any, Optional
 import click
 
 from ember.protocol import messages as m
-from ember.shells import rpc, session
+from ember.shells.wire import rpc
+from ember.shells.wire import session
 
 _CONNECT_TIMEOUT_S = 5.0
 _RULE = "-" * 63

@@ -16,7 +16,7 @@ from typing import Iterable
 import click
 import psutil
 
-from ember.shells import session
+from ember.shells.wire import session
 
 _CREATE_TIME_SLACK_S = 0.5
 _KILL_WAIT_S = 3.0

@@ -14,7 +14,7 @@ import sys
 from collections import defaultdict
 from typing import Any, Callable, NamedTuple, Optional, TextIO
 
-from ember.shells import serialization as _ser
+from ember.shells.shared import serialization as _ser
 
 __all__ = [
     "register_serializer",

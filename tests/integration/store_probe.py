@@ -3,7 +3,7 @@ import gc
 import time
 
 from ember.protocol import messages as m
-from ember.shells import core_worker as cwmod
+from ember.shells.worker import core_worker as cwmod
 
 
 def core_worker():

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from ember.logic.node import leases as L
 from ember.logic.resources import ResourceSet
-from ember.shells.actor_executor import CallOrder
+from ember.shells.worker.actor_executor import CallOrder
 
 pytestmark = pytest.mark.timeout(60)
 

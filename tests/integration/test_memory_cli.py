@@ -18,7 +18,7 @@ import ember
 from ember.cli import memory as mem
 from ember.cli.status import format_status
 from ember.protocol import messages as m
-from ember.shells import core_worker as cwmod
+from ember.shells.worker import core_worker as cwmod
 
 from cli_harness import free_port
 

@@ -13,8 +13,9 @@ import pytest
 import ember
 from ember import api
 from ember import exceptions as exc
-from ember.shells import local_cluster, session
-from ember.shells.object_service import spill_root_from_config
+from ember.shells.shared import local_cluster
+from ember.shells.wire import session
+from ember.shells.node.object_service import spill_root_from_config
 from ember.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from store_probe import core_worker as _cw
 from store_probe import node_stats as _stats
@@ -160,7 +161,7 @@ def test_zero_copy_in_driver_and_in_task(store_cluster):
 
     @ember.remote
     def check(a):
-        from ember.shells import core_worker
+        from ember.shells.worker import core_worker
         sdir = core_worker.get_core_worker().shm.directory
         return bool(a.flags.writeable), mapped_in(sdir, a), int(a[0])
 
@@ -312,7 +313,7 @@ def test_pull_of_spilled_object_to_another_node_is_a_secondary_copy(store_cluste
 
     @ember.remote(scheduling_strategy=on_b)
     def read(a):
-        from ember.shells import core_worker
+        from ember.shells.worker import core_worker
         return int(a[0]), int(a[-1]), core_worker.get_core_worker().node_id.hex()
 
     assert ember.get(read.remote(refs[0])) == (0, 0, node_id)  # pulled while spilled on the head

@@ -12,7 +12,8 @@ import pytest
 import ember
 from ember import api
 from ember import exceptions as exc
-from ember.shells import local_cluster, session
+from ember.shells.shared import local_cluster
+from ember.shells.wire import session
 from ember.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from store_probe import core_worker as _cw
 from store_probe import node_stats as _stats

@@ -16,7 +16,7 @@ import ember
 from ember import api
 from ember import exceptions as exc
 from ember.protocol import messages as m
-from ember.shells import rpc
+from ember.shells.wire import rpc
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -118,7 +118,7 @@ def _worker_pids():
     pids = set()
     for p in psutil.Process().children(recursive=True):
         try:
-            if "ember.shells.zygote" in " ".join(p.cmdline()):
+            if "ember.shells.node.zygote" in " ".join(p.cmdline()):
                 pids |= {c.pid for c in p.children() if c.status() != psutil.STATUS_ZOMBIE}
         except psutil.Error:
             pass
@@ -201,7 +201,7 @@ def test_driver_get_fails_when_its_node_daemon_dies(no_cluster):
             time.sleep(60)
         ref = slow.remote()
         time.sleep(0.5)
-        node = [p for p in psutil.Process().children() if "ember.shells.node_daemon" in " ".join(p.cmdline())][0]
+        node = [p for p in psutil.Process().children() if "ember.shells.node.node_daemon" in " ".join(p.cmdline())][0]
         node.kill()
         with pytest.raises(exc.LocalRayletDiedError, match="node daemon"):
             ember.get(ref, timeout=20)

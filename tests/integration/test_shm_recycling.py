@@ -7,9 +7,9 @@ import signal
 import numpy as np
 import pytest
 
-from ember.shells import shm_store
-from ember.shells.serialization import deserialize, serialize
-from ember.shells.shm_store import ShmStore
+from ember.shells.shared import shm_store
+from ember.shells.shared.serialization import deserialize, serialize
+from ember.shells.shared.shm_store import ShmStore
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -2,7 +2,7 @@
 
 The table knows each object's size, state, pins and recency, and decides who may
 create, what to spill, what to delete and when a restore may start.  The shell
-(``ember.shells.shm_store`` plus the node daemon) carries out the effects and
+(``ember.shells.shared.shm_store`` plus the node daemon) carries out the effects and
 reports back with events.
 
 States and moves (numbers refer to ``TRANSITIONS``)::

@@ -17,7 +17,8 @@ from ember import exceptions as exc
 from ember.config import CONFIG
 from ember.object_ref import ObjectRef
 from ember.protocol import messages as m
-from ember.shells import rpc, serialization
+from ember.shells.wire import rpc
+from ember.shells.shared import serialization
 
 
 class TaskContext:
@@ -46,7 +47,7 @@ class Executor:
         self.running_task: Optional[bytes] = None
         self._main_thread_id = 0
         self._cancel_lock = threading.Lock()
-        from ember.shells.actor_executor import ActorExecutor
+        from ember.shells.worker.actor_executor import ActorExecutor
         self.actor = ActorExecutor(cw, self)  # CreateActor / PushActorTask
 
     # --- I/O thread ---------------------------------------------------------------------------

@@ -5,7 +5,9 @@ import logging
 import sys
 from typing import Any
 
-from ember.shells import core_worker, executor, session
+from ember.shells.worker import core_worker
+from ember.shells.worker import executor
+from ember.shells.wire import session
 
 
 def run(args: dict[str, Any]) -> int:

@@ -24,7 +24,7 @@ def _preload() -> None:
 
     import ember
     import ember.shells
-    import ember.shells.worker_main  # noqa: F401
+    import ember.shells.worker.worker_main  # noqa: F401
     for pkg in (ember, ember.shells):
         for info in pkgutil.iter_modules(pkg.__path__):
             name = f"{pkg.__name__}.{info.name}"
@@ -44,7 +44,8 @@ def _preload() -> None:
 
 
 def _child(cmd: dict, close_fds: list[int]) -> None:
-    from ember.shells import processes, worker_main
+    from ember.shells.shared import processes
+    from ember.shells.worker import worker_main
     try:
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)

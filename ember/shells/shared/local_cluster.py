@@ -11,7 +11,8 @@ import signal
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from ember.shells import processes, session
+from ember.shells.shared import processes
+from ember.shells.wire import session
 
 
 @dataclass
@@ -34,7 +35,7 @@ def start_head(*, host: str = "127.0.0.1", port: int = 0, tied_to_parent: bool,
     gcs_log = os.path.join(logs, "control_store.err")
     # Both daemons start at once; the node daemon retries until the control store listens.
     gcs = processes.launch_daemon(
-        "ember.shells.control_store",
+        "ember.shells.control.control_store",
         ["--host", host, "--port", str(gcs_port), "--token-file", session.token_path(session_dir),
          "--session-dir", session_dir],
         log_path=gcs_log, tied_to_parent=tied_to_parent)
@@ -46,8 +47,8 @@ def start_head(*, host: str = "127.0.0.1", port: int = 0, tied_to_parent: bool,
                                           host=host, is_head=True, tied_to_parent=tied_to_parent,
                                           extra=node_args or [])
         cluster.procs.append(node_proc)
-        processes.wait_ready(gcs, "ember.shells.control_store", gcs_log)
-        node_port = processes.wait_ready(node_proc, "ember.shells.node_daemon", node_log)
+        processes.wait_ready(gcs, "ember.shells.control.control_store", gcs_log)
+        node_port = processes.wait_ready(node_proc, "ember.shells.node.node_daemon", node_log)
         node = node_proc
     except Exception:
         stop_cluster(cluster)
@@ -66,7 +67,7 @@ def launch_node(gcs_address: str, session_dir: str, token_file: str, *, host: st
         args.append("--head")
     name = "node_daemon_head.err" if is_head else f"node_daemon_{os.getpid()}_{len(os.listdir(os.path.join(session_dir, 'logs')))}.err"
     log_path = os.path.join(session_dir, "logs", name)
-    proc = processes.launch_daemon("ember.shells.node_daemon", args, log_path=log_path,
+    proc = processes.launch_daemon("ember.shells.node.node_daemon", args, log_path=log_path,
                                    tied_to_parent=tied_to_parent)
     return proc, log_path
 
@@ -76,7 +77,7 @@ def start_node(gcs_address: str, session_dir: str, token_file: str, *, host: str
     proc, log_path = launch_node(gcs_address, session_dir, token_file, host=host, is_head=is_head,
                                  tied_to_parent=tied_to_parent, extra=extra)
     try:
-        return proc, processes.wait_ready(proc, "ember.shells.node_daemon", log_path)
+        return proc, processes.wait_ready(proc, "ember.shells.node.node_daemon", log_path)
     except Exception:
         proc.kill()
         proc.wait()

@@ -23,7 +23,7 @@ from ember.config import CONFIG
 from ember.logic.control import actors as A
 from ember.protocol import codec
 from ember.protocol import messages as m
-from ember.shells import rpc
+from ember.shells.wire import rpc
 
 log = logging.getLogger("ember.gcs.actors")
 

@@ -1,6 +1,6 @@
 """The node daemon (Ray's raylet): leases, worker pool, object store, log streaming.
 
-Run as ``python -m ember.shells.node_daemon --gcs-address A --token-file F ...``; it
+Run as ``python -m ember.shells.node.node_daemon --gcs-address A --token-file F ...``; it
 prints ``READY <port>`` once it listens and has registered with the control store.
 The scheduling decisions live in ``ember.logic.node.leases.LeaseManager``; this module
 only moves messages, processes and bytes.
@@ -25,11 +25,12 @@ from ember.logic.node import leases as L
 from ember.logic.resources import ResourceSet
 from ember.protocol import codec
 from ember.protocol import messages as m
-from ember.shells import rpc, session
-from ember.shells.control_store import install_uvloop
-from ember.shells.log_monitor import LogMonitor
-from ember.shells.object_service import ObjectService
-from ember.shells.shm_store import ShmStore, node_store_directory
+from ember.shells.wire import rpc
+from ember.shells.wire import session
+from ember.shells.control.control_store import install_uvloop
+from ember.shells.node.log_monitor import LogMonitor
+from ember.shells.node.object_service import ObjectService
+from ember.shells.shared.shm_store import ShmStore, node_store_directory
 
 log = logging.getLogger("ember.node")
 
@@ -189,10 +190,10 @@ class NodeDaemon:
 
     # --- zygote -------------------------------------------------------------------------------------
     async def start_zygote(self) -> None:
-        from ember.shells import processes
+        from ember.shells.shared import processes
         err = open(os.path.join(self.session_dir, "logs", f"zygote-{self.node_id.hex()[:8]}.err"), "ab")
         self.zygote = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "ember.shells.zygote", stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            sys.executable, "-m", "ember.shells.node.zygote", stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=err, preexec_fn=processes.die_with_parent)
         err.close()
         # Not waiting for its "ready" line: fork requests queue in the pipe while it warms up.

@@ -19,8 +19,9 @@ from ember.logic.owner import task_policy
 from ember.logic.owner.key_queue import KeyQueue
 from ember.object_ref import ObjectRef
 from ember.protocol import messages as m
-from ember.shells import rpc, serialization
-from ember.shells.memory_store import FAILED, PENDING, READY
+from ember.shells.wire import rpc
+from ember.shells.shared import serialization
+from ember.shells.worker.memory_store import FAILED, PENDING, READY
 
 log = logging.getLogger("ember.submitter")
 

@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterable, Optional
 from ember.logic.owner import references as r
 from ember.object_ref import ObjectRef
 from ember.protocol import messages as m
-from ember.shells import rpc
+from ember.shells.wire import rpc
 
 log = logging.getLogger("ember.ref_counting")
 

@@ -35,7 +35,7 @@ from typing import Optional, Union
 
 import psutil
 
-from ember.shells.serialization import SerializedObject
+from ember.shells.shared.serialization import SerializedObject
 
 __all__ = [
     "ShmStore",

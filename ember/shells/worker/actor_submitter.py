@@ -27,9 +27,10 @@ from ember import exceptions as exc
 from ember.config import CONFIG
 from ember.object_ref import ObjectRef
 from ember.protocol import messages as m
-from ember.shells import rpc, serialization
-from ember.shells.actor_manager import encode_creation_spec
-from ember.shells.task_submitter import encode_args
+from ember.shells.wire import rpc
+from ember.shells.shared import serialization
+from ember.shells.control.actor_manager import encode_creation_spec
+from ember.shells.worker.task_submitter import encode_args
 
 log = logging.getLogger("ember.actor_submitter")
 

@@ -1,7 +1,7 @@
 """The control store process (Ray's GCS): node, job and KV tables and pub/sub.
 
 It never sits on the path of a normal task.  Run as
-``python -m ember.shells.control_store --port P --session-dir D``; it prints
+``python -m ember.shells.control.control_store --port P --session-dir D``; it prints
 ``READY <port>`` on stdout once it listens.
 """
 from __future__ import annotations
@@ -19,7 +19,8 @@ from ember.logic.control.kv import KvTable
 from ember.logic.control.nodes import NodeRecord, NodeTable
 from ember.protocol import codec
 from ember.protocol import messages as m
-from ember.shells import rpc, session
+from ember.shells.wire import rpc
+from ember.shells.wire import session
 
 log = logging.getLogger("ember.gcs")
 
@@ -39,7 +40,7 @@ class ControlStore:
         self._next_job = 1
         self.subscribers: dict[tuple[str, bytes], set[rpc.Connection]] = {}
         self.extensions: list[Any] = []  # table managers added by later layers (actors, ...)
-        from ember.shells.actor_manager import ActorManager
+        from ember.shells.control.actor_manager import ActorManager
         self.extensions.append(ActorManager(self))
 
     # --- rpc.Handler ------------------------------------------------------------------------

@@ -23,9 +23,10 @@ from ember.config import CONFIG
 from ember.object_ref import ObjectRef, set_ref_hook
 from ember.protocol import codec
 from ember.protocol import messages as m
-from ember.shells import rpc, serialization
-from ember.shells.memory_store import FAILED, PENDING, READY, Entry, MemoryStore
-from ember.shells.shm_store import ShmStore
+from ember.shells.wire import rpc
+from ember.shells.shared import serialization
+from ember.shells.worker.memory_store import FAILED, PENDING, READY, Entry, MemoryStore
+from ember.shells.shared.shm_store import ShmStore
 
 log = logging.getLogger("ember.core_worker")
 
@@ -102,9 +103,9 @@ class CoreWorker:
         self._server: Optional[asyncio.AbstractServer] = None
         self.is_shutdown = False
         self.context = threading.local()  # current task per executing thread
-        from ember.shells.ref_counting import RefCounting
+        from ember.shells.worker.ref_counting import RefCounting
         self.refs = RefCounting(self)
-        from ember.shells.task_submitter import TaskSubmitter
+        from ember.shells.worker.task_submitter import TaskSubmitter
         self.submitter = TaskSubmitter(self)
         self.handlers[m.GetObjectStatus] = self._on_get_object_status
         self.handlers[m.Published] = self._on_published
@@ -113,7 +114,7 @@ class CoreWorker:
         self.call_sites: Optional[dict[bytes, str]] = (
             {} if os.environ.get("EMBER_RECORD_REF_CREATION_SITES") == "1" else None)
         self.published_hooks: dict[str, Callable[[m.Published], None]] = {}  # channel -> handler
-        from ember.shells.actor_submitter import ActorSubmitter
+        from ember.shells.worker.actor_submitter import ActorSubmitter
         self.actor_submitter = ActorSubmitter(self)
 
     # --- lifecycle -----------------------------------------------------------------------------
@@ -255,7 +256,7 @@ class CoreWorker:
             self.gcs = await rpc.connect(self.gcs_address, self.token, self, self.mode, CONFIG.connect_timeout_s)
         return self.gcs
 
-    # --- reference counting (ember/shells/ref_counting.py) ---------------------------------------------
+    # --- reference counting (ember/shells/worker/ref_counting.py) ---------------------------------------------
     def _drain_ref_ops_periodic(self) -> None:
         if self.is_shutdown:
             return
@@ -268,7 +269,7 @@ class CoreWorker:
 
     # --- tasks ---------------------------------------------------------------------------------------
     def submit_task(self, plan: Any, args: tuple, kwargs: dict) -> list[ObjectRef]:
-        from ember.shells.task_submitter import submit_task
+        from ember.shells.worker.task_submitter import submit_task
         refs = submit_task(self, plan, args, kwargs)
         if self.call_sites is not None:
             self._record_call_site(refs, "(task call)")
@@ -573,7 +574,7 @@ class CoreWorker:
                                                 rows[:max(0, msg.objects_max)]))
 
 
-_EMBER_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+_EMBER_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) + os.sep
 
 
 def _reference_type(summary: Any, is_pinned: bool) -> str:

@@ -28,8 +28,9 @@ from ember import exceptions as exc
 from ember.config import CONFIG
 from ember.object_ref import ObjectRef
 from ember.protocol import messages as m
-from ember.shells import rpc, serialization
-from ember.shells.actor_manager import decode_creation_spec
+from ember.shells.wire import rpc
+from ember.shells.shared import serialization
+from ember.shells.control.actor_manager import decode_creation_spec
 
 log = logging.getLogger("ember.actor_executor")
 
@@ -154,7 +155,7 @@ class ActorExecutor:
         cw.post(conn.reply, request_id, m.ActorCreationReply(None, ""))
 
     def executor_task_context(self, spec: m.TaskSpec) -> Any:
-        from ember.shells.executor import TaskContext
+        from ember.shells.worker.executor import TaskContext
         return TaskContext(spec, self.gpu_ids)
 
     def _adopt(self, spec: m.ActorCreationSpec, msg: m.CreateActor) -> None:

@@ -44,8 +44,8 @@ from typing import Any, Coroutine, Optional
 from ember.config import CONFIG
 from ember.logic.node import object_table as T
 from ember.protocol import messages as m
-from ember.shells import rpc
-from ember.shells.shm_store import (
+from ember.shells.wire import rpc
+from ember.shells.shared.shm_store import (
     SPILL_DIR_PREFIX,
     ShmStore,
     create_owned_dir,
