@@ -13,7 +13,7 @@ from ember.object_ref import ObjectRef
 from ember.shells.worker import core_worker as cwmod
 from ember.shells.shared import local_cluster
 from ember.shells.wire import session
-from ember.shells.node.object_service import spill_root_from_config
+from ember.config import spill_root_from_config
 from ember.shells.shared.shm_store import OBJECT_STORE_MIN_BYTES as OBJECT_STORE_MINIMUM_MEMORY_BYTES
 
 log = logging.getLogger("ember")

@@ -5,8 +5,10 @@ Each field can be overridden by an environment variable EMBER_<FIELD NAME IN CAP
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from dataclasses import dataclass
+from typing import Optional
 
 
 @dataclass
@@ -38,3 +40,33 @@ class Config:
 
 
 CONFIG = Config.from_env()
+
+
+def spill_root_from_config(system_config: Optional[dict] = None,
+                           object_spilling_directory: Optional[str] = None) -> Optional[str]:
+    """The spill directory a user asked for, or None for the default.
+
+    ``object_spilling_directory`` wins; else Ray's ``_system_config`` form
+    ``{"object_spilling_config": '{"type": "filesystem", "params": {"directory_path": D}}'}``
+    (a JSON string or a dict; ``directory_path`` may be a list: the first is used).
+    """
+    if object_spilling_directory:
+        return str(object_spilling_directory)
+    raw = (system_config or {}).get("object_spilling_config")
+    if raw is None or raw == "":
+        return None
+    try:
+        spec = json.loads(raw) if isinstance(raw, (str, bytes)) else raw
+    except ValueError as exc:
+        raise ValueError(f"object_spilling_config is not valid JSON: {exc}") from None
+    if not isinstance(spec, dict) or spec.get("type") != "filesystem":
+        kind = spec.get("type") if isinstance(spec, dict) else spec
+        raise ValueError(f"object_spilling_config type {kind!r} is not supported: "
+                         "ember spills to a local filesystem only ({\"type\": \"filesystem\", "
+                         "\"params\": {\"directory_path\": ...}})")
+    path = (spec.get("params") or {}).get("directory_path")
+    if isinstance(path, (list, tuple)):
+        path = path[0] if path else None
+    if not path or not isinstance(path, str):
+        raise ValueError("object_spilling_config needs params.directory_path")
+    return path

@@ -15,7 +15,7 @@ from ember import api
 from ember import exceptions as exc
 from ember.shells.shared import local_cluster
 from ember.shells.wire import session
-from ember.shells.node.object_service import spill_root_from_config
+from ember.config import spill_root_from_config
 from ember.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from store_probe import core_worker as _cw
 from store_probe import node_stats as _stats

@@ -21,7 +21,7 @@ from typing import Any, Optional
 
 from ember.config import CONFIG
 from ember.logic.control import actors as A
-from ember.protocol import codec
+from ember.protocol.actor_spec import decode_creation_spec
 from ember.protocol import messages as m
 from ember.shells.wire import rpc
 
@@ -29,17 +29,6 @@ log = logging.getLogger("ember.gcs.actors")
 
 _UNKNOWN_ACTOR_MESSAGE = ("The actor is unknown to the control store: it was never registered, or its "
                           "record was dropped long after it died.")
-
-
-def decode_creation_spec(data: bytes) -> m.ActorCreationSpec:
-    _, _, spec = codec.decode(data)
-    if not isinstance(spec, m.ActorCreationSpec):
-        raise ValueError("creation_spec is not an ActorCreationSpec")
-    return spec
-
-
-def encode_creation_spec(spec: m.ActorCreationSpec) -> bytes:
-    return codec.encode(codec.KIND_ONEWAY, 0, spec)
 
 
 class _Lease:

@@ -192,14 +192,6 @@ class ControlStore:
         return m.KvKeyList(self.kv.keys(msg.namespace, msg.prefix))
 
 
-def install_uvloop() -> None:
-    try:
-        import uvloop
-        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    except ImportError:  # pragma: no cover
-        pass
-
-
 async def _main(args: argparse.Namespace) -> None:
     token = session.read_token(args.token_file)
     store = ControlStore(token)
@@ -227,7 +219,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s",
                         stream=sys.stderr)
-    install_uvloop()
+    rpc.install_uvloop()
     asyncio.run(_main(args))
 
 

@@ -27,7 +27,7 @@ from ember.protocol import codec
 from ember.protocol import messages as m
 from ember.shells.wire import rpc
 from ember.shells.wire import session
-from ember.shells.control.control_store import install_uvloop
+from ember.shells.wire.rpc import install_uvloop
 from ember.shells.node.log_monitor import LogMonitor
 from ember.shells.node.object_service import ObjectService
 from ember.shells.shared.shm_store import ShmStore, node_store_directory

@@ -266,3 +266,11 @@ class Peers:
         for conn in self._conns.values():
             conn.close()
         self._conns.clear()
+
+
+def install_uvloop() -> None:
+    try:
+        import uvloop
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    except ImportError:  # pragma: no cover
+        pass

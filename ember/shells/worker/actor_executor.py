@@ -30,7 +30,7 @@ from ember.object_ref import ObjectRef
 from ember.protocol import messages as m
 from ember.shells.wire import rpc
 from ember.shells.shared import serialization
-from ember.shells.control.actor_manager import decode_creation_spec
+from ember.protocol.actor_spec import decode_creation_spec
 
 log = logging.getLogger("ember.actor_executor")
 

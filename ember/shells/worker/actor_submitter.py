@@ -29,7 +29,7 @@ from ember.object_ref import ObjectRef
 from ember.protocol import messages as m
 from ember.shells.wire import rpc
 from ember.shells.shared import serialization
-from ember.shells.control.actor_manager import encode_creation_spec
+from ember.protocol.actor_spec import encode_creation_spec
 from ember.shells.worker.task_submitter import encode_args
 
 log = logging.getLogger("ember.actor_submitter")
