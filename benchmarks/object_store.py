@@ -172,7 +172,7 @@ def spill_rows(source: np.ndarray, repeat: int) -> list[Row]:
 
 # --- two nodes --------------------------------------------------------------------------
 def cross_node_rows(source: np.ndarray, repeat: int) -> list[Row]:
-    from ember import api
+    from ember import lifecycle
     from ember.shells.shared import local_cluster
     from ember.shells.wire import session
     from ember.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -182,7 +182,7 @@ def cross_node_rows(source: np.ndarray, repeat: int) -> list[Row]:
     ember.init(num_cpus=1, object_store_memory=store_bytes, include_dashboard=False)
     proc: Optional[Any] = None
     try:
-        cluster = api._local_cluster
+        cluster = lifecycle._local_cluster
         args = local_cluster.node_args(num_cpus=1, num_gpus=None, resources={"node_b": 1},
                                        object_store_memory=store_bytes)
         proc, port = local_cluster.start_node(cluster.gcs_address, cluster.session_dir,

@@ -15,6 +15,7 @@ from typing import Any, Callable, Optional
 from ember import exceptions as exc
 from ember import options as opt
 from ember.util.scheduling_strategies import to_wire
+from ember import lifecycle
 
 __all__ = ["ActorClass", "ActorHandle", "ActorMethod", "ActorID", "method", "exit_actor"]
 
@@ -134,8 +135,7 @@ class ActorClass:
         return self._class_id, self._blob
 
     def _remote(self, args: tuple, kwargs: dict, actor_options: dict[str, Any]) -> "ActorHandle":
-        from ember import api
-        cw = api.core_worker_or_init()
+        cw = lifecycle.core_worker_or_init()
         o = opt.with_defaults(actor_options, opt.ACTOR)
         if o.get("concurrency_groups"):
             raise NotImplementedError("concurrency_groups are not supported by ember yet")

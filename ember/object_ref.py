@@ -19,6 +19,23 @@ def set_ref_hook(hook: Optional[Callable[[str, "ObjectRef"], None]]) -> None:
     _ref_hook = hook
 
 
+# Set by the core worker while one runs in this process: it turns refs into futures.
+# (A registration rather than an import, so that this module stays below the core worker.)
+_futures: Any = None
+
+
+def set_future_source(source: Any) -> None:
+    global _futures
+    _futures = source
+
+
+def _future_source() -> Any:
+    if _futures is None:
+        from ember.exceptions import RaySystemError
+        raise RaySystemError("ember.init() has not been called in this process")
+    return _futures
+
+
 class ObjectRef:
     __slots__ = ("_id", "_owner", "_tracked", "__weakref__")
 
@@ -66,12 +83,10 @@ class ObjectRef:
     # --- asyncio ----------------------------------------------------------------
     def future(self) -> Any:
         """A concurrent.futures.Future resolved with the object's value."""
-        from ember.shells.worker import core_worker
-        return core_worker.get_core_worker().as_future(self)
+        return _future_source().as_future(self)
 
     def __await__(self) -> Any:
-        from ember.shells.worker import core_worker
-        return core_worker.get_core_worker().as_asyncio_future(self).__await__()
+        return _future_source().as_asyncio_future(self).__await__()
 
 
 def _deserialize_ref(object_id: bytes, owner_address: str) -> ObjectRef:

@@ -6,6 +6,7 @@ from typing import Any, Callable, Optional
 
 from ember import options as opt
 from ember.util.scheduling_strategies import to_wire
+from ember import lifecycle
 
 
 class RemoteFunction:
@@ -58,8 +59,7 @@ class RemoteFunction:
         return plan
 
     def _remote(self, args: tuple, kwargs: dict, task_options: dict[str, Any]) -> Any:
-        from ember import api
-        cw = api.core_worker_or_init()
+        cw = lifecycle.core_worker_or_init()
         plan = self._plan(task_options)
         refs = cw.submit_task(plan, args, kwargs)
         if plan.num_returns == 1:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 from typing import Any, Optional
+from ember import lifecycle
 
 
 class RuntimeContext:
@@ -70,10 +71,11 @@ class RuntimeContext:
 
     @property
     def current_actor(self) -> Any:
-        handle = getattr(self._cw, "actor_handle", None)
-        if handle is None:
+        meta = getattr(self._cw, "actor_handle_meta", None)
+        if meta is None:
             raise RuntimeError("This method is only available in an actor.")
-        return handle
+        from ember.actor import ActorHandle
+        return ActorHandle(self._cw.actor_id, meta)
 
     def get_assigned_resources(self) -> dict[str, float]:
         task = self._task()
@@ -98,5 +100,4 @@ class RuntimeContext:
 
 
 def get_runtime_context() -> RuntimeContext:
-    from ember import api
-    return RuntimeContext(api.core_worker_or_init())
+    return RuntimeContext(lifecycle.core_worker_or_init())

@@ -12,7 +12,7 @@ import psutil
 import pytest
 
 import ember
-from ember import api
+from ember import lifecycle
 from ember import exceptions as exc
 
 pytestmark = pytest.mark.timeout(90)
@@ -216,7 +216,7 @@ def test_actors_owned_by_a_dead_actor_die_with_it(actor_cluster):
 
 
 def test_job_end_kills_non_detached_actors(actor_cluster):
-    token = api._local_cluster.token.decode()
+    token = lifecycle._local_cluster.token.decode()
     script = textwrap.dedent("""
         import os, ember
         ember.init(address=os.environ["ADDR"])

@@ -7,7 +7,7 @@ import textwrap
 import pytest
 
 import ember
-from ember import api
+from ember import lifecycle
 from ember import exceptions as exc
 
 pytestmark = pytest.mark.timeout(120)
@@ -104,7 +104,7 @@ class Box:
 
 
 def _run_driver(cluster, body, namespace="drivers", wait=True):
-    env = dict(os.environ, ADDR=cluster["gcs_address"], EMBER_CLUSTER_TOKEN=api._local_cluster.token.decode(),
+    env = dict(os.environ, ADDR=cluster["gcs_address"], EMBER_CLUSTER_TOKEN=lifecycle._local_cluster.token.decode(),
                NS=namespace)
     code = _DRIVER_PRELUDE + textwrap.dedent(body)
     proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import ember
-from ember import api
+from ember import lifecycle
 from ember import exceptions as exc
 from ember.shells.shared import local_cluster
 from ember.shells.wire import session
@@ -280,7 +280,7 @@ def test_pooled_files_make_room_before_anything_is_spilled(store_cluster):
 @pytest.fixture(scope="module")
 def node_b(store_cluster, tmp_path_factory):
     """A second node daemon (1 CPU, a 100 MiB store) spilling to its own --spill-dir."""
-    cluster = api._local_cluster
+    cluster = lifecycle._local_cluster
     spill_root = str(tmp_path_factory.mktemp("node_b_spill"))
     args = local_cluster.node_args(num_cpus=1, num_gpus=None, resources={"node_b": 1},
                                    object_store_memory=NODE_B_CAPACITY_BYTES, spill_dir=spill_root)

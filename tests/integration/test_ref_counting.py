@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import ember
-from ember import api
+from ember import lifecycle
 from ember import exceptions as exc
 from ember.shells.shared import local_cluster
 from ember.shells.wire import session
@@ -238,7 +238,7 @@ def test_ref_returned_by_an_actor_is_freed_when_the_driver_drops_it(cluster):
 @pytest.fixture(scope="module")
 def node_b(cluster):
     """A second node daemon on this machine (1 CPU, resource "node_b")."""
-    local = api._local_cluster
+    local = lifecycle._local_cluster
     args = local_cluster.node_args(num_cpus=1, num_gpus=None, resources={"node_b": 1},
                                    object_store_memory=128 * MiB)
     proc, port = local_cluster.start_node(local.gcs_address, local.session_dir,

@@ -13,7 +13,7 @@ import psutil
 import pytest
 
 import ember
-from ember import api
+from ember import lifecycle
 from ember import exceptions as exc
 from ember.protocol import messages as m
 from ember.shells.wire import rpc
@@ -30,12 +30,12 @@ class _Null:
 
 
 def _addresses():
-    c = api._local_cluster
+    c = lifecycle._local_cluster
     return c.gcs_address, c.node_address, c.token
 
 
 def test_token_file_is_private(cluster):
-    path = os.path.join(api._local_cluster.session_dir, "token")
+    path = os.path.join(lifecycle._local_cluster.session_dir, "token")
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
 
 

@@ -31,6 +31,7 @@ from ember.protocol import messages as m
 from ember.shells.wire import rpc
 from ember.shells.shared import serialization
 from ember.protocol.actor_spec import decode_creation_spec
+from ember.shells.worker.task_context import TaskContext
 
 log = logging.getLogger("ember.actor_executor")
 
@@ -155,12 +156,10 @@ class ActorExecutor:
         cw.post(conn.reply, request_id, m.ActorCreationReply(None, ""))
 
     def executor_task_context(self, spec: m.TaskSpec) -> Any:
-        from ember.shells.worker.executor import TaskContext
         return TaskContext(spec, self.gpu_ids)
 
     def _adopt(self, spec: m.ActorCreationSpec, msg: m.CreateActor) -> None:
         """This worker now hosts the actor: what its runtime context reports."""
-        from ember.actor import ActorHandle
         cw = self.cw
         self.class_name = spec.class_name
         self.gpu_ids = list(msg.gpu_ids)
@@ -173,7 +172,7 @@ class ActorExecutor:
             cw.namespace = spec.job_namespace
         if spec.running_resources.get("GPU"):
             os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in msg.gpu_ids)
-        cw.actor_handle = ActorHandle(spec.actor_id, spec.handle_meta)
+        cw.actor_handle_meta = spec.handle_meta  # the public layer builds the handle (runtime_context)
 
     def _start_mode(self, spec: m.ActorCreationSpec) -> None:
         is_async = bool(spec.handle_meta.get("is_async"))

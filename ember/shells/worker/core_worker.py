@@ -20,7 +20,7 @@ from typing import Any, Callable, Optional
 
 from ember import exceptions as exc
 from ember.config import CONFIG
-from ember.object_ref import ObjectRef, set_ref_hook
+from ember.object_ref import ObjectRef, set_future_source, set_ref_hook
 from ember.protocol import codec
 from ember.protocol import messages as m
 from ember.shells.wire import rpc
@@ -66,6 +66,7 @@ def get_core_worker() -> "CoreWorker":
 def set_core_worker(cw: Optional["CoreWorker"]) -> None:
     global _core_worker
     _core_worker = cw
+    set_future_source(cw)
 
 
 class CoreWorker:

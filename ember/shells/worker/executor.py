@@ -19,18 +19,8 @@ from ember.object_ref import ObjectRef
 from ember.protocol import messages as m
 from ember.shells.wire import rpc
 from ember.shells.shared import serialization
-
-
-class TaskContext:
-    __slots__ = ("task_id", "name", "resources", "gpu_ids", "actor_id", "spec")
-
-    def __init__(self, spec: m.TaskSpec, gpu_ids: list) -> None:
-        self.task_id = spec.task_id
-        self.name = spec.name
-        self.resources = spec.resources
-        self.gpu_ids = gpu_ids
-        self.actor_id = spec.actor_id
-        self.spec = spec
+from ember.shells.worker.actor_executor import ActorExecutor
+from ember.shells.worker.task_context import TaskContext
 
 
 class Executor:
@@ -47,7 +37,6 @@ class Executor:
         self.running_task: Optional[bytes] = None
         self._main_thread_id = 0
         self._cancel_lock = threading.Lock()
-        from ember.shells.worker.actor_executor import ActorExecutor
         self.actor = ActorExecutor(cw, self)  # CreateActor / PushActorTask
 
     # --- I/O thread ---------------------------------------------------------------------------
