@@ -9,6 +9,7 @@ past this module ever sees a raw dict.
 from __future__ import annotations
 
 import dataclasses
+import struct
 import types
 import typing
 from typing import Any, Callable, TypeVar
@@ -55,11 +56,19 @@ def _allowed_types(annotation: Any) -> tuple[type, ...] | None:
     return None
 
 
+_EXTENDED = 127  # msgpack extension code that carries a two-byte tag
+_TAG16 = struct.Struct("<H")
+
+
 def message(tag: int) -> Callable[[type[T]], type[T]]:
-    """Class decorator: a frozen, slotted dataclass registered under ``tag`` (1..127)."""
+    """Class decorator: a frozen, slotted dataclass registered under ``tag`` (1..126, 128..65535).
+
+    Tags below 127 are msgpack extension codes of their own; larger tags travel under the
+    extension code 127 with the tag in the first two bytes of the payload (little-endian).
+    """
 
     def wrap(cls: type[T]) -> type[T]:
-        if not 0 < tag < 128:
+        if not (0 < tag < _EXTENDED or _EXTENDED < tag <= 0xFFFF):
             raise ValueError(f"tag {tag} out of range")
         if tag in _REGISTRY:
             raise ValueError(f"tag {tag} used by {_REGISTRY[tag].__name__} and {cls.__name__}")
@@ -86,10 +95,17 @@ def _default(obj: Any) -> Any:
     if tag is None:
         raise TypeError(f"cannot encode {type(obj).__name__} on the wire")
     fields = [getattr(obj, name) for name in _FIELDS[type(obj)]]
-    return msgpack.ExtType(tag, _packer().pack(fields))
+    if tag < _EXTENDED:
+        return msgpack.ExtType(tag, _packer().pack(fields))
+    return msgpack.ExtType(_EXTENDED, _TAG16.pack(tag) + _packer().pack(fields))
 
 
 def _ext_hook(tag: int, data: bytes) -> Any:
+    if tag == _EXTENDED:
+        if len(data) < 2:
+            raise ProtocolError("extended message without a tag")
+        (tag,) = _TAG16.unpack_from(data)
+        data = data[2:]
     cls = _REGISTRY.get(tag)
     if cls is None:
         raise ProtocolError(f"unknown message tag {tag}")

@@ -1,6 +1,11 @@
 """Every message that crosses a socket in ember: the one schema.
 
-Tags are stable numbers; never reuse one.  Fields hold only msgpack types (bytes, str,
+Tags are stable numbers; never reuse one.  1..126 are taken by the first wave; new
+messages take tags from 128 up, in the block of their capability:
+130-149 cluster discovery and sessions, 150-169 wire hardening, 170-189 object store,
+190-209 failure handling, 210-259 scheduling and placement groups, 260-279 utilities,
+280-309 jobs and runtime environments, 310-339 observability, 340-369 head storage and
+leadership, 370-399 generators and concurrency groups, 400+ unassigned.  Fields hold only msgpack types (bytes, str,
 int, float, bool, list, dict, None) or other messages.  Addresses are "host:port"
 strings; ids are bytes.
 """

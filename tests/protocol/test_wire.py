@@ -70,3 +70,18 @@ def test_random_bytes_never_crash_the_decoder(data):
         codec.decode(data)
     except ProtocolError:
         pass
+
+
+def test_messages_above_tag_126_round_trip_under_the_extended_code():
+    from ember.protocol import codec
+
+    @codec.message(4000)
+    class _FarTag:
+        name: str
+        inner: object
+
+    inner = m.Ok()
+    kind, rid, msg = codec.decode(codec.encode(codec.KIND_ONEWAY, 7, _FarTag("x", inner)))
+    assert (kind, rid, msg) == (codec.KIND_ONEWAY, 7, _FarTag("x", inner))
+    with pytest.raises(ValueError):
+        codec.message(127)(type("_Bad", (), {"__annotations__": {}}))
