@@ -28,6 +28,7 @@ class Config:
     connect_timeout_s: float = 10.0
     gcs_port: int = 6379
     max_workers_starting: int = 8
+    task_inline_args_max_bytes: int = 10 * 1024 * 1024   # Ray's task_rpc_inlined_bytes_limit
 
     @classmethod
     def from_env(cls) -> "Config":

@@ -48,3 +48,10 @@ def test_locality_prefers_the_node_holding_most_argument_bytes():
     assert tp.preferred_node([(there, 10), (here, 0)], here, 1 << 20) is None   # too small to matter
     assert tp.preferred_node([(here, 50 << 20)], here, 1 << 20) is None
     assert tp.preferred_node([("", 5)], here, 0) is None
+
+
+def test_arguments_inline_only_while_small_and_within_the_task_budget():
+    assert tp.may_inline_arg(100, 0, max_each_bytes=1000, max_total_bytes=10_000)
+    assert not tp.may_inline_arg(1001, 0, max_each_bytes=1000, max_total_bytes=10_000)  # too big alone
+    assert tp.may_inline_arg(1000, 9_000, max_each_bytes=1000, max_total_bytes=10_000)   # exactly fills it
+    assert not tp.may_inline_arg(1000, 9_001, max_each_bytes=1000, max_total_bytes=10_000)

@@ -11,6 +11,11 @@ Rule 4: a task whose arguments lie mostly (by bytes, at least ``min_bytes``) in 
         node's store asks that node for its lease first (locality); it may still spill on.
 Rule 2: a scheduling key asks for at most ``max_pending`` leases at once, and never for
         more than its backlog of unassigned tasks.
+Rule 5: an argument value travels inside the task message only while it is small (at most
+        ``max_each`` bytes) and the task's inlined bytes stay within ``max_total`` (Ray's
+        ``task_rpc_inlined_bytes_limit``, 10 MiB); past that, arguments travel by reference
+        and the executor fetches them.  A task message therefore stays bounded however many
+        arguments it has.
 """
 from __future__ import annotations
 
@@ -68,3 +73,8 @@ def preferred_node(arg_locations: Sequence[tuple[str, int]], local_address: str,
     if best == local_address or by_node[best] < min_bytes:
         return None
     return best
+
+
+def may_inline_arg(size_bytes: int, inlined_bytes: int, max_each_bytes: int, max_total_bytes: int) -> bool:
+    """Rule 5: may an argument of ``size_bytes`` join the ``inlined_bytes`` already in the message?"""
+    return size_bytes <= max_each_bytes and inlined_bytes + size_bytes <= max_total_bytes

@@ -151,6 +151,7 @@ class TaskSubmitter:
     def _enqueue(self, rec: TaskRecord) -> None:
         store = self.cw.store
         args = rec.args
+        inlined = -1  # counted on the first owned ref argument that could be inlined
         for i, arg in enumerate(args):
             if arg[0] != 1 or arg[2] != self.cw.address:
                 continue
@@ -161,7 +162,13 @@ class TaskSubmitter:
                 self._fail(rec, e.error)
                 return
             if e.state == READY and e.data is not None:
-                args[i] = [0, e.data]
+                if inlined < 0:
+                    inlined = sum(len(a[1]) for a in args if a[0] == 0)
+                size = len(e.data)
+                if task_policy.may_inline_arg(size, inlined, CONFIG.inline_object_max_bytes,
+                                              CONFIG.task_inline_args_max_bytes):
+                    args[i] = [0, e.data]
+                    inlined += size
         ks = self.keys.get(rec.key)
         if ks is None:
             ks = self.keys[rec.key] = KeyState(rec)
@@ -362,6 +369,7 @@ def encode_args(cw: Any, args: tuple, kwargs: dict) -> tuple[list, list, list]:
     """Arguments as wire entries: refs stay refs, small values inline, large values put."""
     wire: list = []
     keep: list = []
+    inlined = 0
     values = list(args) + list(kwargs.values())
     for i, value in enumerate(values):
         if type(value) is ObjectRef:
@@ -372,9 +380,12 @@ def encode_args(cw: Any, args: tuple, kwargs: dict) -> tuple[list, list, list]:
         ser = serialization.serialize(value, what=what)
         if ser.contained_refs:  # held until the task ends; the executor borrows them
             keep.extend(ser.contained_refs)
-        if ser.total_bytes <= CONFIG.inline_object_max_bytes:
+        size = ser.total_bytes
+        if task_policy.may_inline_arg(size, inlined, CONFIG.inline_object_max_bytes,
+                                      CONFIG.task_inline_args_max_bytes):
             wire.append([0, ser.to_bytes()])
-        else:
+            inlined += size
+        else:  # a large value, or over the task's inline budget: stored (owner memory or shm), passed by ref
             oid = cw.new_id() + b"\x00\x00\x00\x00"
             ref = ObjectRef(oid, cw.address)
             cw.store_owned(oid, ser)
