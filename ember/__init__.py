@@ -17,6 +17,8 @@ _EXPORTS = {
     "is_initialized": "ember.api", "kill": "ember.api", "method": "ember.api", "nodes": "ember.api",
     "put": "ember.api", "remote": "ember.api", "shutdown": "ember.api", "wait": "ember.api",
     "get_runtime_context": "ember.runtime_context",
+    "ObjectRefGenerator": "ember.shells.worker.generators",
+    "DynamicObjectRefGenerator": "ember.shells.worker.generators",
 }
 _SUBMODULES = {"actor", "exceptions", "util"}
 

@@ -16,6 +16,7 @@ from ember import exceptions as exc
 from ember import options as opt
 from ember.util.scheduling_strategies import to_wire
 from ember import lifecycle
+from ember.logic.owner import generators
 
 __all__ = ["ActorClass", "ActorHandle", "ActorMethod", "ActorID", "method", "exit_actor"]
 
@@ -65,7 +66,8 @@ def _method_table(cls: type) -> tuple[dict[str, list], bool]:
             is_async = True
         options = getattr(fn, _METHOD_OPTIONS_ATTR, {})
         retries = options.get("max_task_retries")
-        methods[name] = [options.get("num_returns", 1), _INHERIT if retries is None else retries]
+        default_returns = "streaming" if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn) else 1
+        methods[name] = [options.get("num_returns", default_returns), _INHERIT if retries is None else retries]
     for name in _BUILTIN_METHODS:
         methods[name] = [1, _INHERIT]
     return methods, is_async
@@ -250,8 +252,8 @@ class ActorMethod:
         if sub is None or sub.cw.is_shutdown:
             raise exc.RaySystemError("this actor handle belongs to an ember session that was shut down")
         num_returns = self._options.get("num_returns", self._entry[0])
-        if not isinstance(num_returns, int):
-            raise NotImplementedError(f"num_returns={num_returns!r} (generators) is not supported for actor methods yet")
+        num_returns = generators.num_returns_on_wire(1 if num_returns is None else num_returns,
+                                                     self._options.get("_generator_backpressure_num_objects"))
         retries = self._options.get("max_task_retries")
         if retries is None:
             retries = self._entry[1] if self._entry[1] != _INHERIT else handle._ember_meta.get("max_task_retries", 0)
@@ -259,7 +261,7 @@ class ActorMethod:
         refs = sub.submit_call(handle._ember_actor_id, handle._ember_meta, method_name=self._name,
                                task_name=self._options.get("name") or f"{class_name}.{self._name}",
                                args=args, kwargs=kwargs, num_returns=num_returns, max_task_retries=int(retries))
-        if num_returns == 1:
+        if num_returns == 1 or num_returns < 0:   # one ref, or a generator method's ObjectRefGenerator
             return refs[0]
         if num_returns == 0:
             return None

@@ -9,6 +9,7 @@ from ember.actor import method as _method
 from ember.lifecycle import EmberContext, core_worker_or_init, init, is_initialized, shutdown  # noqa: F401
 from ember.object_ref import ObjectRef
 from ember.remote_function import RemoteFunction
+from ember.shells.worker.generators import ObjectRefGenerator
 
 
 def _check_refs(object_refs: Any, fn: str) -> list[ObjectRef]:
@@ -60,6 +61,8 @@ def cancel(ray_waitable: ObjectRef, *, force: bool = False, recursive: bool = Tr
     ``get`` on its results then raises ``TaskCancelledError``.  Tasks the cancelled task
     submitted are not cancelled (``recursive`` is accepted for compatibility)."""
     cw = core_worker_or_init()
+    if isinstance(ray_waitable, ObjectRefGenerator):   # cancelling a generator stops its producer
+        ray_waitable = ray_waitable.completed()
     if not isinstance(ray_waitable, ObjectRef):
         raise TypeError(f"ember.cancel() only supports ObjectRefs, got {type(ray_waitable).__name__}")
     if ray_waitable.owner_address != cw.address:

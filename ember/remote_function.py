@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import hashlib
+import inspect
 from typing import Any, Callable, Optional
 
 from ember import options as opt
 from ember.util.scheduling_strategies import to_wire
 from ember import lifecycle
+from ember.logic.owner import generators
 
 
 class RemoteFunction:
@@ -47,11 +49,17 @@ class RemoteFunction:
         if cached is not None and cached[0] is task_options:
             return cached[1]
         o = opt.with_defaults(task_options, opt.TASK)
+        num_returns = o["num_returns"]
+        if "num_returns" not in task_options and (inspect.isgeneratorfunction(self._function)
+                                                  or inspect.isasyncgenfunction(self._function)):
+            num_returns = "streaming"   # Ray's default for generator functions
+        num_returns = generators.num_returns_on_wire(1 if num_returns is None else num_returns,
+                                                     o.get("_generator_backpressure_num_objects"))
         function_id, blob = self._export()
         max_retries = o["max_retries"]
         retry = o["retry_exceptions"]
         plan = TaskPlan(function_id=function_id, blob=blob, name=o.get("name") or self._name,
-                        num_returns=o["num_returns"], resources=opt.resolve_task_resources(o),
+                        num_returns=num_returns, resources=opt.resolve_task_resources(o),
                         max_retries=-1 if max_retries == -1 else int(max_retries),
                         retry_exceptions=list(retry) if isinstance(retry, (list, tuple)) else bool(retry),
                         strategy=to_wire(o.get("scheduling_strategy")), runtime_env=o.get("runtime_env"))
@@ -62,7 +70,7 @@ class RemoteFunction:
         cw = lifecycle.core_worker_or_init()
         plan = self._plan(task_options)
         refs = cw.submit_task(plan, args, kwargs)
-        if plan.num_returns == 1:
+        if plan.num_returns == 1 or plan.num_returns < 0:   # one ref, or a generator task's ObjectRefGenerator
             return refs[0]
         return refs
 

@@ -583,3 +583,13 @@ class ActorCreationReply:
 class PushActorTask:
     spec: TaskSpec          # actor_id and sequence_no set; owner_address is the caller
     min_sequence_no: int    # every call of this caller below it is finished or abandoned
+
+
+# --- streaming generators and concurrency groups (370-399) ----------------------------------
+@message(370)
+class GeneratorItem:
+    task_id: bytes
+    attempt: int
+    index: int              # 1, 2, ...: the order the generator yielded it
+    item: ReturnObject      # object_id is the task id + the item's return index
+    worker_address: str     # the executor, for refs contained in the value

@@ -31,6 +31,7 @@ from ember.protocol import messages as m
 from ember.shells.wire import rpc
 from ember.shells.shared import serialization
 from ember.protocol.actor_spec import decode_creation_spec
+from ember.shells.worker import generators
 from ember.shells.worker.task_context import TaskContext
 
 log = logging.getLogger("ember.actor_executor")
@@ -213,7 +214,11 @@ class ActorExecutor:
         try:
             fn = self._method(spec)
             args, kwargs = self.executor.resolve_args(spec)
-            done = m.TaskDone(self.executor.store_returns(spec, fn(*args, **kwargs)), None, False)
+            result = fn(*args, **kwargs)
+            if spec.num_returns < 0:   # a generator method: values stream to the caller as they are yielded
+                done = generators.stream_items(self.executor, spec, result)
+            else:
+                done = m.TaskDone(self.executor.store_returns(spec, result), None, False)
         except (_ExitRequested, SystemExit, exc.AsyncioActorExit):
             self._exit(conn, request_id, spec)
             return
@@ -234,9 +239,12 @@ class ActorExecutor:
                 fn = self._method(spec)
                 args, kwargs = await self._resolve_args_async(spec)
                 result = fn(*args, **kwargs)
-                if inspect.isawaitable(result):
-                    result = await result
-                done = m.TaskDone(self.executor.store_returns(spec, result), None, False)
+                if spec.num_returns < 0:   # a generator method: values stream to the caller as they are yielded
+                    done = await generators.stream_items_async(self.executor, spec, result)
+                else:
+                    if inspect.isawaitable(result):
+                        result = await result
+                    done = m.TaskDone(self.executor.store_returns(spec, result), None, False)
             except (_ExitRequested, SystemExit, exc.AsyncioActorExit):
                 self._exit(conn, request_id, spec)
                 return

@@ -25,6 +25,7 @@ from typing import Any, Optional
 
 from ember import exceptions as exc
 from ember.config import CONFIG
+from ember.logic.owner import generators
 from ember.object_ref import ObjectRef
 from ember.protocol import messages as m
 from ember.shells.wire import rpc
@@ -51,7 +52,8 @@ class _Call:
         self.args = args
         self.kwarg_names = kwarg_names
         self.num_returns = num_returns
-        self.return_ids = [task_id + i.to_bytes(4, "little") for i in range(1, num_returns + 1)]
+        n = 1 if num_returns == generators.DYNAMIC else num_returns   # generator items arrive as yielded
+        self.return_ids = [task_id + i.to_bytes(4, "little") for i in range(1, n + 1)]
         self.retries_left = retries_left
         self.arg_refs: Optional[list] = arg_refs
         self.seq = -1
@@ -247,6 +249,10 @@ class ActorSubmitter:
         for oid in call.return_ids:
             cw.store.add_pending(oid, is_owned=True)
             refs.append(ObjectRef(oid, cw.address))
+        if num_returns == generators.DYNAMIC:
+            cw.generators.register(call.task_id, num_returns)
+        elif num_returns < 0:
+            refs.append(cw.new_generator(call.task_id, num_returns))
         self._post_incoming(actor_id, meta, call)
         return refs
 
@@ -335,6 +341,8 @@ class ActorSubmitter:
             self._complete(client, call, done.returns)
 
     def _complete(self, client: _ActorClient, call: _Call, returns: list) -> None:
+        if call.num_returns < 0:
+            returns = self.cw.generator_task_done(call.task_id, call.num_returns, None)
         store = self.cw.store
         has_refs = False
         for ret in returns:
@@ -349,6 +357,8 @@ class ActorSubmitter:
         self._finish(client, call)
 
     def _fail(self, client: _ActorClient, call: _Call, error: BaseException) -> None:
+        if call.num_returns < 0:
+            self.cw.generator_task_done(call.task_id, call.num_returns, error)
         for oid in call.return_ids:
             self.cw.store.complete(oid, error=error)
         self._finish(client, call)

@@ -108,6 +108,8 @@ class CoreWorker:
         self.refs = RefCounting(self)
         from ember.shells.worker.task_submitter import TaskSubmitter
         self.submitter = TaskSubmitter(self)
+        from ember.shells.worker.generators import GeneratorManager
+        self.generators = GeneratorManager(self)
         self.handlers[m.GetObjectStatus] = self._on_get_object_status
         self.handlers[m.Published] = self._on_published
         self.handlers[m.ListProcessObjects] = self._on_list_process_objects
@@ -275,6 +277,29 @@ class CoreWorker:
         if self.call_sites is not None:
             self._record_call_site(refs, "(task call)")
         return refs
+
+    # --- generator tasks (see shells/worker/generators.py) -------------------------------------------
+    def new_generator(self, task_id: bytes, wire_num_returns: int) -> Any:
+        from ember.shells.worker.generators import ObjectRefGenerator
+        return ObjectRefGenerator(self, task_id, self.generators.register(task_id, wire_num_returns))
+
+    def generator_task_done(self, task_id: bytes, wire_num_returns: int,
+                            error: Optional[BaseException]) -> list:
+        """A generator task ended (I/O thread); a dynamic one's return value, as ``ReturnObject``s."""
+        from ember.logic.owner.generators import DYNAMIC
+        from ember.shells.worker.generators import DynamicObjectRefGenerator
+        if wire_num_returns != DYNAMIC:
+            self.generators.finish(task_id, error)
+            return []
+        self.generators.finish(task_id, error)
+        items = self.generators.items_of(task_id)
+        if error is not None:
+            return []
+        oid = task_id + (1).to_bytes(4, "little")
+        ser = serialization.serialize(DynamicObjectRefGenerator(items))
+        if ser.contained_refs:
+            self.refs.object_contains(oid, ser.contained_refs)
+        return [m.ReturnObject(oid, ser.to_bytes(), None, "", ser.total_bytes, None)]
 
     # --- objects: put ----------------------------------------------------------------------------------
     def put(self, value: Any, *, _owner_address: Optional[str] = None) -> ObjectRef:

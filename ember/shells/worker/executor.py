@@ -19,6 +19,7 @@ from ember.object_ref import ObjectRef
 from ember.protocol import messages as m
 from ember.shells.wire import rpc
 from ember.shells.shared import serialization
+from ember.shells.worker import generators
 from ember.shells.worker.actor_executor import ActorExecutor
 from ember.shells.worker.task_context import TaskContext
 
@@ -134,9 +135,13 @@ class Executor:
             fn = self.function_for(spec)
             args, kwargs = self.resolve_args(spec)
             result = fn(*args, **kwargs)
+            if spec.num_returns < 0:   # a generator task: its values stream to the owner as it yields
+                done = generators.stream_items(self, spec, result)
+            else:
+                done = m.TaskDone(self.store_returns(spec, result), None, False)
             with self._cancel_lock:
                 self.running_task = None
-            return m.TaskDone(self.store_returns(spec, result), None, False)
+            return done
         except KeyboardInterrupt:
             return self.cancelled_reply(spec)
         except Exception as e:  # the task's own error: reported, the worker lives on
@@ -177,23 +182,25 @@ class Executor:
                                  f"not a sequence of {n} values") from None
             if len(values) != n:
                 raise ValueError(f"Task {spec.name} has num_returns={n} but returned {len(values)} values")
-        out = []
         lent: list = []
-        for i, value in enumerate(values, start=1):
-            oid = spec.task_id + i.to_bytes(4, "little")
-            ser = serialization.serialize(value, what=f"the return value of {spec.name}")
-            inner = None
-            if ser.contained_refs:  # the caller counts them (ReturnObject.contained_refs)
-                refs = [r for r in ser.contained_refs if r._owner]
-                lent.extend(refs)
-                inner = [[r._id, r._owner] for r in refs] or None
-            size = ser.total_bytes
-            if size <= CONFIG.inline_object_max_bytes:
-                out.append(m.ReturnObject(oid, ser.to_bytes(), None, "", size, inner))
-            else:
-                self.cw.write_to_shm(oid, ser, spec.owner_address)
-                out.append(m.ReturnObject(oid, None, self.cw.node_id, self.cw.node_address, size, inner))
+        out = [self.return_object(spec, i, value, lent) for i, value in enumerate(values, start=1)]
         if lent:  # kept alive until the caller has registered them
             self.cw.refs.hold_for_caller(spec.task_id, spec.owner_address, lent)
         self.cw.refs.wait_borrows_registered()
         return out
+
+    def return_object(self, spec: m.TaskSpec, index: int, value: Any, lent: list) -> m.ReturnObject:
+        """Return value ``index`` of the task: inline when small, else written to this node's store.
+        Refs inside the value are added to ``lent`` (the caller counts them)."""
+        oid = spec.task_id + index.to_bytes(4, "little")
+        ser = serialization.serialize(value, what=f"the return value of {spec.name}")
+        inner = None
+        if ser.contained_refs:  # the caller counts them (ReturnObject.contained_refs)
+            refs = [r for r in ser.contained_refs if r._owner]
+            lent.extend(refs)
+            inner = [[r._id, r._owner] for r in refs] or None
+        size = ser.total_bytes
+        if size <= CONFIG.inline_object_max_bytes:
+            return m.ReturnObject(oid, ser.to_bytes(), None, "", size, inner)
+        self.cw.write_to_shm(oid, ser, spec.owner_address)
+        return m.ReturnObject(oid, None, self.cw.node_id, self.cw.node_address, size, inner)

@@ -15,7 +15,7 @@ from typing import Any, Optional
 
 from ember import exceptions as exc
 from ember.config import CONFIG
-from ember.logic.owner import task_policy
+from ember.logic.owner import generators, task_policy
 from ember.logic.owner.key_queue import KeyQueue
 from ember.object_ref import ObjectRef
 from ember.protocol import messages as m
@@ -42,7 +42,9 @@ class TaskRecord:
         self.args = args
         self.kwarg_names = kwarg_names
         self.num_returns = num_returns
-        self.return_ids = [task_id + i.to_bytes(4, "little") for i in range(1, num_returns + 1)]
+        # a generator task's items arrive as it yields; a dynamic one also has return 1 (the list of items)
+        n = 1 if num_returns == generators.DYNAMIC else num_returns
+        self.return_ids = [task_id + i.to_bytes(4, "little") for i in range(1, n + 1)]
         self.max_retries = max_retries
         self.retry_exceptions = retry_exceptions
         self.attempt = 0
@@ -316,6 +318,8 @@ class TaskSubmitter:
         self._fail(rec, error)
 
     def _complete(self, rec: TaskRecord, returns: list, worker_address: str) -> None:
+        if rec.num_returns < 0:
+            returns = self.cw.generator_task_done(rec.task_id, rec.num_returns, None)
         store = self.cw.store
         has_refs = False
         for ret in returns:
@@ -330,6 +334,8 @@ class TaskSubmitter:
         rec.arg_refs = None
 
     def _fail(self, rec: TaskRecord, error: BaseException) -> None:
+        if rec.num_returns < 0:
+            self.cw.generator_task_done(rec.task_id, rec.num_returns, error)
         for oid in rec.return_ids:
             self.cw.store.complete(oid, error=error)
         rec.arg_refs = None
@@ -419,11 +425,15 @@ def submit_task(cw: Any, plan: TaskPlan, args: tuple, kwargs: dict) -> list[Obje
     rec = TaskRecord(cw.new_id(), plan.key, plan.function_id, plan.blob, plan.name, wire, kwarg_names,
                      plan.num_returns, plan.max_retries, plan.retry_exceptions, plan.resources, plan.strategy,
                      keep, plan.runtime_env)
-    refs = []
+    refs: list = []
     address = cw.address
     add_pending = cw.store.add_pending
     for oid in rec.return_ids:
         add_pending(oid, True)
         refs.append(ObjectRef(oid, address))
+    if rec.num_returns == generators.STREAMING or rec.num_returns <= -3:
+        refs.append(cw.new_generator(rec.task_id, rec.num_returns))
+    elif rec.num_returns == generators.DYNAMIC:
+        cw.generators.register(rec.task_id, rec.num_returns)
     cw.submitter.submit(rec)
     return refs
