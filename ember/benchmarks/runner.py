@@ -28,6 +28,7 @@ ROW_MODULES = (
     "rows_tasks",
     "rows_actors",
     "rows_async_actors",
+    "rows_generators",
     "rows_ember",
     "rows_process",
 )
