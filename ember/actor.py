@@ -44,6 +44,24 @@ def method(*args: Any, **kwargs: Any) -> Callable[[Any], Any]:
     return annotate
 
 
+def _concurrency_groups(groups: Any, methods: dict[str, list], class_name: str) -> dict[str, int]:
+    """The actor's groups as {name: max concurrency}, checked against the methods that name one."""
+    if not groups:
+        out: dict[str, int] = {}
+    elif isinstance(groups, dict):
+        out = {str(g): int(n) for g, n in groups.items()}
+    else:   # a list of names: each runs one call at a time
+        out = {str(g): 1 for g in groups}
+    for group, limit in out.items():
+        if limit < 1:
+            raise ValueError(f"max concurrency of concurrency group '{group}' must be at least 1, got {limit}")
+    for name, entry in methods.items():
+        if entry[2] and entry[2] not in out:
+            raise ValueError(f"The method {class_name}.{name} is in concurrency group '{entry[2]}', which is not "
+                             f"defined in the actor's concurrency_groups {sorted(out)}.")
+    return out
+
+
 def _is_method(member: Any) -> bool:
     return inspect.isfunction(member) or inspect.ismethod(member) or isinstance(member, (staticmethod, classmethod))
 
@@ -67,9 +85,10 @@ def _method_table(cls: type) -> tuple[dict[str, list], bool]:
         options = getattr(fn, _METHOD_OPTIONS_ATTR, {})
         retries = options.get("max_task_retries")
         default_returns = "streaming" if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn) else 1
-        methods[name] = [options.get("num_returns", default_returns), _INHERIT if retries is None else retries]
+        methods[name] = [options.get("num_returns", default_returns), _INHERIT if retries is None else retries,
+                         options.get("concurrency_group")]
     for name in _BUILTIN_METHODS:
-        methods[name] = [1, _INHERIT]
+        methods[name] = [1, _INHERIT, None]
     return methods, is_async
 
 
@@ -139,13 +158,13 @@ class ActorClass:
     def _remote(self, args: tuple, kwargs: dict, actor_options: dict[str, Any]) -> "ActorHandle":
         cw = lifecycle.core_worker_or_init()
         o = opt.with_defaults(actor_options, opt.ACTOR)
-        if o.get("concurrency_groups"):
-            raise NotImplementedError("concurrency_groups are not supported by ember yet")
+        groups = _concurrency_groups(o.get("concurrency_groups"), self._methods, self.__name__)
         _, blob = self._export()
         placement, running = opt.resolve_actor_resources(o)
         max_concurrency = o["max_concurrency"] or (1000 if self._is_async else 1)
         meta = {"class_name": self.__name__, "methods": self._methods, "is_async": self._is_async,
-                "max_task_retries": int(o["max_task_retries"]), "max_pending_calls": int(o["max_pending_calls"])}
+                "max_task_retries": int(o["max_task_retries"]), "max_pending_calls": int(o["max_pending_calls"]),
+                "concurrency_groups": groups}
         actor_id, meta = cw.actor_submitter.create_actor(
             class_name=self.__name__, class_blob=blob, args=args, kwargs=kwargs, handle_meta=meta,
             name=o.get("name") or "", namespace=o.get("namespace"), is_detached=o.get("lifetime") == "detached",
@@ -258,9 +277,14 @@ class ActorMethod:
         if retries is None:
             retries = self._entry[1] if self._entry[1] != _INHERIT else handle._ember_meta.get("max_task_retries", 0)
         class_name = handle._ember_meta.get("class_name", "Actor")
+        group = self._options.get("concurrency_group") or (self._entry[2] if len(self._entry) > 2 else None) or ""
+        if group and group not in (handle._ember_meta.get("concurrency_groups") or {}):
+            raise ValueError(f"The concurrency group '{group}' of {class_name}.{self._name} is not defined on the "
+                             f"actor; its groups are {sorted(handle._ember_meta.get('concurrency_groups') or {})}.")
         refs = sub.submit_call(handle._ember_actor_id, handle._ember_meta, method_name=self._name,
                                task_name=self._options.get("name") or f"{class_name}.{self._name}",
-                               args=args, kwargs=kwargs, num_returns=num_returns, max_task_retries=int(retries))
+                               args=args, kwargs=kwargs, num_returns=num_returns, max_task_retries=int(retries),
+                               concurrency_group=group)
         if num_returns == 1 or num_returns < 0:   # one ref, or a generator method's ObjectRefGenerator
             return refs[0]
         if num_returns == 0:

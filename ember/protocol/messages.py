@@ -583,6 +583,7 @@ class ActorCreationReply:
 class PushActorTask:
     spec: TaskSpec          # actor_id and sequence_no set; owner_address is the caller
     min_sequence_no: int    # every call of this caller below it is finished or abandoned
+    concurrency_group: str = ""  # the group the call runs in ("" = the method's own, else the default)
 
 
 # --- streaming generators and concurrency groups (370-399) ----------------------------------

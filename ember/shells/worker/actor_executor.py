@@ -9,6 +9,10 @@ and answers once it returned or raised.  ``PushActorTask`` (from callers) passes
 - an async actor (any ``async def`` method): as tasks on one event loop in its own
   thread, at most ``max_concurrency`` (default 1000) at once; its sync methods run on
   that loop's thread too.
+- concurrency groups (``concurrency_groups={"io": 2}``, ``@ember.method(concurrency_group=)``,
+  ``.options(concurrency_group=)`` on a call): each group gets its own event loop thread
+  (async actors) or thread pool (others) with its own limit; methods in no group run in
+  the default group (the modes above, and a sync actor with groups becomes threaded).
 
 ``exit_actor()`` (or ``__ray_terminate__``) reports the exit to the control store,
 fails the calling call with ActorDiedError and ends the process.
@@ -80,6 +84,23 @@ class CallOrder:
             assert min(waiting) > self.next_seq[caller], f"{caller}: runnable call left waiting"
 
 
+def _start_loop(name: str, limit: int) -> tuple[asyncio.AbstractEventLoop, asyncio.Semaphore]:
+    """An event loop running on a thread of its own, with a semaphore of ``limit`` calls."""
+    ready = threading.Event()
+    box: list = []
+
+    def run() -> None:
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        box.append((loop, asyncio.Semaphore(limit)))
+        ready.set()
+        loop.run_forever()
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+    ready.wait()
+    return box[0]
+
+
 class _ExitRequested(Exception):
     """Raised inside the executor when a call asked the actor to exit."""
 
@@ -95,6 +116,10 @@ class ActorExecutor:
         self.pool: Optional[concurrent.futures.ThreadPoolExecutor] = None
         self.loop: Optional[asyncio.AbstractEventLoop] = None
         self.semaphore: Optional[asyncio.Semaphore] = None
+        # concurrency groups: each has its own event loop thread (async actors) or thread pool
+        self.group_loops: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Semaphore]] = {}
+        self.group_pools: dict[str, concurrent.futures.ThreadPoolExecutor] = {}
+        self.method_groups: dict[str, str] = {}   # method name -> the group it was declared in
         self.gpu_ids: list = []
         self.is_exiting = False
         cw.handlers[m.CreateActor] = self._on_create
@@ -111,18 +136,22 @@ class ActorExecutor:
                 "this worker does not host the actor (yet)", spec.actor_id)))
             return
         for item in self.order.arrived(spec.owner_address, spec.sequence_no, msg.min_sequence_no,
-                                       (conn, request_id, spec)):
+                                       (conn, request_id, spec, msg.concurrency_group)):
             self._dispatch(item)
 
     def _dispatch(self, item: tuple) -> None:
+        conn, request_id, spec, group = item
+        group = group or self.method_groups.get(spec.function_id.decode(), "")
         if self.mode == "async":
-            assert self.loop is not None
-            self.loop.call_soon_threadsafe(self._start_async, item)
+            loop, semaphore = self.group_loops.get(group) or (self.loop, self.semaphore)
+            assert loop is not None and semaphore is not None
+            loop.call_soon_threadsafe(self._start_async, loop, (conn, request_id, spec, semaphore))
         elif self.mode == "threads":
-            assert self.pool is not None
-            self.pool.submit(self._run_sync, *item)
+            pool = self.group_pools.get(group) or self.pool
+            assert pool is not None
+            pool.submit(self._run_sync, conn, request_id, spec)
         else:
-            self.executor.queue.put(lambda: self._run_sync(*item))
+            self.executor.queue.put(lambda: self._run_sync(conn, request_id, spec))
 
     # --- creation (main thread) -------------------------------------------------------------------------
     def _create(self, conn: rpc.Connection, request_id: int, msg: m.CreateActor) -> None:
@@ -176,26 +205,21 @@ class ActorExecutor:
         cw.actor_handle_meta = spec.handle_meta  # the public layer builds the handle (runtime_context)
 
     def _start_mode(self, spec: m.ActorCreationSpec) -> None:
-        is_async = bool(spec.handle_meta.get("is_async"))
+        meta = spec.handle_meta
+        is_async = bool(meta.get("is_async"))
+        groups: dict = meta.get("concurrency_groups") or {}
+        self.method_groups = {name: e[2] for name, e in (meta.get("methods") or {}).items() if len(e) > 2 and e[2]}
         if is_async:
             self.mode = "async"
-            ready = threading.Event()
-            threading.Thread(target=self._run_loop, args=(spec.max_concurrency, ready), name="ember-actor-loop",
-                             daemon=True).start()
-            ready.wait()
-        elif spec.max_concurrency > 1:
+            self.loop, self.semaphore = _start_loop("ember-actor-loop", spec.max_concurrency)
+            self.group_loops = {g: _start_loop(f"ember-actor-{g}", n) for g, n in groups.items()}
+        elif spec.max_concurrency > 1 or groups:
             self.mode = "threads"
             self.pool = concurrent.futures.ThreadPoolExecutor(spec.max_concurrency, thread_name_prefix="ember-actor")
+            self.group_pools = {g: concurrent.futures.ThreadPoolExecutor(n, thread_name_prefix=f"ember-actor-{g}")
+                                for g, n in groups.items()}
         else:
             self.mode = "main"
-
-    def _run_loop(self, max_concurrency: int, ready: threading.Event) -> None:
-        loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(loop)
-        self.loop = loop
-        self.semaphore = asyncio.Semaphore(max_concurrency)
-        ready.set()
-        loop.run_forever()
 
     # --- calls ------------------------------------------------------------------------------------------------
     def _method(self, spec: m.TaskSpec) -> Callable[..., Any]:
@@ -228,13 +252,12 @@ class ActorExecutor:
             ctx.task = None
         self.cw.post(conn.reply, request_id, done)
 
-    def _start_async(self, item: tuple) -> None:
-        assert self.loop is not None
-        self.loop.create_task(self._run_async(*item))
+    def _start_async(self, loop: asyncio.AbstractEventLoop, item: tuple) -> None:
+        loop.create_task(self._run_async(*item))
 
-    async def _run_async(self, conn: rpc.Connection, request_id: int, spec: m.TaskSpec) -> None:
-        assert self.semaphore is not None
-        async with self.semaphore:
+    async def _run_async(self, conn: rpc.Connection, request_id: int, spec: m.TaskSpec,
+                         semaphore: asyncio.Semaphore) -> None:
+        async with semaphore:
             try:
                 fn = self._method(spec)
                 args, kwargs = await self._resolve_args_async(spec)

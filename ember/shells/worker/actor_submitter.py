@@ -42,7 +42,7 @@ _SAME_INCARNATION_POLLS_MAX = 20  # connection lost but still ALIVE: then give u
 
 class _Call:
     __slots__ = ("task_id", "name", "method", "args", "kwarg_names", "num_returns", "return_ids",
-                 "retries_left", "arg_refs", "seq", "incarnation", "worker_address")
+                 "retries_left", "arg_refs", "seq", "incarnation", "worker_address", "concurrency_group")
 
     def __init__(self, task_id: bytes, name: str, method: str, args: list, kwarg_names: list, num_returns: int,
                  retries_left: int, arg_refs: list) -> None:
@@ -59,6 +59,7 @@ class _Call:
         self.seq = -1
         self.incarnation = -1
         self.worker_address = ""
+        self.concurrency_group = ""
 
 
 class _Registration:
@@ -228,7 +229,7 @@ class ActorSubmitter:
 
     # --- calls (user thread) ---------------------------------------------------------------------------------
     def submit_call(self, actor_id: bytes, meta: dict, *, method_name: str, task_name: str, args: tuple, kwargs: dict,
-                    num_returns: int, max_task_retries: int) -> list[ObjectRef]:
+                    num_returns: int, max_task_retries: int, concurrency_group: str = "") -> list[ObjectRef]:
         cw = self.cw
         limit = int(meta.get("max_pending_calls", -1))
         with self._lock:
@@ -245,6 +246,7 @@ class ActorSubmitter:
             self._call_finished(actor_id)
             raise
         call = _Call(cw.new_id(), task_name, method_name, wire, kwarg_names, num_returns, max_task_retries, keep)
+        call.concurrency_group = concurrency_group
         refs = []
         for oid in call.return_ids:
             cw.store.add_pending(oid, is_owned=True)
@@ -314,7 +316,7 @@ class ActorSubmitter:
                           call.kwarg_names, call.num_returns, self.cw.address, 0, False, 0, {}, [],
                           client.actor_id, call.seq, None)
         try:
-            fut = conn.request_future(m.PushActorTask(spec, min_seq))
+            fut = conn.request_future(m.PushActorTask(spec, min_seq, call.concurrency_group))
         except rpc.ConnectionLost:
             self._connection_broke(client)
             return
