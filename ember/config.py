@@ -23,6 +23,7 @@ class Config:
     locality_min_bytes: int = 1024 * 1024
     infeasible_retry_s: float = 1.0
     log_poll_interval_s: float = 0.1
+    log_poll_idle_max_s: float = 1.0   # a worker whose logs stay unchanged is polled less often, down to this
     transfer_chunk_bytes: int = 4 * 1024 * 1024
     transfer_chunks_in_flight: int = 4
     connect_timeout_s: float = 10.0

@@ -315,31 +315,35 @@ class LeaseManager:
                     best, best_free = node_id, free
         return best
 
-    def _idle_worker(self, job_id: bytes) -> Optional[Worker]:
-        for w in self.workers.values():
-            if w.state is WorkerState.IDLE and w.job_id == job_id:
-                return w
-        return None
-
     def _dispatch(self, effects: list[Effect]) -> None:
         if not self.queue:
             return
+        # One pass over the workers per dispatch (not one per queued request: with hundreds of
+        # actors leased and hundreds of requests queued that scan made actor creation quadratic).
+        idle: dict[bytes, list[Worker]] = {}
+        starting_by_job: dict[bytes, int] = {}
+        starting = 0
+        for w in self.workers.values():
+            if w.state is WorkerState.IDLE:
+                idle.setdefault(w.job_id, []).append(w)
+            elif w.state is WorkerState.STARTING:
+                starting += 1
+                starting_by_job[w.job_id] = starting_by_job.get(w.job_id, 0) + 1
         waiting_for_worker: dict[bytes, int] = {}
         remaining: list[LeaseRequest] = []
         for req in self.queue:
             if not (req.fit_shape.fits_in(self.available) and self.gpus.can_assign(req.resources.units.get("GPU", 0))):
                 remaining.append(req)
                 continue
-            w = self._idle_worker(req.job_id)
-            if w is None:
+            pool = idle.get(req.job_id)
+            if not pool:
                 waiting_for_worker[req.job_id] = waiting_for_worker.get(req.job_id, 0) + 1
                 remaining.append(req)
                 continue
-            effects.append(self._grant(req, w))
+            effects.append(self._grant(req, pool.pop(0)))
         self.queue = remaining
-        starting = sum(1 for w in self.workers.values() if w.state is WorkerState.STARTING)
         for job_id, need in sorted(waiting_for_worker.items()):
-            have = sum(1 for w in self.workers.values() if w.state is WorkerState.STARTING and w.job_id == job_id)
+            have = starting_by_job.get(job_id, 0)
             while have < need and starting < self.max_starting:
                 effects.append(self._start_worker(job_id))
                 have += 1
