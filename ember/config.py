@@ -30,6 +30,9 @@ class Config:
     gcs_port: int = 6379
     max_workers_starting: int = 8
     task_inline_args_max_bytes: int = 10 * 1024 * 1024   # Ray's task_rpc_inlined_bytes_limit
+    task_events_report_interval_s: float = 1.0   # 0 turns task events off (Ray: task_events_report_interval_ms)
+    task_events_buffer_max: int = 100_000        # events a process keeps before dropping (and counting) more
+    task_events_max_per_job: int = 100_000       # task records the control store keeps per job
 
     @classmethod
     def from_env(cls) -> "Config":

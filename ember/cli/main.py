@@ -18,6 +18,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "status": ("ember.cli.status", "status"),
     "microbenchmark": ("ember.cli.microbenchmark", "microbenchmark"),
     "memory": ("ember.cli.memory", "memory"),
+    "list": ("ember.cli.state", "list_cmd"),
+    "get": ("ember.cli.state", "get_cmd"),
+    "summary": ("ember.cli.state", "summary_cmd"),
 }
 _REQUIRED = {"start", "stop", "status"}
 

@@ -594,3 +594,48 @@ class GeneratorItem:
     index: int              # 1, 2, ...: the order the generator yielded it
     item: ReturnObject      # object_id is the task id + the item's return index
     worker_address: str     # the executor, for refs contained in the value
+
+
+# --- observability: task events and the state API (310-339) -----------------------------------
+@message(310)
+class TaskEventBatch:
+    job_id: bytes
+    events: bytes           # msgpack of [[task_id, attempt, {state: time_s}, {field: value} | None]]
+    count: int              # entries in ``events`` (one per task attempt the sender saw change)
+    dropped: int            # task attempts the sender could not buffer since its last batch
+
+
+@message(311)
+class ListTasks:
+    filters: list           # [[key, "=" | "!=", value]]
+    limit: int              # 0: no limit
+
+
+@message(312)
+class TaskList:
+    tasks: list             # [dict] with Ray's TaskState field names
+    total: int              # how many matched before the limit
+    dropped: int            # task events the control store or the workers had to drop
+
+
+@message(313)
+class ListActors:
+    filters: list
+    limit: int
+
+
+@message(314)
+class ActorList:
+    actors: list            # [dict] with Ray's ActorState field names
+    total: int
+
+
+@message(315)
+class SummarizeTasks:
+    pass
+
+
+@message(316)
+class TaskSummary:
+    summary: dict           # func_or_class_name -> {"type", "state_counts"}
+    dropped: int

@@ -42,6 +42,8 @@ class ControlStore:
         self.extensions: list[Any] = []  # table managers added by later layers (actors, ...)
         from ember.shells.control.actor_manager import ActorManager
         self.extensions.append(ActorManager(self))
+        from ember.shells.control.state_service import StateService
+        self.extensions.append(StateService(self))
 
     # --- rpc.Handler ------------------------------------------------------------------------
     def handle_message(self, conn: rpc.Connection, kind: int, request_id: int, msg: Any) -> None:

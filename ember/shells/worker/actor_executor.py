@@ -28,6 +28,7 @@ import sys
 import threading
 from typing import Any, Callable, Optional
 
+from ember.logic import task_states as ts
 from ember import exceptions as exc
 from ember.config import CONFIG
 from ember.object_ref import ObjectRef
@@ -233,6 +234,7 @@ class ActorExecutor:
         return getattr(self.instance, name)
 
     def _run_sync(self, conn: rpc.Connection, request_id: int, spec: m.TaskSpec) -> None:
+        self.cw.task_events.record(spec.task_id, 0, ts.RUNNING, self._running_fields())
         ctx = self.cw.context
         ctx.task = self.executor_task_context(spec)
         try:
@@ -252,12 +254,22 @@ class ActorExecutor:
             ctx.task = None
         self.cw.post(conn.reply, request_id, done)
 
+    def _running_fields(self) -> dict:
+        fields = self.executor.running_fields
+        if fields.get("actor_id") is None:   # built once: this worker hosts one actor
+            cw = self.cw
+            fields = self.executor.running_fields = {"worker_id": cw.worker_id, "worker_pid": os.getpid(),
+                                                     "node_id": cw.node_id, "job_id": cw.job_id,
+                                                     "actor_id": getattr(cw, "actor_id", None)}
+        return fields
+
     def _start_async(self, loop: asyncio.AbstractEventLoop, item: tuple) -> None:
         loop.create_task(self._run_async(*item))
 
     async def _run_async(self, conn: rpc.Connection, request_id: int, spec: m.TaskSpec,
                          semaphore: asyncio.Semaphore) -> None:
         async with semaphore:
+            self.cw.task_events.record(spec.task_id, 0, ts.RUNNING, self._running_fields())
             try:
                 fn = self._method(spec)
                 args, kwargs = await self._resolve_args_async(spec)

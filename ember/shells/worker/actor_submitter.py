@@ -23,6 +23,7 @@ import logging
 import threading
 from typing import Any, Optional
 
+from ember.logic import task_states as ts
 from ember import exceptions as exc
 from ember.config import CONFIG
 from ember.logic.owner import generators
@@ -247,6 +248,9 @@ class ActorSubmitter:
             raise
         call = _Call(cw.new_id(), task_name, method_name, wire, kwarg_names, num_returns, max_task_retries, keep)
         call.concurrency_group = concurrency_group
+        cw.task_events.record(call.task_id, 0, ts.PENDING_NODE_ASSIGNMENT,
+                              {"name": task_name, "func_or_class_name": task_name, "type": "ACTOR_TASK",
+                               "actor_id": actor_id})
         refs = []
         for oid in call.return_ids:
             cw.store.add_pending(oid, is_owned=True)
@@ -356,6 +360,7 @@ class ActorSubmitter:
                 has_refs = True
         if has_refs:  # count the refs inside the values, then let the actor drop its holds
             self.cw.refs.returns_arrived(call.worker_address, call.task_id, returns)
+        self.cw.task_events.record(call.task_id, 0, ts.FINISHED)
         self._finish(client, call)
 
     def _fail(self, client: _ActorClient, call: _Call, error: BaseException) -> None:
@@ -363,6 +368,8 @@ class ActorSubmitter:
             self.cw.generator_task_done(call.task_id, call.num_returns, error)
         for oid in call.return_ids:
             self.cw.store.complete(oid, error=error)
+        self.cw.task_events.record(call.task_id, 0, ts.FAILED, {"error_type": type(error).__name__,
+                                                               "error_message": str(error)[:2000]})
         self._finish(client, call)
 
     def _finish(self, client: _ActorClient, call: _Call) -> None:

@@ -110,6 +110,8 @@ class CoreWorker:
         self.submitter = TaskSubmitter(self)
         from ember.shells.worker.generators import GeneratorManager
         self.generators = GeneratorManager(self)
+        from ember.shells.worker.task_events import TaskEvents
+        self.task_events = TaskEvents(self)
         self.handlers[m.GetObjectStatus] = self._on_get_object_status
         self.handlers[m.Published] = self._on_published
         self.handlers[m.ListProcessObjects] = self._on_list_process_objects
@@ -171,6 +173,11 @@ class CoreWorker:
         set_ref_hook(None)
 
         async def _close() -> None:
+            if self.gcs is not None and not self.gcs.closed:   # the last task events go out first
+                try:
+                    await asyncio.wait_for(self.task_events.flush(), 1.0)
+                except Exception:
+                    pass
             if self.gcs is not None and not self.gcs.closed and self.mode == "driver":
                 try:
                     await self.gcs.request(m.JobFinished(self.job_id), timeout_s=2)

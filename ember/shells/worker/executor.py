@@ -13,6 +13,7 @@ import threading
 from typing import Any, Optional
 
 
+from ember.logic import task_states as ts
 from ember import exceptions as exc
 from ember.config import CONFIG
 from ember.object_ref import ObjectRef
@@ -38,6 +39,7 @@ class Executor:
         self.running_task: Optional[bytes] = None
         self._main_thread_id = 0
         self._cancel_lock = threading.Lock()
+        self.running_fields: dict = {}   # the fields of this worker's RUNNING events
         self.actor = ActorExecutor(cw, self)  # CreateActor / PushActorTask
 
     # --- I/O thread ---------------------------------------------------------------------------
@@ -131,6 +133,11 @@ class Executor:
         ctx = self.cw.context
         ctx.task = TaskContext(spec, self._set_gpus(spec))
         self.running_task = spec.task_id
+        fields = self.running_fields
+        if fields.get("job_id") != spec.job_id:   # a worker runs one job's tasks: built once
+            fields = self.running_fields = {"worker_id": self.cw.worker_id, "worker_pid": os.getpid(),
+                                            "node_id": self.cw.node_id, "job_id": spec.job_id}
+        self.cw.task_events.record(spec.task_id, spec.attempt, ts.RUNNING, fields)
         try:
             fn = self.function_for(spec)
             args, kwargs = self.resolve_args(spec)

@@ -13,6 +13,7 @@ import logging
 import sys
 from typing import Any, Optional
 
+from ember.logic import task_states as ts
 from ember import exceptions as exc
 from ember.config import CONFIG
 from ember.logic.owner import generators, task_policy
@@ -95,6 +96,7 @@ class TaskSubmitter:
         self.waiting: dict[bytes, TaskRecord] = {}        # tasks waiting for their arguments
         self._drain_scheduled = False
         cw.connection_lost_hooks.append(self._on_connection_lost)
+        self._event_fields: dict[tuple, dict] = {}   # scheduling key -> the fields of its task events
 
     # --- from user threads --------------------------------------------------------------------
     def submit(self, rec: TaskRecord) -> None:
@@ -116,6 +118,12 @@ class TaskSubmitter:
                 e = store.get(arg[1])
                 if e is not None and e.state == PENDING and store.add_waiter(arg[1], lambda r=rec: self.cw.post(self._dep_ready, r)):
                     rec.pending_deps += 1
+        fields = self._event_fields.get(rec.key)
+        if fields is None:   # the same for every task of the key: built once
+            fields = self._event_fields[rec.key] = {"name": rec.name, "func_or_class_name": rec.name,
+                                                    "type": "NORMAL_TASK", "required_resources": rec.resources}
+        self.cw.task_events.record(rec.task_id, rec.attempt,
+                                   ts.PENDING_ARGS_AVAIL if rec.pending_deps else ts.PENDING_NODE_ASSIGNMENT, fields)
         if rec.pending_deps == 0:
             self._enqueue(rec)
         else:
@@ -128,6 +136,7 @@ class TaskSubmitter:
                 self.cancelled.discard(rec.task_id)
                 return
             self.waiting.pop(rec.task_id, None)
+            self.cw.task_events.record(rec.task_id, rec.attempt, ts.PENDING_NODE_ASSIGNMENT)
             self._enqueue(rec)
 
     def cancel(self, task_id: bytes, force: bool) -> None:
@@ -310,7 +319,10 @@ class TaskSubmitter:
     def _retry_or_fail(self, ks: KeyState, rec: TaskRecord, error: BaseException, is_system: bool) -> None:
         if task_policy.should_retry(max_retries=rec.max_retries, attempt=rec.attempt, is_system_failure=is_system,
                                     retry_exceptions=rec.retry_exceptions, error=error):
+            self.cw.task_events.record(rec.task_id, rec.attempt, ts.FAILED, _error_fields(error))
             rec.attempt += 1
+            self.cw.task_events.record(rec.task_id, rec.attempt, ts.PENDING_NODE_ASSIGNMENT,
+                                       {"name": rec.name, "func_or_class_name": rec.name, "type": "NORMAL_TASK"})
             log.info("retrying %s (attempt %d): %s", rec.name, rec.attempt, type(error).__name__)
             ks.q.task_added(rec, front=True)
             self._pump(ks)
@@ -332,6 +344,7 @@ class TaskSubmitter:
         if has_refs:  # count the refs inside the values, then let the executor drop its holds
             self.cw.refs.returns_arrived(worker_address, rec.task_id, returns)
         rec.arg_refs = None
+        self.cw.task_events.record(rec.task_id, rec.attempt, ts.FINISHED)
 
     def _fail(self, rec: TaskRecord, error: BaseException) -> None:
         if rec.num_returns < 0:
@@ -339,6 +352,7 @@ class TaskSubmitter:
         for oid in rec.return_ids:
             self.cw.store.complete(oid, error=error)
         rec.arg_refs = None
+        self.cw.task_events.record(rec.task_id, rec.attempt, ts.FAILED, _error_fields(error))
 
     def _fail_queue(self, ks: KeyState, error: BaseException) -> None:
         while ks.q.queue:
@@ -369,6 +383,12 @@ class TaskSubmitter:
                 if lease.conn is conn:
                     self._lease_dead(ks, lease)
                     self._pump(ks)
+
+
+def _error_fields(error: BaseException) -> dict:
+    cause = getattr(error, "cause", None)
+    kind = type(cause).__name__ if isinstance(cause, BaseException) else type(error).__name__
+    return {"error_type": kind, "error_message": str(error)[:2000]}
 
 
 def encode_args(cw: Any, args: tuple, kwargs: dict) -> tuple[list, list, list]:
