@@ -28,6 +28,10 @@ class Config:
     connect_timeout_s: float = 10.0
     gcs_port: int = 6379
     max_workers_starting: int = 8
+    # How long node daemons and drivers/workers try to reconnect to a lost control store
+    # (Ray's gcs_rpc_server_reconnect_timeout_s); past it, calls that need the head fail and
+    # node daemons exit.
+    gcs_reconnect_timeout_s: float = 60.0
 
     @classmethod
     def from_env(cls) -> "Config":

@@ -359,10 +359,10 @@ class CoreWorker:
             conn = await self.peers.get(ref._owner)
             st = await conn.request(m.GetObjectStatus(oid))
         except (OSError, rpc.ConnectionLost, TimeoutError) as e:
-            self.store.complete(oid, error=exc.OwnerDiedError(ref.hex(), ref._owner, str(e)))
+            self.store.complete(oid, error=exc.OwnerDiedError(ref.hex(), ref._owner, detail=str(e)))
             return
         except rpc.RpcError as e:
-            self.store.complete(oid, error=exc.ObjectLostError(ref.hex(), ref._owner, e.message))
+            self.store.complete(oid, error=exc.ObjectLostError(ref.hex(), ref._owner, detail=e.message))
             return
         if st.status == "ready":
             self.store.complete(oid, data=st.data, node_id=st.node_id, node_address=st.node_address,
@@ -439,7 +439,7 @@ class CoreWorker:
         while view is None:  # spilled (restore it) or on another node (pull it)
             tries += 1
             if tries > _MAP_TRIES_MAX:  # restored, then evicted again before we mapped it
-                raise exc.ObjectLostError(oid.hex(), "", "the object's file vanished from the local store")
+                raise self._lost_error(oid, "the object's file vanished from the local store")
             if e.node_id == self.node_id:
                 self.run_sync(self._raylet_request(m.EnsureLocal(oid)))
             else:
@@ -456,7 +456,15 @@ class CoreWorker:
         except rpc.RpcError as e:
             if e.kind == "ObjectStoreFullError":
                 raise _store_full_error(e) from None
-            raise exc.ObjectLostError(getattr(msg, "object_id", b"").hex(), "", e.message) from None
+            raise self._lost_error(getattr(msg, "object_id", b""), e.message) from None
+
+    def _lost_error(self, oid: bytes, detail: str) -> exc.ObjectLostError:
+        """ObjectLostError for an object whose copies are gone: the owner, where the ref was
+        created (when recorded) and what the node daemon said, each in its own place."""
+        e = self.store.get(oid)
+        owner = self.address if e is not None and e.is_owned else ""
+        site = self.call_sites.get(oid, "") if self.call_sites is not None else ""
+        return exc.ObjectLostError(oid.hex(), owner, site, detail=detail)
 
     # --- wait -----------------------------------------------------------------------------------------------
     def wait(self, refs: list[ObjectRef], num_returns: int, timeout_s: Optional[float],
