@@ -154,6 +154,10 @@ class NodeDaemon:
         self.run_effects(self.leases.on_worker_registered(msg.worker_id, msg.address))
 
     def on_RequestLease(self, conn: rpc.Connection, request_id: int, msg: m.RequestLease) -> None:
+        if self.stopping.is_set():
+            conn.reply_error(request_id, "NodeExiting", f"the node daemon at {self.address} is exiting"
+                             + (f" ({self.exit_reason})" if self.exit_reason else ""))
+            return
         try:
             resources = ResourceSet(msg.resources)
             placement = None if msg.placement_resources is None else ResourceSet(msg.placement_resources)
