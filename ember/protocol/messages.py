@@ -583,3 +583,17 @@ class ActorCreationReply:
 class PushActorTask:
     spec: TaskSpec          # actor_id and sequence_no set; owner_address is the caller
     min_sequence_no: int    # every call of this caller below it is finished or abandoned
+
+
+# --- failure handling: a driver back on a control store that came back (190-209) ----------
+@message(190)
+class RejoinJob:
+    """A driver reconnected to a control store (same address) re-attaches its job to the new
+    connection: the job's record is created if the store lost it, and the job ends when this
+    connection closes, as after RegisterJob."""
+    job_id: bytes
+    driver_address: str
+    driver_pid: int
+    namespace: str
+    node_id: bytes
+    entrypoint: str

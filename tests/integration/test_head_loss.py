@@ -105,6 +105,11 @@ DRIVER_HEAD_COMES_BACK = textwrap.dedent("""
         def echo(self, x):
             return x
 
+    @ember.remote
+    def shout():
+        print("HELLO-AFTER-RECONNECT", flush=True)
+        return 5
+
     echo = Echo.remote()
     assert ember.get(echo.echo.remote(1), timeout=60) == 1
     cluster = lifecycle._local_cluster
@@ -128,6 +133,13 @@ DRIVER_HEAD_COMES_BACK = textwrap.dedent("""
     print("AFTER task", ember.get(plus_1.remote(1), timeout=30), flush=True)
     print("AFTER actor", ember.get(echo.echo.remote(3), timeout=30), flush=True)
     print("AFTER new_actor", ember.get(Echo.remote().echo.remote(4), timeout=30), flush=True)
+    print("AFTER shout", ember.get(shout.remote(), timeout=30), flush=True)
+    from ember.protocol import messages as m
+    cw = lifecycle.core_worker_or_init()
+    async def jobs():
+        return (await (await cw.gcs_conn()).request(m.GetJobs())).jobs
+    print("AFTER job_known", [j[0] for j in cw.run_sync(jobs()) if j[3]] == [cw.job_id], flush=True)
+    time.sleep(1.0)  # the task's output streams back through the new control store
     ember.shutdown()
     print("DONE", flush=True)
 """)
@@ -142,8 +154,10 @@ def test_head_back_at_the_same_address_within_the_window_is_reconnected(tmp_path
                           timeout=150)
     out, err = done.stdout, done.stderr
     assert done.returncode == 0, f"stdout:\n{out}\nstderr:\n{err}"
-    assert out.splitlines() == ["DURING actor 2", "AFTER nodes 1", "AFTER task 2", "AFTER actor 3",
-                                "AFTER new_actor 4", "DONE"], f"{out}\n{err}"
+    ours = [line for line in out.splitlines() if line.startswith(("DURING", "AFTER", "DONE"))]
+    assert ours == ["DURING actor 2", "AFTER nodes 1", "AFTER task 2", "AFTER actor 3", "AFTER new_actor 4",
+                    "AFTER shout 5", "AFTER job_known True", "DONE"], f"{out}\n{err}"
+    assert "HELLO-AFTER-RECONNECT" in out, f"{out}\n{err}"  # the driver follows its job's logs again
     assert err.count("Lost the connection to the control store") == 1, err
     assert err.count("Reconnected to the control store") == 1, err
     assert "stayed unreachable" not in err and "Task was destroyed but it is pending" not in err, err

@@ -172,6 +172,18 @@ class ControlStore:
         conn.state["job_id"] = job_id
         return m.JobRegistered(job_id, namespace)
 
+    def on_RejoinJob(self, conn: rpc.Connection, msg: m.RejoinJob) -> m.Ok:
+        """A driver reconnected after losing this store: bind its job to the new connection
+        (a store restarted without its tables learns the job again)."""
+        job = self.jobs.get(msg.job_id)
+        if job is None:
+            self.jobs[msg.job_id] = {"namespace": msg.namespace, "driver_pid": msg.driver_pid, "is_alive": True,
+                                     "driver_address": msg.driver_address, "node_id": msg.node_id,
+                                     "entrypoint": msg.entrypoint, "start_time": time.time()}
+            self._next_job = max(self._next_job, int.from_bytes(msg.job_id, "little") + 1)
+        conn.state["job_id"] = msg.job_id
+        return m.Ok()
+
     def on_JobFinished(self, conn: rpc.Connection, msg: m.JobFinished) -> m.Ok:
         self._finish_job(msg.job_id)
         return m.Ok()
