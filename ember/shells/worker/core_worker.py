@@ -142,7 +142,7 @@ class CoreWorker:
             self.job_id = reg.job_id
             if self.log_to_driver:
                 await self.gcs.request(m.Subscribe("logs", self.job_id))
-            self.head.reconnected_hooks.append(self._rejoin_job)
+            self.head.reconnected_hooks.append(self.head.rejoin_job)
             if not self.node_address:
                 self.node_address = await self._pick_local_node()
         self.raylet = await rpc.connect(self.node_address, self.token, self, self.mode, CONFIG.connect_timeout_s)
@@ -153,14 +153,6 @@ class CoreWorker:
         self.node_resources = info.node_resources
         self.shm = ShmStore(info.store_dir)
         self.loop.call_later(0.1, self._drain_ref_ops_periodic)
-
-    async def _rejoin_job(self, conn: rpc.Connection) -> None:
-        """Back on a control store at the same address: re-attach this driver's job to the new
-        connection (the job then ends when it closes) and follow this job's logs again."""
-        await conn.request(m.RejoinJob(self.job_id, self.address, os.getpid(), self.namespace, self.node_id,
-                                       " ".join(sys.argv)[:200]))
-        if self.log_to_driver:
-            await conn.request(m.Subscribe("logs", self.job_id))
 
     async def _pick_local_node(self) -> str:
         """The node daemon a driver joining an existing cluster attaches to: the head's if it is

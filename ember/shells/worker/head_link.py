@@ -22,11 +22,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import sys
 import time
 from typing import Any, Callable, Optional
 
 from ember import exceptions as exc
 from ember.config import CONFIG
+from ember.protocol import messages as m
 from ember.shells.wire import rpc
 
 log = logging.getLogger("ember.core_worker")
@@ -93,6 +96,16 @@ class HeadLink:
         if gcs is not None and not gcs.closed:
             return gcs
         raise self.lost_error or HeadUnreachableError(self.cw.gcs_address, time.monotonic() - self.lost_at)
+
+    async def rejoin_job(self, conn: rpc.Connection) -> None:
+        """A driver's reconnected hook: re-attach its job to the new connection (the job then
+        ends when it closes; a store that lost the job records it again) and follow the job's
+        logs again."""
+        cw = self.cw
+        await conn.request(m.RejoinJob(cw.job_id, cw.address, os.getpid(), cw.namespace, cw.node_id,
+                                       " ".join(sys.argv)[:200]))
+        if cw.log_to_driver:
+            await conn.request(m.Subscribe("logs", cw.job_id))
 
     # --- I/O thread ------------------------------------------------------------------------------
     def _on_connection_lost(self, conn: rpc.Connection) -> None:
