@@ -298,6 +298,8 @@ class NodeDaemon:
                 except rpc.RpcError as e:
                     if e.kind == "NodeDeclaredDead":
                         return
+                    if self.gcs is not None:  # connected but refused for now: drop it, try again
+                        self.gcs.close()
                 except (OSError, rpc.ConnectionLost, TimeoutError):
                     pass
                 await asyncio.sleep(min(delay_s, max(0.0, deadline - time.monotonic())))
