@@ -23,15 +23,29 @@ def _check_refs(object_refs: Any, fn: str) -> list[ObjectRef]:
 
 def get(object_refs: Union[ObjectRef, Sequence[ObjectRef]], *, timeout: Optional[float] = None) -> Any:
     cw = core_worker_or_init()
+    timeout = _get_timeout(timeout)
     if isinstance(object_refs, ObjectRef):
         return cw.get([object_refs], timeout)[0]
     if not isinstance(object_refs, (list, tuple)):
         raise ValueError(f"Invalid type of object refs, {type(object_refs)}, is given. 'object_refs' must either "
                          f"be an ObjectRef or a list of ObjectRefs.")
     refs = _check_refs(object_refs, "get")
-    if timeout is not None and timeout < 0:
-        raise ValueError("'timeout' must be a non-negative number or None")
     return cw.get(refs, timeout)
+
+
+def _check_timeout(timeout: Optional[float]) -> None:
+    """Ray's rule for ``wait`` (and here for ``get``): a negative timeout is an error."""
+    if timeout is not None and timeout < 0:
+        raise ValueError(f"The 'timeout' argument must be nonnegative. Received {timeout}")
+
+
+def _get_timeout(timeout: Optional[float]) -> Optional[float]:
+    """``get``'s timeout, the same for one ref and a list: as in Ray, -1 means no timeout (like
+    None); any other negative value is a ValueError (Ray would block forever on it)."""
+    if timeout == -1:
+        return None
+    _check_timeout(timeout)
+    return timeout
 
 
 def put(value: Any, *, _owner: Any = None) -> ObjectRef:
@@ -50,8 +64,7 @@ def wait(ray_waitables: Sequence[ObjectRef], *, num_returns: int = 1, timeout: O
         raise ValueError("Invalid number of objects to return %d." % num_returns)
     if num_returns > len(refs):
         raise ValueError("num_returns cannot be greater than the number of objects provided to ember.wait.")
-    if timeout is not None and timeout < 0:
-        raise ValueError("'timeout' must be a non-negative number or None")
+    _check_timeout(timeout)
     return cw.wait(refs, num_returns, timeout, fetch_local)
 
 

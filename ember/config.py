@@ -33,6 +33,10 @@ class Config:
     task_events_report_interval_s: float = 1.0   # 0 turns task events off (Ray: task_events_report_interval_ms)
     task_events_buffer_max: int = 100_000        # events a process keeps before dropping (and counting) more
     task_events_max_per_job: int = 100_000       # task records the control store keeps per job
+    # How long node daemons and drivers/workers try to reconnect to a lost control store
+    # (Ray's gcs_rpc_server_reconnect_timeout_s); past it, calls that need the head fail and
+    # node daemons exit.
+    gcs_reconnect_timeout_s: float = 60.0
 
     @classmethod
     def from_env(cls) -> "Config":

@@ -541,19 +541,28 @@ def _format_bytes(size_bytes: Optional[int]) -> str:
 class ObjectLostError(EmberError):
     """Every copy of the object is gone (node failure or system error).
 
-    ``ObjectLostError(object_ref_hex, owner_address="", call_site="")``.
+    ``ObjectLostError(object_ref_hex, owner_address="", call_site="", *, detail="")``: Ray's
+    three arguments (``call_site`` is where the ObjectRef was created, recorded only with
+    ``EMBER_RECORD_REF_CREATION_SITES=1``); ``detail`` is ember's own: what the runtime saw
+    (the node daemon's or the owner's answer), printed after the reason.
     """
 
-    def __init__(self, object_ref_hex: str, owner_address: str = "", call_site: str = "") -> None:
+    def __init__(self, object_ref_hex: str, owner_address: str = "", call_site: str = "", *,
+                 detail: str = "") -> None:
         self.object_ref_hex = object_ref_hex
         self.owner_address = owner_address
         self.call_site = call_site
+        self.detail = detail
         self.args = (object_ref_hex, owner_address, call_site)
 
     def _base_str(self) -> str:
-        msg = f"Failed to retrieve object {self.object_ref_hex}."
+        msg = f"Failed to retrieve object {self.object_ref_hex}. "
         if self.call_site:
-            msg += f" The ObjectRef was created at: {self.call_site}"
+            msg += f"The ObjectRef was created at: {self.call_site}"
+        else:
+            msg += ("To see information about where this ObjectRef was created in Python, set the "
+                    "environment variable EMBER_RECORD_REF_CREATION_SITES=1 (Ray: "
+                    "RAY_record_ref_creation_sites=1) during `ember start` and `ember.init()`.")
         return msg
 
     def _reason(self) -> str:
@@ -563,7 +572,9 @@ class ObjectLostError(EmberError):
         )
 
     def __str__(self) -> str:
-        return f"{self._base_str()}\n\n{self._reason()}"
+        text = f"{self._base_str()}\n\n{self._reason()}"
+        detail = getattr(self, "detail", "")  # absent on instances pickled by an older ember
+        return f"{text}\n\nDetail: {detail}" if detail else text
 
 
 class ObjectFetchTimedOutError(ObjectLostError):

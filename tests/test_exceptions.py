@@ -353,6 +353,20 @@ def test_object_lost_messages() -> None:
     assert "timed out" in str(E.ObjectFetchTimedOutError("ab"))
 
 
+def test_object_lost_detail_has_its_own_place_and_survives_pickling() -> None:
+    import pickle
+    err = E.ObjectLostError("ab", "1.2.3.4:5", detail="node 127.0.0.1:9 is gone")
+    text = str(err)
+    assert text.startswith("Failed to retrieve object ab. To see information about where this ObjectRef was "
+                           "created in Python, set the environment variable EMBER_RECORD_REF_CREATION_SITES=1")
+    assert "created at" not in text and err.call_site == ""
+    assert text.endswith("\n\nDetail: node 127.0.0.1:9 is gone")
+    back = pickle.loads(pickle.dumps(err))
+    assert str(back) == text and back.args == ("ab", "1.2.3.4:5", "")
+    owner = E.OwnerDiedError("ab", "1.2.3.4:5", detail="connection refused")
+    assert "owner at 1.2.3.4:5 has exited" in str(owner) and str(owner).endswith("Detail: connection refused")
+
+
 def test_object_store_full_names_sizes() -> None:
     text = str(E.ObjectStoreFullError("put failed", object_size_bytes=3 * 1024 ** 2,
                                       capacity_bytes=2 * 1024 ** 3, used_bytes=100))

@@ -639,3 +639,17 @@ class SummarizeTasks:
 class TaskSummary:
     summary: dict           # func_or_class_name -> {"type", "state_counts"}
     dropped: int
+
+
+# --- failure handling: a driver back on a control store that came back (190-209) ----------
+@message(190)
+class RejoinJob:
+    """A driver reconnected to a control store (same address) re-attaches its job to the new
+    connection: the job's record is created if the store lost it, and the job ends when this
+    connection closes, as after RegisterJob."""
+    job_id: bytes
+    driver_address: str
+    driver_pid: int
+    namespace: str
+    node_id: bytes
+    entrypoint: str

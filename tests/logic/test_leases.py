@@ -108,6 +108,16 @@ def test_client_disconnect_kills_its_workers_and_drops_requests(lm):
     assert lm.queue == [] and lm.available.get("CPU") == 2
 
 
+def test_control_store_disconnect_keeps_its_actor_workers(lm):
+    """The control store holds actor leases; losing it (head killed) must not kill actors."""
+    actor = L.LeaseRequest(1, "gcs", JOB, ResourceSet({"CPU": 1}), ["DEFAULT"], False, for_actor=True)
+    g = register_all(lm, lm.on_lease_requested(actor))[0]
+    eff = lm.on_client_disconnected("gcs")
+    assert not [e for e in eff if isinstance(e, L.KillWorker)]
+    assert g.lease_id in lm.leases and lm.available.get("CPU") == 1
+    assert lm.on_worker_died(g.worker_id) is not None and lm.available.get("CPU") == 2
+
+
 def test_worker_death_frees_its_lease(lm):
     g = register_all(lm, lm.on_lease_requested(req(1)))[0]
     lm.on_worker_died(g.worker_id)

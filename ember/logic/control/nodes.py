@@ -3,10 +3,30 @@
 A node is alive from RegisterNode until ``heartbeat_timeout_s`` passes without a
 heartbeat (or it disconnects / is drained).  Every change bumps ``version`` so daemons
 can ask for the view only when it moved.
+
+Death is final (Ray's rule): once a node id is declared dead, its actors are restarted
+elsewhere and its objects counted lost, so the same id must never come back.  A daemon
+that was only paused (SIGSTOP, a long GC, a stalled VM) and resumes is told DEAD on its
+next heartbeat or registration and must exit; a new daemon on that machine joins under
+a new id.
+
+    register(id)   unknown / alive id -> ACCEPTED   (alive: the same daemon reconnecting)
+                   dead id            -> DEAD
+    heartbeat(id)  alive -> ALIVE;  dead -> DEAD (exit);  unknown -> UNKNOWN (register again:
+                   a head that restarted without its tables)
 """
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
+
+
+class NodeVerdict(enum.Enum):
+    """The node table's answer to a daemon's registration or heartbeat."""
+    ACCEPTED = "accepted"   # registration recorded
+    ALIVE = "alive"         # heartbeat recorded
+    UNKNOWN = "unknown"     # never registered here: register again
+    DEAD = "dead"           # declared dead before: the daemon must exit, never rejoin under this id
 
 
 @dataclass
@@ -31,25 +51,32 @@ class NodeTable:
         self.nodes: dict[bytes, NodeRecord] = {}
         self.version = 0
 
-    def register(self, rec: NodeRecord, now: float) -> None:
+    def register(self, rec: NodeRecord, now: float) -> NodeVerdict:
+        """Record a registration; DEAD (nothing recorded) for an id declared dead before."""
+        old = self.nodes.get(rec.node_id)
+        if old is not None and not old.is_alive:
+            return NodeVerdict.DEAD
         rec.last_heartbeat_s = now
         rec.is_alive = True
         self.nodes[rec.node_id] = rec
         self.version += 1
+        return NodeVerdict.ACCEPTED
 
     def heartbeat(self, node_id: bytes, available: dict, demands: list, store_used_bytes: int,
-                  now: float) -> bool:
-        """Record a heartbeat; False when the node is unknown or already declared dead."""
+                  now: float) -> NodeVerdict:
+        """Record a heartbeat: ALIVE, or UNKNOWN (register again), or DEAD (exit)."""
         rec = self.nodes.get(node_id)
-        if rec is None or not rec.is_alive:
-            return False
+        if rec is None:
+            return NodeVerdict.UNKNOWN
+        if not rec.is_alive:
+            return NodeVerdict.DEAD
         rec.last_heartbeat_s = now
         if rec.resources_available != available:
             rec.resources_available = available
             self.version += 1
         rec.pending_demands = demands
         rec.object_store_used_bytes = store_used_bytes
-        return True
+        return NodeVerdict.ALIVE
 
     def expire(self, now: float) -> list[bytes]:
         """Declare dead every node silent for too long; return their ids."""
@@ -67,6 +94,10 @@ class NodeTable:
         rec.resources_available = {}
         self.version += 1
         return True
+
+    def is_dead(self, node_id: bytes) -> bool:
+        rec = self.nodes.get(node_id)
+        return rec is not None and not rec.is_alive
 
     def alive(self) -> list[NodeRecord]:
         return [r for r in self.nodes.values() if r.is_alive]

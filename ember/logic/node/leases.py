@@ -185,10 +185,13 @@ class LeaseManager:
         return effects
 
     def on_client_disconnected(self, client_id: Any) -> list[Effect]:
-        """A driver or worker went away: drop its queued requests and kill its workers."""
+        """A driver or worker went away: drop its queued requests and kill its workers.
+
+        Actor workers stay: their lease holder is the control store, and losing it must not
+        kill running actors (a head that comes back finds them; Ray's raylet keeps them too)."""
         self.queue = [r for r in self.queue if r.client_id != client_id]
         effects: list[Effect] = []
-        for lease in [l for l in self.leases.values() if l.client_id == client_id]:
+        for lease in [l for l in self.leases.values() if l.client_id == client_id and not l.for_actor]:
             self._release(lease.lease_id)
             w = self.workers.pop(lease.worker_id, None)
             if w is not None:

@@ -163,6 +163,10 @@ class ActorManager:
             if isinstance(reply, m.LeaseGranted):
                 return reply, conn
             if isinstance(reply, m.LeaseSpillback):
+                if self.store.nodes.is_dead(reply.node_id):  # the daemon's view is older than ours
+                    await asyncio.sleep(CONFIG.heartbeat_interval_s)
+                    address, is_spillback = self._node_address(spec.owner_node_address), False
+                    continue
                 address, is_spillback = reply.address, True
                 continue
             if not warned:
@@ -276,6 +280,10 @@ class ActorManager:
 
     # --- hooks the control store calls ------------------------------------------------------------------------
     def node_died(self, node_id: bytes) -> None:
+        rec = self.store.nodes.nodes.get(node_id)
+        conn = self.peers.get_nowait(rec.address) if rec is not None else None
+        if conn is not None:  # a paused node never answers: fail the lease requests waiting on it
+            conn.abort()
         for worker_id, lease in list(self.leases.items()):
             if lease.node_id == node_id:
                 del self.leases[worker_id]

@@ -16,13 +16,18 @@ from typing import Any
 
 from ember.config import CONFIG
 from ember.logic.control.kv import KvTable
-from ember.logic.control.nodes import NodeRecord, NodeTable
+from ember.logic.control.nodes import NodeRecord, NodeTable, NodeVerdict
 from ember.protocol import codec
 from ember.protocol import messages as m
 from ember.shells.wire import rpc
 from ember.shells.wire import session
 
 log = logging.getLogger("ember.gcs")
+
+
+class NodeDeclaredDead(Exception):
+    """Refusal sent to a daemon whose node id was declared dead (its reply's error kind): the
+    daemon must exit; it may never rejoin under that id (see ember.logic.control.nodes)."""
 
 
 def node_info(rec: NodeRecord) -> m.NodeInfo:
@@ -60,7 +65,8 @@ class ControlStore:
         try:
             result = method(conn, msg)
         except Exception as exc:
-            log.exception("handling %s", type(msg).__name__)
+            if not isinstance(exc, NodeDeclaredDead):  # an expected refusal, logged where it is made
+                log.exception("handling %s", type(msg).__name__)
             if kind == codec.KIND_REQUEST:
                 conn.reply_error(request_id, type(exc).__name__, str(exc))
             return
@@ -109,7 +115,11 @@ class ControlStore:
         i = msg.info
         rec = NodeRecord(i.node_id, i.address, i.resources_total, i.resources_available, i.is_head,
                          i.store_dir, i.labels, object_store_capacity_bytes=i.object_store_capacity_bytes)
-        self.nodes.register(rec, time.monotonic())
+        if self.nodes.register(rec, time.monotonic()) is NodeVerdict.DEAD:
+            log.warning("node %s was declared dead; refusing its registration (it must exit)",
+                        i.node_id.hex()[:8])
+            raise NodeDeclaredDead(f"node {i.node_id.hex()} was declared dead; a node never rejoins "
+                                   "under the id of a dead node: exit (a new daemon joins with a new id)")
         conn.state["node_id"] = i.node_id
         log.info("node %s registered at %s with %s", i.node_id.hex()[:8], i.address, i.resources_total)
         self.publish("nodes", b"", node_info(rec))
@@ -119,9 +129,13 @@ class ControlStore:
         return m.ClusterView(self.nodes.version, [node_info(r) for r in self.nodes.nodes.values()])
 
     def on_Heartbeat(self, conn: rpc.Connection, msg: m.Heartbeat) -> m.ClusterView:
-        if not self.nodes.heartbeat(msg.node_id, msg.resources_available, msg.pending_demands,
-                                    msg.object_store_used_bytes, time.monotonic()):
-            raise LookupError("node is not registered or was declared dead; register again")
+        verdict = self.nodes.heartbeat(msg.node_id, msg.resources_available, msg.pending_demands,
+                                       msg.object_store_used_bytes, time.monotonic())
+        if verdict is NodeVerdict.DEAD:
+            raise NodeDeclaredDead(f"node {msg.node_id.hex()} was declared dead (missed heartbeats); "
+                                   "its actors were restarted elsewhere: exit")
+        if verdict is NodeVerdict.UNKNOWN:
+            raise LookupError("node is not registered here; register again")
         if msg.view_version == self.nodes.version:
             return m.ClusterView(self.nodes.version, [])
         return self._view()
@@ -159,6 +173,18 @@ class ControlStore:
                              "entrypoint": msg.entrypoint, "start_time": time.time()}
         conn.state["job_id"] = job_id
         return m.JobRegistered(job_id, namespace)
+
+    def on_RejoinJob(self, conn: rpc.Connection, msg: m.RejoinJob) -> m.Ok:
+        """A driver reconnected after losing this store: bind its job to the new connection
+        (a store restarted without its tables learns the job again)."""
+        job = self.jobs.get(msg.job_id)
+        if job is None:
+            self.jobs[msg.job_id] = {"namespace": msg.namespace, "driver_pid": msg.driver_pid, "is_alive": True,
+                                     "driver_address": msg.driver_address, "node_id": msg.node_id,
+                                     "entrypoint": msg.entrypoint, "start_time": time.time()}
+            self._next_job = max(self._next_job, int.from_bytes(msg.job_id, "little") + 1)
+        conn.state["job_id"] = msg.job_id
+        return m.Ok()
 
     def on_JobFinished(self, conn: rpc.Connection, msg: m.JobFinished) -> m.Ok:
         self._finish_job(msg.job_id)

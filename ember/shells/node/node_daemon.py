@@ -62,6 +62,8 @@ class NodeDaemon:
         self.logs = LogMonitor(self)
         self.view_version = -1
         self.stopping = asyncio.Event()
+        self.exit_reason = ""  # set when the daemon must exit with an error (declared dead, head lost)
+        self._reconnect_task: Optional[asyncio.Task] = None
 
     # --- effects ----------------------------------------------------------------------------
     def run_effects(self, effects: list[Any]) -> None:
@@ -120,9 +122,11 @@ class NodeDaemon:
     def connection_lost(self, conn: rpc.Connection) -> None:
         self.peers.forget(conn)
         self.objects.connection_lost(conn)
-        if conn is self.gcs and not self.stopping.is_set():
-            log.error("lost the control store connection")
-            asyncio.ensure_future(self._reconnect_gcs())
+        if conn is self.gcs and not self.stopping.is_set() and self._reconnect_task is None:
+            log.error("lost the connection to the control store at %s; reconnecting for up to %.0f s "
+                      "(gcs_reconnect_timeout_s), then exiting", self.args.gcs_address,
+                      CONFIG.gcs_reconnect_timeout_s)
+            self._reconnect_task = asyncio.get_running_loop().create_task(self._reconnect_gcs())
         worker_id = conn.state.get("worker_id")
         self.driver_conns.discard(conn)
         if worker_id is not None and self.worker_conns.get(worker_id) is conn:
@@ -150,6 +154,10 @@ class NodeDaemon:
         self.run_effects(self.leases.on_worker_registered(msg.worker_id, msg.address))
 
     def on_RequestLease(self, conn: rpc.Connection, request_id: int, msg: m.RequestLease) -> None:
+        if self.stopping.is_set():
+            conn.reply_error(request_id, "NodeExiting", f"the node daemon at {self.address} is exiting"
+                             + (f" ({self.exit_reason})" if self.exit_reason else ""))
+            return
         try:
             resources = ResourceSet(msg.resources)
             placement = None if msg.placement_resources is None else ResourceSet(msg.placement_resources)
@@ -252,21 +260,57 @@ class NodeDaemon:
                 if time.monotonic() > deadline:
                     raise
                 await asyncio.sleep(0.01)
-        view = await self.gcs.request(m.RegisterNode(self.node_info()))
-        self._apply_view(view)
+        await self._register()
         await self.gcs.request(m.Subscribe("jobs", b""))
 
-    async def _reconnect_gcs(self) -> None:
-        deadline = time.monotonic() + 60
-        while not self.stopping.is_set() and time.monotonic() < deadline:
-            try:
-                await self.connect_gcs()
-                log.info("reconnected to the control store")
-                return
-            except (OSError, rpc.ConnectionLost, TimeoutError, rpc.RpcError):
-                await asyncio.sleep(0.5)
-        log.error("control store unreachable; stopping")
+    async def _register(self) -> None:
+        assert self.gcs is not None
+        try:
+            view = await self.gcs.request(m.RegisterNode(self.node_info()))
+        except rpc.RpcError as e:
+            if e.kind == "NodeDeclaredDead":
+                self.exit_declared_dead(e.message)
+            raise
+        self._apply_view(view)
+
+    def exit_declared_dead(self, message: str) -> None:
+        """The control store declared this node dead (e.g. it was paused past the heartbeat
+        timeout): its actors already run elsewhere, so it exits with its workers (Ray's raylet
+        does the same) and never rejoins under this id."""
+        if self.stopping.is_set():
+            return
+        log.error("the control store declared this node dead: %s; exiting and killing this node's workers",
+                  message)
+        self.exit_reason = "declared dead by the control store"
         self.stopping.set()
+
+    async def _reconnect_gcs(self) -> None:
+        """Reconnect with backoff for ``gcs_reconnect_timeout_s`` (a head restarted at the same
+        address finds this node again); past that, exit as Ray's raylet does."""
+        deadline = time.monotonic() + CONFIG.gcs_reconnect_timeout_s
+        delay_s = 0.1
+        try:
+            while not self.stopping.is_set() and time.monotonic() < deadline:
+                try:
+                    await self.connect_gcs()
+                    log.info("reconnected to the control store")
+                    return
+                except rpc.RpcError as e:
+                    if e.kind == "NodeDeclaredDead":
+                        return
+                    if self.gcs is not None:  # connected but refused for now: drop it, try again
+                        self.gcs.close()
+                except (OSError, rpc.ConnectionLost, TimeoutError):
+                    pass
+                await asyncio.sleep(min(delay_s, max(0.0, deadline - time.monotonic())))
+                delay_s = min(delay_s * 2, 2.0)
+            if not self.stopping.is_set():
+                log.error("the control store at %s stayed unreachable for %.0f s (gcs_reconnect_timeout_s); "
+                          "exiting", self.args.gcs_address, CONFIG.gcs_reconnect_timeout_s)
+                self.exit_reason = "control store unreachable"
+                self.stopping.set()
+        finally:
+            self._reconnect_task = None
 
     def _apply_view(self, view: m.ClusterView) -> None:
         if not view.nodes:
@@ -287,8 +331,14 @@ class NodeDaemon:
             try:
                 view = await self.gcs.request(hb, timeout_s=CONFIG.heartbeat_timeout_s)
                 self._apply_view(view)
-            except rpc.RpcError:
-                await self.gcs.request(m.RegisterNode(self.node_info()))
+            except rpc.RpcError as e:
+                if e.kind == "NodeDeclaredDead":
+                    self.exit_declared_dead(e.message)
+                    return
+                try:  # unknown to this control store: register again
+                    await self._register()
+                except (rpc.RpcError, rpc.ConnectionLost, TimeoutError, OSError):
+                    pass
             except (rpc.ConnectionLost, TimeoutError):
                 pass
 
@@ -330,8 +380,12 @@ async def _main(args: argparse.Namespace) -> None:
             await daemon.shutdown()
             for t in tasks:
                 t.cancel()
+            if daemon._reconnect_task is not None:
+                daemon._reconnect_task.cancel()
     finally:
         daemon.store.remove_dir()
+    if daemon.exit_reason:
+        sys.exit(1)
 
 
 def main() -> None:

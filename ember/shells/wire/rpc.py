@@ -202,6 +202,12 @@ class Connection(asyncio.Protocol):
             self._flush()
             self._transport.close()
 
+    def abort(self) -> None:
+        """Close at once, dropping unsent bytes (a peer that stopped reading never drains them);
+        pending requests fail with ConnectionLost."""
+        if self._transport is not None and not self.closed:
+            self._transport.abort()
+
 
 def split_address(address: str) -> tuple[str, int]:
     host, _, port = address.rpartition(":")

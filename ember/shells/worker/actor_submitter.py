@@ -76,7 +76,7 @@ class _Registration:
 class _ActorClient:
     __slots__ = ("actor_id", "meta", "version", "state", "address", "incarnation", "conn", "queue", "in_flight",
                  "dead_error", "next_seq", "is_suspect", "is_polling", "is_owned", "is_releasable",
-                 "creation_refs", "message", "same_incarnation_polls")
+                 "creation_refs", "message", "same_incarnation_polls", "is_fetch_failure_reported")
 
     def __init__(self, actor_id: bytes, meta: dict) -> None:
         self.actor_id = actor_id
@@ -97,6 +97,7 @@ class _ActorClient:
         self.creation_refs: Optional[list] = None    # keeps __init__'s argument objects alive
         self.message = ""
         self.same_incarnation_polls = 0
+        self.is_fetch_failure_reported = False
 
 
 class ActorSubmitter:
@@ -112,6 +113,8 @@ class ActorSubmitter:
         self._pending_counts: dict[bytes, int] = {}
         cw.connection_lost_hooks.append(self._on_connection_lost)
         cw.published_hooks["actors"] = self._on_published
+        cw.head.reconnected_hooks.append(self._resubscribe)
+        cw.head.lost_hooks.append(self._head_lost)
 
     # --- handles (any thread) -----------------------------------------------------------------
     def handle_created(self, actor_id: bytes) -> None:
@@ -211,8 +214,8 @@ class ActorSubmitter:
     def _gcs_request(self, msg: Any) -> Any:
         async def _ask() -> Any:
             return await (await self.cw.gcs_conn()).request(msg)
-        try:
-            return self.cw.run_sync(_ask(), timeout_s=CONFIG.connect_timeout_s * 3)
+        try:  # during a control store outage this waits up to gcs_reconnect_timeout_s
+            return self.cw.run_sync(_ask(), timeout_s=CONFIG.connect_timeout_s * 3 + CONFIG.gcs_reconnect_timeout_s)
         except rpc.RpcError as e:
             if e.kind == "ValueError":
                 raise ValueError(e.message) from None
@@ -281,7 +284,7 @@ class ActorSubmitter:
         client = self.clients.get(actor_id)
         if client is None:
             client = self.clients[actor_id] = _ActorClient(actor_id, meta)
-            self.cw.loop.create_task(self._fetch_info(client, subscribe=True))
+            self.cw.spawn(self._fetch_info(client, subscribe=True))
         return client
 
     def _drain_incoming(self) -> None:
@@ -291,7 +294,7 @@ class ActorSubmitter:
             actor_id, meta, call = self._incoming.popleft()
             if isinstance(call, _Registration):
                 client = self._new_owned_client(call, meta)
-                self.cw.loop.create_task(self._register_in_background(client, call))
+                self.cw.spawn(self._register_in_background(client, call))
                 continue
             client = self._client(actor_id, meta)
             if client.dead_error is not None:
@@ -390,11 +393,17 @@ class ActorSubmitter:
         try:
             info = await (await self.cw.gcs_conn()).request(m.GetActorInfo(client.actor_id, subscribe))
         except (rpc.RpcError, OSError, rpc.ConnectionLost, TimeoutError) as e:
-            if self.cw.is_shutdown:
+            if self.cw.is_shutdown or client.dead_error is not None:
                 return
-            log.warning("asking for actor %s failed: %s; retrying", client.actor_id.hex()[:12], e)
+            if self.cw.head.lost_error is not None:
+                self._set_dead(client, self._head_lost_error(client, e))
+                return
+            if not client.is_fetch_failure_reported and not self.cw.head.is_out:  # head_link reports outages
+                client.is_fetch_failure_reported = True
+                log.warning("asking the control store about actor %s failed: %s; retrying",
+                            client.actor_id.hex()[:12], e)
             await asyncio.sleep(_POLL_MAX_S)
-            self.cw.loop.create_task(self._fetch_info(client, subscribe))
+            self.cw.spawn(self._fetch_info(client, subscribe))
             return
         self._apply(client, info)
 
@@ -416,7 +425,7 @@ class ActorSubmitter:
         if info.address != client.address or client.conn is None or client.conn.closed:
             client.address, client.conn, client.is_suspect = info.address, None, False
             client.same_incarnation_polls = 0
-            self.cw.loop.create_task(self._connect(client, info.address))
+            self.cw.spawn(self._connect(client, info.address))
         elif client.is_suspect:
             self._still_alive_after_break(client)
 
@@ -430,7 +439,7 @@ class ActorSubmitter:
             self._fail(client, call, error)
         client.in_flight.clear()
         client.is_suspect, client.conn, client.same_incarnation_polls = False, None, 0
-        self.cw.loop.create_task(self._connect(client, client.address))
+        self.cw.spawn(self._connect(client, client.address))
 
     async def _connect(self, client: _ActorClient, address: str) -> None:
         try:
@@ -449,7 +458,7 @@ class ActorSubmitter:
         client.is_suspect = True
         if not client.is_polling:
             client.is_polling = True
-            self.cw.loop.create_task(self._poll(client))
+            self.cw.spawn(self._poll(client))
 
     async def _poll(self, client: _ActorClient) -> None:
         delay_s = _POLL_FIRST_S
@@ -459,13 +468,40 @@ class ActorSubmitter:
                 delay_s = min(delay_s * 2, _POLL_MAX_S)
                 try:
                     info = await (await self.cw.gcs_conn()).request(m.GetActorInfo(client.actor_id, False))
-                except (rpc.RpcError, OSError, rpc.ConnectionLost, TimeoutError):
+                except (rpc.RpcError, OSError, rpc.ConnectionLost, TimeoutError) as e:
+                    if self.cw.head.lost_error is not None:
+                        self._set_dead(client, self._head_lost_error(client, e))
                     continue
                 if info.version <= client.version and client.is_suspect and client.state == "ALIVE":
                     self._still_alive_after_break(client)
                 self._apply(client, info)
         finally:
             client.is_polling = False
+
+    # --- I/O thread: the control store lost and found (head_link.py) -------------------------------------------
+    def _head_lost_error(self, client: _ActorClient, cause: BaseException) -> BaseException:
+        return exc.ActorUnavailableError(f"its state cannot be learned: {str(cause).rstrip('.')}", client.actor_id)
+
+    def _head_lost(self, error: BaseException) -> None:
+        """The head is gone for good: actors whose address is not known (never learned, or
+        lost with a broken connection) can never be reached again."""
+        for client in list(self.clients.values()):
+            if client.dead_error is None and (client.state != "ALIVE" or client.is_suspect or client.conn is None):
+                self._set_dead(client, self._head_lost_error(client, error))
+
+    async def _resubscribe(self, conn: rpc.Connection) -> None:
+        """The control store is back at the same address: subscribe again to the actors this
+        process follows, and catch up on what changed meanwhile."""
+        for client in list(self.clients.values()):
+            if client.dead_error is not None:
+                continue
+            try:
+                info = await conn.request(m.GetActorInfo(client.actor_id, True))
+            except rpc.RpcError as e:  # e.g. a head restarted without its tables
+                log.warning("actor %s is unknown to the control store after reconnecting: %s",
+                            client.actor_id.hex()[:12], e.message)
+                continue
+            self._apply(client, info)
 
     def _on_connection_lost(self, conn: rpc.Connection) -> None:
         for client in self.clients.values():

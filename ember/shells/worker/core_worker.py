@@ -104,6 +104,9 @@ class CoreWorker:
         self._server: Optional[asyncio.AbstractServer] = None
         self.is_shutdown = False
         self.context = threading.local()  # current task per executing thread
+        self._tasks: set[asyncio.Task] = set()  # every task spawned on the I/O loop, cancelled at shutdown
+        from ember.shells.worker.head_link import HeadLink
+        self.head = HeadLink(self)
         from ember.shells.worker.ref_counting import RefCounting
         self.refs = RefCounting(self)
         from ember.shells.worker.task_submitter import TaskSubmitter
@@ -143,6 +146,7 @@ class CoreWorker:
             self.job_id = reg.job_id
             if self.log_to_driver:
                 await self.gcs.request(m.Subscribe("logs", self.job_id))
+            self.head.reconnected_hooks.append(self.head.rejoin_job)
             if not self.node_address:
                 self.node_address = await self._pick_local_node()
         self.raylet = await rpc.connect(self.node_address, self.token, self, self.mode, CONFIG.connect_timeout_s)
@@ -178,6 +182,7 @@ class CoreWorker:
                     await asyncio.wait_for(self.task_events.flush(), 1.0)
                 except Exception:
                     pass
+            await self._cancel_tasks()
             if self.gcs is not None and not self.gcs.closed and self.mode == "driver":
                 try:
                     await self.gcs.request(m.JobFinished(self.job_id), timeout_s=2)
@@ -201,7 +206,24 @@ class CoreWorker:
         if self.shm is not None:
             self.shm.write_mappings.clear()
 
+    async def _cancel_tasks(self) -> None:
+        """Cancel and reap every task still pending on the I/O loop (those spawned here and
+        those of the rpc layer), so none is destroyed pending when the loop stops."""
+        me = asyncio.current_task()
+        pending = [t for t in {*self._tasks, *asyncio.all_tasks()} if t is not me and not t.done()]
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=2)
+
     # --- threads ----------------------------------------------------------------------------------
+    def spawn(self, coro: Any) -> asyncio.Task:
+        """Start a task on the I/O loop (I/O thread only), tracked so that shutdown cancels it."""
+        task = self.loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
     def run_sync(self, coro: Any, timeout_s: Optional[float] = None) -> Any:
         if threading.current_thread() is self._thread:
             raise RuntimeError("blocking ember call on the I/O thread")
@@ -238,9 +260,13 @@ class CoreWorker:
             log.error("lost the connection to the node daemon")
             if self.mode == "worker":
                 os._exit(1)
-            self._fail_pending(exc.LocalRayletDiedError(
-                f"the node daemon at {self.node_address} died or closed the connection; "
-                f"see its log in {self.session_dir}/logs"))
+            self._fail_pending(self.raylet_lost_error())
+
+    def raylet_lost_error(self) -> exc.LocalRayletDiedError:
+        why = " after losing the control store (head)" if self.head.is_out else ""
+        return exc.LocalRayletDiedError(
+            f"the node daemon at {self.node_address} died or closed the connection{why}; "
+            f"see its log in {self.session_dir}/logs")
 
     def _fail_pending(self, error: BaseException) -> None:
         """Fail every object this process is still waiting for (nothing will complete them)."""
@@ -258,13 +284,13 @@ class CoreWorker:
                     if job_id == self.job_id:
                         return namespace
                 return ""
-            self.namespace = self.run_sync(_ask(), timeout_s=CONFIG.connect_timeout_s)
+            self.namespace = self.run_sync(_ask(), timeout_s=CONFIG.connect_timeout_s + CONFIG.gcs_reconnect_timeout_s)
         return self.namespace
 
     async def gcs_conn(self) -> rpc.Connection:
-        if self.gcs is None or self.gcs.closed:
-            self.gcs = await rpc.connect(self.gcs_address, self.token, self, self.mode, CONFIG.connect_timeout_s)
-        return self.gcs
+        """The control store connection; during an outage it waits (bounded), then raises
+        HeadUnreachableError (see head_link.py)."""
+        return await self.head.conn()
 
     # --- reference counting (ember/shells/worker/ref_counting.py) ---------------------------------------------
     def _drain_ref_ops_periodic(self) -> None:
@@ -383,7 +409,7 @@ class CoreWorker:
         return e
 
     def _start_fetch(self, ref: ObjectRef) -> None:
-        self.loop.create_task(self._fetch_from_owner(ref))
+        self.spawn(self._fetch_from_owner(ref))
 
     async def _fetch_from_owner(self, ref: ObjectRef) -> None:
         oid = ref._id
@@ -391,10 +417,10 @@ class CoreWorker:
             conn = await self.peers.get(ref._owner)
             st = await conn.request(m.GetObjectStatus(oid))
         except (OSError, rpc.ConnectionLost, TimeoutError) as e:
-            self.store.complete(oid, error=exc.OwnerDiedError(ref.hex(), ref._owner, str(e)))
+            self.store.complete(oid, error=exc.OwnerDiedError(ref.hex(), ref._owner, detail=str(e)))
             return
         except rpc.RpcError as e:
-            self.store.complete(oid, error=exc.ObjectLostError(ref.hex(), ref._owner, e.message))
+            self.store.complete(oid, error=exc.ObjectLostError(ref.hex(), ref._owner, detail=e.message))
             return
         if st.status == "ready":
             self.store.complete(oid, data=st.data, node_id=st.node_id, node_address=st.node_address,
@@ -471,7 +497,7 @@ class CoreWorker:
         while view is None:  # spilled (restore it) or on another node (pull it)
             tries += 1
             if tries > _MAP_TRIES_MAX:  # restored, then evicted again before we mapped it
-                raise exc.ObjectLostError(oid.hex(), "", "the object's file vanished from the local store")
+                raise self._lost_error(oid, "the object's file vanished from the local store")
             if e.node_id == self.node_id:
                 self.run_sync(self._raylet_request(m.EnsureLocal(oid)))
             else:
@@ -488,7 +514,15 @@ class CoreWorker:
         except rpc.RpcError as e:
             if e.kind == "ObjectStoreFullError":
                 raise _store_full_error(e) from None
-            raise exc.ObjectLostError(getattr(msg, "object_id", b"").hex(), "", e.message) from None
+            raise self._lost_error(getattr(msg, "object_id", b""), e.message) from None
+
+    def _lost_error(self, oid: bytes, detail: str) -> exc.ObjectLostError:
+        """ObjectLostError for an object whose copies are gone: the owner, where the ref was
+        created (when recorded) and what the node daemon said, each in its own place."""
+        e = self.store.get(oid)
+        owner = self.address if e is not None and e.is_owned else ""
+        site = self.call_sites.get(oid, "") if self.call_sites is not None else ""
+        return exc.ObjectLostError(oid.hex(), owner, site, detail=detail)
 
     # --- wait -----------------------------------------------------------------------------------------------
     def wait(self, refs: list[ObjectRef], num_returns: int, timeout_s: Optional[float],

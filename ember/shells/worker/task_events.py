@@ -61,7 +61,7 @@ class TaskEvents:
             self.cw.loop.call_later(CONFIG.task_events_report_interval_s, self._flush_soon)
 
     def _flush_soon(self) -> None:
-        self.cw.loop.create_task(self.flush())
+        self.cw.spawn(self.flush())
 
     async def flush(self) -> None:
         """I/O thread: send what accumulated (in batches of at most ``_BATCH_MAX`` tasks)."""

@@ -95,6 +95,7 @@ class TaskSubmitter:
         self.cancelled: set[bytes] = set()                # task ids cancelled while pushed/waiting
         self.waiting: dict[bytes, TaskRecord] = {}        # tasks waiting for their arguments
         self._drain_scheduled = False
+        self._unreachable_warned: set[str] = set()  # node daemons whose failure was already reported
         cw.connection_lost_hooks.append(self._on_connection_lost)
         self._event_fields: dict[tuple, dict] = {}   # scheduling key -> the fields of its task events
 
@@ -195,7 +196,7 @@ class TaskSubmitter:
         if want:
             q.leases_requested(want)
             for _ in range(want):
-                self.cw.loop.create_task(self._request_lease(ks))
+                self.cw.spawn(self._request_lease(ks))
         for lease in q.idle_leases():
             if lease.linger is None and not lease.is_dead:
                 lease.linger = self.cw.loop.call_later(CONFIG.lease_linger_s, self._return_lease, ks, lease)
@@ -216,6 +217,7 @@ class TaskSubmitter:
 
     async def _request_lease(self, ks: KeyState) -> None:
         raylet = self.cw.raylet
+        target = self.cw.node_address  # the node daemon asked now (for the report if it fails)
         is_spillback = False
         try:
             remote = self._locality_raylet(ks)
@@ -225,12 +227,14 @@ class TaskSubmitter:
                 except (OSError, rpc.ConnectionLost, TimeoutError):
                     raylet = self.cw.raylet
             while ks.q.queue:
+                target = raylet.peer or target
                 req = m.RequestLease(self.cw.job_id, ks.resources, ks.strategy, is_spillback, False, ks.name)
                 reply = await raylet.request(req)
                 if isinstance(reply, m.LeaseGranted):
                     await self._lease_granted(ks, reply, raylet)
                     return
                 if isinstance(reply, m.LeaseSpillback):
+                    target = reply.address
                     raylet = await self.cw.peers.get(reply.address)
                     is_spillback = True
                     continue
@@ -245,13 +249,27 @@ class TaskSubmitter:
         except rpc.RpcError as e:
             self._fail_queue(ks, exc.RaySystemError(f"lease request for {ks.name} failed: {e.message}"))
         except (OSError, rpc.ConnectionLost, TimeoutError) as e:
-            if not self.cw.is_shutdown:
-                log.warning("lease request for %s failed: %s; retrying", ks.name, e)
+            local = self.cw.raylet
+            if local is None or local.closed:  # our node daemon is gone: nothing can lease any more
+                if not self.cw.is_shutdown:
+                    self._fail_queue(ks, self.cw.raylet_lost_error())
+            elif not self.cw.is_shutdown:  # another node failed us: lease again through ours
+                self._report_unreachable(target, e)
                 await asyncio.sleep(0.2)
                 ks.q.lease_request_ended()
                 self._pump(ks)
                 return
         ks.q.lease_request_ended()
+
+    def _report_unreachable(self, address: str, error: BaseException) -> None:
+        """Say once per node daemon that it failed us and what ember does about it."""
+        if address in self._unreachable_warned:
+            log.debug("lease request to %s failed again: %s", address, error)
+            return
+        self._unreachable_warned.add(address)
+        log.warning("A lease request to the node daemon at %s failed (%s): the node probably died. ember "
+                    "leases workers through the other nodes; further failures there are not reported.",
+                    address, error)
 
     async def _lease_granted(self, ks: KeyState, granted: m.LeaseGranted, raylet: rpc.Connection) -> None:
         ks.q.lease_request_ended()
