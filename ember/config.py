@@ -28,6 +28,8 @@ class Config:
     connect_timeout_s: float = 10.0
     gcs_port: int = 6379
     max_workers_starting: int = 8
+    # objects: where node daemons keep their shared-memory store directories (a tmpfs)
+    shm_dir: str = "/dev/shm"
 
     @classmethod
     def from_env(cls) -> "Config":

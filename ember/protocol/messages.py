@@ -583,3 +583,14 @@ class ActorCreationReply:
 class PushActorTask:
     spec: TaskSpec          # actor_id and sequence_no set; owner_address is the caller
     min_sequence_no: int    # every call of this caller below it is finished or abandoned
+
+
+# --- object store: given back (170-189) -----------------------------------------------
+@message(170)
+class AbortObject:
+    """A writer granted ``CreateObject`` will not seal the object (its write failed):
+    the node daemon drops the reservation and any partial file.  ``is_out_of_space``:
+    the store's tmpfs ran out of room (ENOSPC) before the capacity was reached, so the
+    daemon lowers the capacity to what it holds (later creates spill instead).  Reply Ok."""
+    object_id: bytes
+    is_out_of_space: bool

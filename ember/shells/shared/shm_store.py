@@ -45,6 +45,7 @@ __all__ = [
     "create_owned_dir",
     "sweep_stale",
     "default_capacity_bytes",
+    "capped_capacity_bytes",
     "DEFAULT_SHM_ROOT",
     "STORE_DIR_PREFIX",
     "SPILL_DIR_PREFIX",
@@ -591,3 +592,24 @@ def default_capacity_bytes(shm_root: str = DEFAULT_SHM_ROOT) -> int:
         return capacity
     margin = max(SHM_MARGIN_MIN_BYTES, int(usage.total * SHM_MARGIN_FRACTION))
     return max(0, min(capacity, usage.free - margin))
+
+
+def capped_capacity_bytes(requested_bytes: int, shm_root: str = DEFAULT_SHM_ROOT) -> tuple[int, str]:
+    """The capacity a node can really hold in ``shm_root``, and a warning when it is less
+    than ``requested_bytes`` (0: ``default_capacity_bytes``, which is capped already).
+
+    A configured capacity above what the tmpfs can hold would let puts fail with a raw
+    ENOSPC; it is capped at the free bytes of the tmpfs, less 5% of its size for others.
+    """
+    if not requested_bytes:
+        return default_capacity_bytes(shm_root), ""
+    try:
+        usage = shutil.disk_usage(shm_root)
+    except OSError:
+        return requested_bytes, ""
+    room = max(0, usage.free - int(usage.total * SHM_MARGIN_FRACTION))
+    if requested_bytes <= room:
+        return requested_bytes, ""
+    return room, (f"the object store was asked for {requested_bytes} bytes but {shm_root} has only "
+                  f"{usage.free} bytes free (of {usage.total}); using {room} bytes. Make "
+                  f"{shm_root} larger (e.g. docker --shm-size) or set EMBER_SHM_DIR to a larger tmpfs.")
