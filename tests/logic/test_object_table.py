@@ -36,6 +36,7 @@ from ember.logic.node.object_table import (
     RestoreObject,
     SchedulePoolTrim,
     SpillObject,
+    StoreSpaceMeasured,
     TrimPoolFile,
     pool_key,
 )
@@ -305,6 +306,8 @@ ops = st.lists(
         st.tuples(st.just("timer"), st.integers(0, 5)),
         st.tuples(st.just("abort"), st.integers(0, N_IDS - 1)),
         st.tuples(st.just("owner_died"), st.integers(0, 2)),
+        st.tuples(st.just("no_space"), st.integers(0, N_IDS - 1)),
+        st.tuples(st.just("measured"), st.integers(0, 120)),
     ),
     max_size=80,
 )
@@ -412,6 +415,10 @@ def test_random_sequences_keep_invariants(sequence, capacity, pool_max, pool_fil
             shell.feed(ObjectCreateAborted(oid(i)))
         elif kind == "owner_died":
             shell.feed(OwnerDied(f"owner{i}"))
+        elif kind == "no_space":
+            shell.feed(ObjectCreateAborted(oid(i), is_out_of_space=True))
+        elif kind == "measured":
+            shell.feed(StoreSpaceMeasured(i))
     while shell.io:  # let every I/O in flight finish: nothing may stay waiting
         shell.finish(0, True)
     assert table.num_waiting_requests == 0
@@ -699,3 +706,17 @@ def test_out_of_space_abort_lowers_the_capacity_so_later_creates_spill(table):
     assert table.handle(ObjectSpilled(oid(1), "/s/1"), 0.0) == [CreateAllowed("c")]
     assert table.handle(ObjectCreateRequested("d", oid(4), 40, True), 0.0) == [
         CreateRefused.match(req_id="d", reason="too_large", capacity_bytes=30)]
+
+
+def test_capacity_lowered_by_out_of_space_grows_back_with_measured_room(table):
+    put(table, 1, 30)
+    table.handle(ObjectCreateRequested("b", oid(2), 40, True), 0.0)
+    table.handle(ObjectCreateAborted(oid(2), is_out_of_space=True), 0.0)
+    assert table.capacity_bytes == 30 and table.configured_capacity_bytes == 100
+    table.handle(ObjectCreateRequested("c", oid(3), 20, True), 0.0)  # spills 1, waits
+    assert table.handle(StoreSpaceMeasured(5), 0.0) == []  # 30 + 5 held/free: still waits
+    assert table.capacity_bytes == 35
+    assert table.handle(StoreSpaceMeasured(500), 0.0) == [CreateAllowed("c")]
+    assert table.capacity_bytes == 100  # never above the configured capacity
+    table.handle(ObjectSpilled(oid(1), "/s/1"), 0.0)
+    assert table.handle(StoreSpaceMeasured(0), 0.0) == [] and table.capacity_bytes == 100

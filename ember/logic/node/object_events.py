@@ -22,7 +22,7 @@ __all__ = [
     "RestoreObject", "RestoreDone", "RestoreFailed",
     "ObjectRecycled", "ObjectRecycleFailed", "PoolTrimTimerFired",
     "RecycleObject", "TrimPoolFile", "SchedulePoolTrim", "FileId",
-    "ObjectCreateAborted", "OwnerDied",
+    "ObjectCreateAborted", "OwnerDied", "StoreSpaceMeasured",
 ]
 
 FileId = int  # a pooled file's number, given by the table (the shell names it "pool.<id>")
@@ -93,6 +93,14 @@ class OwnerDied:
 
 
 @dataclass(frozen=True, slots=True)
+class StoreSpaceMeasured:
+    """The store's filesystem has ``free_bytes`` free (besides what the store holds);
+    measured by the shell while the capacity is below the configured one (rule 15)."""
+    free_bytes: int
+    cause_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class ObjectSpilled:
     object_id: ObjectId
     url: str
@@ -152,7 +160,7 @@ ObjectTableEvent = Union[
     ObjectCreateRequested, ObjectSealed, ObjectAccessed, ObjectPinned, ObjectUnpinned,
     ObjectFreed, ObjectSpilled, ObjectSpillFailed, ObjectRestoreRequested, ObjectRestored,
     ObjectRestoreFailed, ObjectRecycled, ObjectRecycleFailed, PoolTrimTimerFired,
-    ObjectCreateAborted, OwnerDied,
+    ObjectCreateAborted, OwnerDied, StoreSpaceMeasured,
 ]
 
 

@@ -61,7 +61,10 @@ Rule 14. A CREATING object freed by its owner keeps its bytes until its writer s
 Rule 15. A create aborted because the store's filesystem was full (ENOSPC: the tmpfs
          is smaller than the capacity, or others filled it) lowers ``capacity_bytes``
          to the bytes held at that moment, so that later creates spill to make room
-         (or are refused) instead of failing in the writer.  It never grows back.
+         (or are refused) instead of failing in the writer.  While it is lower than
+         ``configured_capacity_bytes`` the shell reports the filesystem's free bytes
+         (StoreSpaceMeasured) and the capacity grows back to held + free, at most to
+         the configured capacity.
 """
 from __future__ import annotations
 
@@ -100,6 +103,7 @@ from ember.logic.node.object_events import (
     OwnerDied,
     PoolTrimTimerFired,
     RecycleObject,
+    StoreSpaceMeasured,
     RequestId,
     RestoreDone,
     RestoreFailed,
@@ -118,6 +122,7 @@ __all__ = [
     "RestoreObject", "RestoreDone", "RestoreFailed", "ObjectTableEvent", "ObjectTableEffect",
     "ObjectRecycled", "ObjectRecycleFailed", "PoolTrimTimerFired", "RecycleObject",
     "TrimPoolFile", "SchedulePoolTrim", "pool_key", "ObjectCreateAborted", "OwnerDied",
+    "StoreSpaceMeasured",
 ]
 
 POOL_FRACTION = 0.25     # default pool_max_bytes: this share of the capacity
@@ -199,6 +204,7 @@ class ObjectTable:
         if capacity_bytes < 0:
             raise ValueError(f"capacity_bytes must be >= 0, got {capacity_bytes}")
         self.capacity_bytes = capacity_bytes
+        self.configured_capacity_bytes = capacity_bytes
         self.used_bytes = 0
         self.spilled_bytes = 0
         self._spilling_bytes = 0
@@ -230,6 +236,7 @@ class ObjectTable:
             PoolTrimTimerFired: self._on_pool_timer,
             ObjectCreateAborted: self._on_create_aborted,
             OwnerDied: self._on_owner_died,
+            StoreSpaceMeasured: self._on_space_measured,
         }
 
     # --- entry point --------------------------------------------------------------------
@@ -411,6 +418,16 @@ class ObjectTable:
                                                       f"{self.capacity_bytes} to {held} bytes")
                 self.capacity_bytes = held
         self._admit(out)
+
+    def _on_space_measured(self, ev: StoreSpaceMeasured, out: _Out) -> None:
+        held = self.used_bytes + self.pool_bytes
+        capacity = min(self.configured_capacity_bytes, max(self.capacity_bytes,
+                                                           held + max(0, ev.free_bytes)))
+        if capacity != self.capacity_bytes:
+            self._log.record("capacity", None, None, ev.cause_id, at_s=self._now,
+                             note=f"capacity {self.capacity_bytes} -> {capacity} bytes")
+            self.capacity_bytes = capacity
+            self._admit(out)
 
     def _on_owner_died(self, ev: OwnerDied, out: _Out) -> None:
         for object_id in self._owners.objects_of(ev.owner):

@@ -52,6 +52,7 @@ from ember.shells.shared.shm_store import (
     capped_capacity_bytes,
     create_owned_dir,
     node_spill_directory,
+    shm_room_bytes,
     sweep_stale,
 )
 
@@ -256,7 +257,16 @@ class ObjectService:
         self._feed(T.ObjectRestored(object_id, cause_id))
 
     # --- local writers ------------------------------------------------------------------------
+    def _measure_space(self) -> None:
+        """While a full tmpfs has lowered the capacity, tell the table how much room came
+        back (its rule 15); a statfs per create, and none at the configured capacity."""
+        if self.table.capacity_bytes < self.table.configured_capacity_bytes:
+            room = shm_room_bytes(self.shm_root)
+            if room is not None:
+                self._feed(T.StoreSpaceMeasured(room, self._cause("statfs")))
+
     def on_CreateObject(self, conn: rpc.Connection, request_id: int, msg: m.CreateObject) -> None:
+        self._measure_space()
         fut = asyncio.get_running_loop().create_future()
         writer = conn.state.get("process", (None,))[0]  # its pid: it may have kept pooled files mapped
         self._feed(T.ObjectCreateRequested(fut, msg.object_id, msg.size_bytes, True, self._cause("put"),
@@ -421,6 +431,7 @@ class ObjectService:
     async def _reserve(self, object_id: bytes, size_bytes: int) -> Optional[str]:
         """Admission for a secondary copy: None when it is already here, else the name of
         a pooled file to write into ("" for a new file)."""
+        self._measure_space()
         fut = asyncio.get_running_loop().create_future()
         self._feed(T.ObjectCreateRequested(fut, object_id, size_bytes, False, self._cause("pull"),
                                            "node"))

@@ -46,6 +46,7 @@ __all__ = [
     "sweep_stale",
     "default_capacity_bytes",
     "capped_capacity_bytes",
+    "shm_room_bytes",
     "DEFAULT_SHM_ROOT",
     "STORE_DIR_PREFIX",
     "SPILL_DIR_PREFIX",
@@ -594,6 +595,16 @@ def default_capacity_bytes(shm_root: str = DEFAULT_SHM_ROOT) -> int:
     return max(0, min(capacity, usage.free - margin))
 
 
+def shm_room_bytes(shm_root: str = DEFAULT_SHM_ROOT) -> Optional[int]:
+    """Free bytes of the tmpfs at ``shm_root`` less 5% of its size (left to others), or
+    None when it cannot be measured."""
+    try:
+        usage = shutil.disk_usage(shm_root)
+    except OSError:
+        return None
+    return max(0, usage.free - int(usage.total * SHM_MARGIN_FRACTION))
+
+
 def capped_capacity_bytes(requested_bytes: int, shm_root: str = DEFAULT_SHM_ROOT) -> tuple[int, str]:
     """The capacity a node can really hold in ``shm_root``, and a warning when it is less
     than ``requested_bytes`` (0: ``default_capacity_bytes``, which is capped already).
@@ -603,13 +614,9 @@ def capped_capacity_bytes(requested_bytes: int, shm_root: str = DEFAULT_SHM_ROOT
     """
     if not requested_bytes:
         return default_capacity_bytes(shm_root), ""
-    try:
-        usage = shutil.disk_usage(shm_root)
-    except OSError:
-        return requested_bytes, ""
-    room = max(0, usage.free - int(usage.total * SHM_MARGIN_FRACTION))
-    if requested_bytes <= room:
+    room = shm_room_bytes(shm_root)
+    if room is None or requested_bytes <= room:
         return requested_bytes, ""
     return room, (f"the object store was asked for {requested_bytes} bytes but {shm_root} has only "
-                  f"{usage.free} bytes free (of {usage.total}); using {room} bytes. Make "
-                  f"{shm_root} larger (e.g. docker --shm-size) or set EMBER_SHM_DIR to a larger tmpfs.")
+                  f"{room} bytes to spare; using {room} bytes. Make {shm_root} larger "
+                  f"(e.g. docker --shm-size) or set EMBER_SHM_DIR to a larger tmpfs.")
