@@ -51,8 +51,8 @@ def _object_files(store_dir: str) -> list[str]:
 
 def _started_driver(harness: CliHarness, code: str) -> subprocess.Popen:
     """A driver subprocess; returns once it printed READY (its objects are stored)."""
-    proc = subprocess.Popen([sys.executable, "-c", code], env=harness.env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-c", code], env=harness.env, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     line = proc.stdout.readline()
     if "READY" not in line:
@@ -84,7 +84,7 @@ def test_objects_of_a_driver_that_ends_are_freed(cli_cluster, how):
     harness, store_dir = cli_cluster
     wait_for(lambda: not _object_files(store_dir), what="an empty store before the driver")
     code = "import ember, sys, time\nember.init(address='auto')\n" + _PUTS
-    code += "print('READY', flush=True)\n"
+    code += "print('READY', flush=True)\nsys.stdin.readline()\n"  # until the test has looked
     code += {"exit": "sys.exit(0)\n",
              "shutdown": "ember.shutdown()\n",
              "sigkill": "time.sleep(120)\n"}[how]
@@ -93,6 +93,10 @@ def test_objects_of_a_driver_that_ends_are_freed(cli_cluster, how):
         assert len(_object_files(store_dir)) == N_OBJECTS  # refs alive: all stored
         if how == "sigkill":
             proc.send_signal(signal.SIGKILL)
+        else:
+            assert proc.stdin is not None
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
         proc.wait(timeout=60)
     finally:
         if proc.poll() is None:
