@@ -338,13 +338,30 @@ class ObjectService:
             return
         self._spawn(self._reply_when_local(conn, request_id, msg.object_id))
 
-    async def _reply_when_local(self, conn: rpc.Connection, request_id: int, object_id: bytes) -> None:
+    def on_EnsureReadable(self, conn: rpc.Connection, request_id: int, msg: m.EnsureReadable) -> None:
+        """An object on disk only is read from its spill file: a restore would copy it into
+        fresh shared memory, and a reader that keeps many such values (one ``get`` of a
+        list) would hold more than the store's capacity in shm.  Anything else as
+        ``EnsureLocal``."""
+        if self.store.contains(msg.object_id):
+            self._feed(T.ObjectAccessed(msg.object_id))
+            conn.reply(request_id, m.ReadableAt(""))
+            return
+        state = self.table.state_of(msg.object_id)
+        url = self.table.spill_url_of(msg.object_id)
+        if state in (T.ObjectState.SPILLED, T.ObjectState.RESTORING) and url:
+            conn.reply(request_id, m.ReadableAt(url))
+            return
+        self._spawn(self._reply_when_local(conn, request_id, msg.object_id, m.ReadableAt("")))
+
+    async def _reply_when_local(self, conn: rpc.Connection, request_id: int, object_id: bytes,
+                                reply: Any = None) -> None:
         try:
             await self.ensure_local(object_id)
         except StoreError as err:
             conn.reply_error(request_id, err.kind, err.message, err.data)
             return
-        conn.reply(request_id, m.Ok())
+        conn.reply(request_id, m.Ok() if reply is None else reply)
 
     async def ensure_local(self, object_id: bytes) -> None:
         """Return once the object's file is in shm, restoring it from spill if needed."""

@@ -47,6 +47,7 @@ __all__ = [
     "default_capacity_bytes",
     "capped_capacity_bytes",
     "shm_room_bytes",
+    "map_spill_file",
     "DEFAULT_SHM_ROOT",
     "STORE_DIR_PREFIX",
     "SPILL_DIR_PREFIX",
@@ -514,6 +515,22 @@ def _copy_parts(view: memoryview, parts: list[Union[bytes, memoryview]]) -> None
             offset += src.nbytes
     finally:
         view.release()
+
+
+def map_spill_file(path: str) -> Optional[memoryview]:
+    """A read-only view of a spilled object's file (on disk: its pages are page cache, not
+    shared memory), or None if it is gone.  Spill files are never recycled (only deleted,
+    which leaves a mapping valid), so no lock is taken."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    try:
+        if os.fstat(fd).st_size == 0:
+            return memoryview(b"")
+        return memoryview(mmap.mmap(fd, 0, access=mmap.ACCESS_READ))
+    finally:
+        os.close(fd)
 
 
 # --- node-level helpers ---------------------------------------------------------------

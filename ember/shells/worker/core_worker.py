@@ -25,7 +25,7 @@ from ember.protocol import messages as m
 from ember.shells.wire import rpc
 from ember.shells.shared import serialization
 from ember.shells.worker.memory_store import FAILED, PENDING, READY, Entry, MemoryStore
-from ember.shells.shared.shm_store import ShmStore
+from ember.shells.shared.shm_store import ShmStore, map_spill_file
 from ember.shells.worker.store_writer import store_full_error as _store_full_error
 from ember.shells.worker.store_writer import write_object
 
@@ -416,15 +416,16 @@ class CoreWorker:
         assert self.shm is not None
         view = self.shm.open(oid)
         tries = 0
-        while view is None:  # spilled (restore it) or on another node (pull it)
+        while view is None:  # spilled (map its spill file) or on another node (pull it)
             tries += 1
             if tries > _MAP_TRIES_MAX:  # restored, then evicted again before we mapped it
                 raise exc.ObjectLostError(oid.hex(), "", "the object's file vanished from the local store")
-            if e.node_id == self.node_id:
-                self.run_sync(self._raylet_request(m.EnsureLocal(oid)))
+            if e.node_id == self.node_id:  # on disk only: map its spill file (not into shm)
+                spill_path = self.run_sync(self._raylet_request(m.EnsureReadable(oid))).spill_path
+                view = map_spill_file(spill_path) if spill_path else self.shm.open(oid)
             else:
                 self.run_sync(self._raylet_request(m.PullObject(oid, e.node_address, e.size)))
-            view = self.shm.open(oid)
+                view = self.shm.open(oid)
         if isinstance(view.obj, mmap.mmap):
             self._mapped[oid] = view.obj
         return view
