@@ -93,6 +93,22 @@ def test_more_than_the_tmpfs_spills_and_reads_back(small_shm):
     _wait_drained()
 
 
+def test_getting_back_more_than_the_store_holds_stays_within_its_capacity(small_shm):
+    """One get of a list of spilled objects (issue 20): the values are mapped from their
+    spill files, so the tmpfs never holds more than the store's capacity (each used to be
+    restored into shm and stay mapped there: here that ran out of tmpfs)."""
+    root, _ = small_shm
+    capacity = _stats().store_capacity_bytes
+    refs = [ember.put(_array(i)) for i in range(10)]  # 100 MiB through a ~60 MiB store
+    values = ember.get(refs)
+    assert [int(v[:: 4096 // 8].sum() // (OBJECT_BYTES // 4096)) for v in values] == list(range(10))
+    st = os.statvfs(root)
+    used = (st.f_blocks - st.f_bfree) * st.f_frsize
+    assert used <= capacity, f"{used} bytes of the tmpfs in use, capacity {capacity}"
+    del values, refs
+    _wait_drained()
+
+
 def test_out_of_space_write_spills_others_instead_of_failing(small_shm):
     root, _ = small_shm
     capacity = _stats().store_capacity_bytes
