@@ -9,8 +9,11 @@ Rows (each as GiB/s and as a ratio to the memcpy of the same run):
   put of the run, before the store had any memory to recycle); ``get`` is zero copy, so
   its time is also printed in microseconds;
 - ``put that spills`` (a put into a full store: one object of the same size goes to disk
-  first) and ``get of a spilled object`` (restore into shared memory), in a cluster
-  with a small ``object_store_memory``;
+  first) and ``get of a spilled object`` (its spill file mapped, every page read), in a
+  cluster with a small ``object_store_memory``;
+- ``get N x S back through a store``: four times the store's capacity put, then one
+  ``get`` of the whole list and every page of every value read (issue 20's "8 GiB
+  through a 4 GiB store", scaled to the small size);
 - ``cross-node get``: a task pinned to a second node daemon on this machine reads an
   object the driver put on the head node (the second node pulls it in chunks).
 
@@ -142,7 +145,7 @@ def put_get_rows(source: np.ndarray, repeat: int) -> list[Row]:
 # --- spilling ---------------------------------------------------------------------------
 def spill_rows(source: np.ndarray, repeat: int) -> list[Row]:
     """A store that holds a few objects: one more put spills the oldest; getting that one
-    back restores it into the room a freed object left."""
+    back maps its spill file, and every page of the value is read."""
     size = source.nbytes
     label = _size_label(size)
     object_bytes = size + 64 * 1024  # the encoding adds a header
@@ -159,7 +162,8 @@ def spill_rows(source: np.ndarray, repeat: int) -> list[Row]:
             del extra
             _wait_for(lambda: _store_used_bytes() <= (fits - 1) * object_bytes, "the extra object to be freed")
             start = time.perf_counter()
-            value = ember.get(refs[0])  # restored into the freed room
+            value = ember.get(refs[0])  # its spill file, mapped (no copy into the store)
+            int(value[:: 4096 // value.itemsize].sum())  # every page read
             restore_s.append(time.perf_counter() - start)
             assert value[-1] == source[-1]
             del value, refs
@@ -167,7 +171,34 @@ def spill_rows(source: np.ndarray, repeat: int) -> list[Row]:
     finally:
         ember.shutdown()
     return [_row(f"put {label} that spills {label} first", size, spill_s),
-            _row(f"get {label} of a spilled object (restore)", size, restore_s)]
+            _row(f"get {label} of a spilled object (every page read)", size, restore_s)]
+
+
+def spill_through_rows(source: np.ndarray, repeat: int) -> list[Row]:
+    """Four times the store's capacity put, then all got back in one ``get`` of the list
+    and every page of every value read (issue 20's "8 GiB through a 4 GiB store", scaled)."""
+    size = source.nbytes
+    label = _size_label(size)
+    object_bytes = size + 64 * 1024
+    capacity = max(4 * object_bytes + MiB, 80 * MiB)
+    count = 4 * (capacity // object_bytes)
+    ember.init(num_cpus=1, object_store_memory=capacity, include_dashboard=False)
+    times_s = []
+    try:
+        for _ in range(repeat):
+            refs = [ember.put(source) for _ in range(count)]
+            start = time.perf_counter()
+            values = ember.get(refs)
+            pages = sum(int(v[:: 4096 // v.itemsize].sum() != 0) for v in values)  # one read per page
+            times_s.append(time.perf_counter() - start)
+            assert pages == count
+            del values, refs
+            _wait_for(lambda: _store_used_bytes() == 0, "the store to free every object")
+    finally:
+        ember.shutdown()
+    row = _row(f"get {count} x {label} back through a store of {capacity // MiB} MiB (one get, "
+               f"every page read)", size * count, times_s)
+    return [row]
 
 
 # --- two nodes --------------------------------------------------------------------------
@@ -243,6 +274,7 @@ def run(small: int, large: int, repeat: int) -> list[Row]:
     finally:
         ember.shutdown()
     rows.extend(spill_rows(big[: small // 8], repeat))
+    rows.extend(spill_through_rows(big[: small // 8], repeat))
     rows.extend(cross_node_rows(big, repeat))
     memcpy = rows[0]["median_gib_s"]
     for row in rows:

@@ -37,6 +37,8 @@ class Config:
     # (Ray's gcs_rpc_server_reconnect_timeout_s); past it, calls that need the head fail and
     # node daemons exit.
     gcs_reconnect_timeout_s: float = 60.0
+    # objects: where node daemons keep their shared-memory store directories (a tmpfs)
+    shm_dir: str = "/dev/shm"
 
     @classmethod
     def from_env(cls) -> "Config":

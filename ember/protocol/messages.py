@@ -653,3 +653,29 @@ class RejoinJob:
     namespace: str
     node_id: bytes
     entrypoint: str
+
+
+# --- object store: given back (170-189) -----------------------------------------------
+@message(170)
+class AbortObject:
+    """A writer granted ``CreateObject`` will not seal the object (its write failed):
+    the node daemon drops the reservation and any partial file.  ``is_out_of_space``:
+    the store's tmpfs ran out of room (ENOSPC) before the capacity was reached, so the
+    daemon lowers the capacity to what it holds (later creates spill instead).  Reply Ok."""
+    object_id: bytes
+    is_out_of_space: bool
+
+
+@message(171)
+class EnsureReadable:
+    """A local reader whose ``open`` failed: like ``EnsureLocal``, but an object that is
+    on disk only is not copied back into shared memory; the reply names its spill file,
+    which the reader maps read-only (its pages live in the page cache, not in the store)."""
+    object_id: bytes
+
+
+@message(172)
+class ReadableAt:
+    """Reply to ``EnsureReadable``: ``spill_path`` to map, or "" when the object's file is
+    in the store (open it there)."""
+    spill_path: str

@@ -194,23 +194,13 @@ def _wait_pooled(min_size_bytes, timeout_s=20.0):
         raise AssertionError(f"not pooled: {_pool_files()}, {_stats()}") from None
 
 
-def _put_and_free_until_pooled(nbytes, tries=3):
-    """Put an object, drop it and wait for its file to be pooled; the inode of that file.
-
-    Known flake (seen once in ~10 full-suite runs, never alone): the freed file was deleted
-    instead of pooled, cause not found yet (see the session-1 closing note).  A retry keeps
-    the test about recycling, which it still checks every time it passes."""
-    for attempt in range(tries):
-        ref = ember.put(_array(1, nbytes))
-        inode = _inode(ref)
-        del ref
-        try:
-            _wait_pooled(nbytes, timeout_s=10 if attempt < tries - 1 else 20)
-            return inode
-        except AssertionError:
-            if attempt == tries - 1:
-                raise
-    raise AssertionError("unreachable")
+def _put_and_free_until_pooled(nbytes):
+    """Put an object, drop it and wait for its file to be pooled; the inode of that file."""
+    ref = ember.put(_array(1, nbytes))
+    inode = _inode(ref)
+    del ref
+    _wait_pooled(nbytes)
+    return inode
 
 
 def test_freed_file_is_recycled_for_the_next_put(store_cluster):
@@ -223,6 +213,34 @@ def test_freed_file_is_recycled_for_the_next_put(store_cluster):
     value = ember.get(ref)
     assert int(value[0]) == 2 and int(value[-1]) == 2
     del value, ref
+    _wait_store_drained(store_cluster["session_dir"])
+
+
+def test_a_free_that_overtakes_the_seal_still_pools_the_file(store_cluster):
+    """The cause of the old flake of the test above: the owner's free (sent by its I/O
+    thread from the queue of dropped refs) can reach the node daemon before the seal
+    (posted by the putting thread); the daemon then deleted the file instead of pooling
+    it.  Here the free is sent first on purpose."""
+    from ember.protocol import messages as m
+    from ember.shells.shared.serialization import serialize
+    _wait_store_drained(store_cluster["session_dir"])
+    cw = _cw()
+    nbytes = 20 * MiB + 321 * 4096  # a size no other test leaves in the pool
+    ser = serialize(_array(4, nbytes))
+    oid = cw.new_id() + b"\x00\x00\x00\x00"
+    reply = cw.run_sync(cw.raylet.request(m.CreateObject(oid, ser.total_bytes, cw.address)))
+    cw.shm.write(oid, ser, reply.recycled_name)
+    inode = os.stat(cw.shm.path_of(oid)).st_ino
+
+    def free_then_seal():
+        cw.raylet.send(m.FreeObjects([oid]))
+        cw.raylet.send(m.ObjectSealed(oid, ser.total_bytes, cw.address))
+
+    cw.post(free_then_seal)
+    _wait_pooled(ser.total_bytes)
+    pooled = [fid for fid, size in _pool_files() if size == ser.total_bytes]
+    assert len(pooled) == 1
+    assert os.stat(os.path.join(cw.shm.directory, f"pool.{pooled[0]}")).st_ino == inode
     _wait_store_drained(store_cluster["session_dir"])
 
 

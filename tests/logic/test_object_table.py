@@ -13,6 +13,7 @@ from ember.logic.node.object_table import (
     DeleteSpillFile,
     ObjectAccessed,
     ObjectCreateRequested,
+    ObjectCreateAborted,
     ObjectFreed,
     ObjectPinned,
     ObjectRestored,
@@ -27,6 +28,7 @@ from ember.logic.node.object_table import (
     ObjectRecycled,
     ObjectRecycleFailed,
     ObjectUnpinned,
+    OwnerDied,
     PoolTrimTimerFired,
     RecycleObject,
     RestoreDone,
@@ -34,6 +36,7 @@ from ember.logic.node.object_table import (
     RestoreObject,
     SchedulePoolTrim,
     SpillObject,
+    StoreSpaceMeasured,
     TrimPoolFile,
     pool_key,
 )
@@ -301,6 +304,10 @@ ops = st.lists(
         st.tuples(st.just("restore"), st.integers(0, N_IDS - 1)),
         st.tuples(st.just("finish_io"), st.integers(0, 5), st.booleans()),
         st.tuples(st.just("timer"), st.integers(0, 5)),
+        st.tuples(st.just("abort"), st.integers(0, N_IDS - 1)),
+        st.tuples(st.just("owner_died"), st.integers(0, 2)),
+        st.tuples(st.just("no_space"), st.integers(0, N_IDS - 1)),
+        st.tuples(st.just("measured"), st.integers(0, 120)),
     ),
     max_size=80,
 )
@@ -321,7 +328,7 @@ class _Shell:
         self.timer_at: float | None = None
 
     def feed(self, event: object) -> None:
-        is_free = isinstance(event, ObjectFreed)
+        is_free = isinstance(event, (ObjectFreed, OwnerDied, ObjectCreateAborted, ObjectSealed))
         effects = self.table.handle(event, float(self.n))
         self.n += 1
         for eff in effects:
@@ -379,7 +386,8 @@ def test_random_sequences_keep_invariants(sequence, capacity, pool_max, pool_fil
         if kind == "create":
             req = f"c{step}"
             shell.asked.add(req)
-            shell.feed(ObjectCreateRequested(req, oid(i), op[2], op[3], writer=i % 2))
+            shell.feed(ObjectCreateRequested(req, oid(i), op[2], op[3], writer=i % 2,
+                                             owner=f"owner{i % 3}" if op[3] else ""))
         elif kind == "seal":
             shell.feed(ObjectSealed(oid(i)))
         elif kind == "access":
@@ -403,6 +411,14 @@ def test_random_sequences_keep_invariants(sequence, capacity, pool_max, pool_fil
             shell.finish(i, op[2])
         elif kind == "timer":
             shell.fire_timer()
+        elif kind == "abort":
+            shell.feed(ObjectCreateAborted(oid(i)))
+        elif kind == "owner_died":
+            shell.feed(OwnerDied(f"owner{i}"))
+        elif kind == "no_space":
+            shell.feed(ObjectCreateAborted(oid(i), is_out_of_space=True))
+        elif kind == "measured":
+            shell.feed(StoreSpaceMeasured(i))
     while shell.io:  # let every I/O in flight finish: nothing may stay waiting
         shell.finish(0, True)
     assert table.num_waiting_requests == 0
@@ -496,9 +512,10 @@ def test_only_owner_frees_of_sealed_objects_are_pooled(pooled):
     # larger than the pool: deleted
     put(pooled, 1, 60)
     assert pooled.handle(ObjectFreed(oid(1)), 0.0) == [DeleteObject(oid(1))]
-    # freed while being created: its file does not exist yet
+    # a create its writer aborted: deleted (rule 14)
     pooled.handle(ObjectCreateRequested("b", oid(2), 10, True), 0.0)
-    assert pooled.handle(ObjectFreed(oid(2)), 0.0) == [DeleteObject(oid(2))]
+    assert pooled.handle(ObjectCreateAborted(oid(2)), 0.0) == [DeleteObject(oid(2))]
+    assert pooled.state_of(oid(2)) is None and pooled.used_bytes == 0
     # a secondary copy evicted for room is deleted, not pooled
     put(pooled, 3, 30, is_primary=False)
     put(pooled, 4, 40)
@@ -624,3 +641,82 @@ def test_freed_during_restore_is_pooled(pooled):
         RecycleObject(oid(1), 2), DeleteSpillFile("/s/1"), RestoreFailed("r", oid(1), "freed")]
     pooled.handle(ObjectRecycleFailed(2, "mapped"), 0.0)
     assert pooled.pool_bytes == 0 and pooled.used_bytes == 50
+
+
+# --- rule 14: a free that overtakes the seal; rule 13: an owner's death ---------------------------
+
+
+def test_free_before_seal_waits_for_the_seal_then_pools_the_file(pooled):
+    """The cause of the flaky recycling test: the owner's free reached the daemon before
+    the writer's seal (sent by another thread), and the file was deleted, not pooled."""
+    assert pooled.handle(ObjectCreateRequested("a", oid(1), 20, True), 0.0) == [CreateAllowed("a")]
+    assert pooled.handle(ObjectFreed(oid(1)), 0.0) == []  # the writer still writes: bytes kept
+    assert pooled.used_bytes == 20 and pooled.state_of(oid(1)) is ObjectState.CREATING
+    assert pooled.handle(ObjectSealed(oid(1)), 1.0) == [RecycleObject(oid(1), 1)]
+    assert pooled.state_of(oid(1)) is None and pooled.used_bytes == 0
+    pooled.handle(ObjectRecycled(1), 1.0)
+    assert pooled.pool_files() == [(1, 20, True)]
+    notes = [entry.note for entry in pooled.story(oid(1))]
+    assert "freed; waiting for the writer's seal" in notes
+
+
+def test_free_then_abort_deletes_and_a_late_seal_is_ignored(table):
+    table.handle(ObjectCreateRequested("a", oid(1), 20, True), 0.0)
+    table.handle(ObjectFreed(oid(1)), 0.0)
+    assert table.handle(ObjectCreateAborted(oid(1)), 0.0) == [DeleteObject(oid(1))]
+    assert table.handle(ObjectSealed(oid(1)), 0.0) == []
+    assert table.handle(ObjectCreateAborted(oid(2)), 0.0) == []  # unknown: ignored
+    assert table.num_objects == 0 and table.used_bytes == 0
+
+
+def test_owner_death_frees_every_object_it_owns_in_any_state(table):
+    def create(n, size, owner):
+        return table.handle(ObjectCreateRequested(f"r{n}", oid(n), size, True, owner=owner), 0.0)
+
+    create(1, 30, "driver:1")
+    table.handle(ObjectSealed(oid(1)), 0.0)
+    create(2, 30, "worker:2")
+    table.handle(ObjectSealed(oid(2)), 0.0)
+    create(3, 30, "driver:1")
+    table.handle(ObjectSealed(oid(3)), 0.0)
+    create(5, 5, "driver:1")  # still being written
+    assert create(4, 30, "driver:1") == [SpillObject(oid(1))]  # 1 is spilling, 4 waits
+    assert table.objects_of("driver:1") == [oid(1), oid(3), oid(5)]
+    effects = table.handle(OwnerDied("driver:1", "owner-died"), 0.0)
+    assert effects == [DeleteObject(oid(3), "owner-died"), CreateAllowed("r4")]
+    # 1 waits for its spill, 5 for its seal; 4 was admitted after the death (the shell
+    # aborts it: its writer is gone)
+    assert table.objects_of("driver:1") == [oid(1), oid(5), oid(4)]
+    assert table.handle(ObjectSpilled(oid(1), "/s/1"), 0.0) == [DeleteSpillFile("/s/1")]
+    assert table.handle(ObjectSealed(oid(5)), 0.0) == [RecycleObject(oid(5), 1)]  # rule 14
+    table.handle(ObjectRecycled(1), 0.0)
+    assert table.handle(ObjectCreateAborted(oid(4)), 0.0) == [DeleteObject(oid(4))]
+    assert table.objects_of("driver:1") == [] and table.objects_of("worker:2") == [oid(2)]
+    assert table.used_bytes == 30 and table.num_objects == 1
+    assert table.handle(OwnerDied("nobody"), 0.0) == []
+
+
+def test_out_of_space_abort_lowers_the_capacity_so_later_creates_spill(table):
+    put(table, 1, 30)
+    table.handle(ObjectCreateRequested("b", oid(2), 40, True), 0.0)
+    assert table.handle(ObjectCreateAborted(oid(2), is_out_of_space=True), 0.0) == [
+        DeleteObject(oid(2))]
+    assert table.capacity_bytes == 30 and table.used_bytes == 30
+    assert table.handle(ObjectCreateRequested("c", oid(3), 20, True), 0.0) == [SpillObject(oid(1))]
+    assert table.handle(ObjectSpilled(oid(1), "/s/1"), 0.0) == [CreateAllowed("c")]
+    assert table.handle(ObjectCreateRequested("d", oid(4), 40, True), 0.0) == [
+        CreateRefused.match(req_id="d", reason="too_large", capacity_bytes=30)]
+
+
+def test_capacity_lowered_by_out_of_space_grows_back_with_measured_room(table):
+    put(table, 1, 30)
+    table.handle(ObjectCreateRequested("b", oid(2), 40, True), 0.0)
+    table.handle(ObjectCreateAborted(oid(2), is_out_of_space=True), 0.0)
+    assert table.capacity_bytes == 30 and table.configured_capacity_bytes == 100
+    table.handle(ObjectCreateRequested("c", oid(3), 20, True), 0.0)  # spills 1, waits
+    assert table.handle(StoreSpaceMeasured(5), 0.0) == []  # 30 + 5 held/free: still waits
+    assert table.capacity_bytes == 35
+    assert table.handle(StoreSpaceMeasured(500), 0.0) == [CreateAllowed("c")]
+    assert table.capacity_bytes == 100  # never above the configured capacity
+    table.handle(ObjectSpilled(oid(1), "/s/1"), 0.0)
+    assert table.handle(StoreSpaceMeasured(0), 0.0) == [] and table.capacity_bytes == 100

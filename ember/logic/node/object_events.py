@@ -22,6 +22,7 @@ __all__ = [
     "RestoreObject", "RestoreDone", "RestoreFailed",
     "ObjectRecycled", "ObjectRecycleFailed", "PoolTrimTimerFired",
     "RecycleObject", "TrimPoolFile", "SchedulePoolTrim", "FileId",
+    "ObjectCreateAborted", "OwnerDied", "StoreSpaceMeasured",
 ]
 
 FileId = int  # a pooled file's number, given by the table (the shell names it "pool.<id>")
@@ -31,13 +32,16 @@ FileId = int  # a pooled file's number, given by the table (the shell names it "
 @dataclass(frozen=True, slots=True)
 class ObjectCreateRequested:
     """``writer``: who will write it (any hashable, e.g. a pid); a pooled file last
-    written by the same writer is preferred (that writer may still have it mapped)."""
+    written by the same writer is preferred (that writer may still have it mapped).
+    ``owner``: the address of the process that owns the object ("" for copies pulled
+    from other nodes); ``OwnerDied`` frees what an owner left here."""
     req_id: RequestId
     object_id: ObjectId
     size_bytes: int
     is_primary: bool
     cause_id: str = ""
     writer: Any = None
+    owner: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +71,32 @@ class ObjectUnpinned:
 @dataclass(frozen=True, slots=True)
 class ObjectFreed:
     object_id: ObjectId
+    cause_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectCreateAborted:
+    """The writer of a CREATING object will never seal it (it died, its write failed, a
+    pull failed).  ``is_out_of_space``: the write failed because the store's filesystem
+    was full (ENOSPC) before the capacity was reached."""
+    object_id: ObjectId
+    cause_id: str = ""
+    is_out_of_space: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class OwnerDied:
+    """The process at ``owner`` (an address) is gone: nobody can free its objects any
+    more, so every object it owns here is freed."""
+    owner: str
+    cause_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class StoreSpaceMeasured:
+    """The store's filesystem has ``free_bytes`` free (besides what the store holds);
+    measured by the shell while the capacity is below the configured one (rule 15)."""
+    free_bytes: int
     cause_id: str = ""
 
 
@@ -130,6 +160,7 @@ ObjectTableEvent = Union[
     ObjectCreateRequested, ObjectSealed, ObjectAccessed, ObjectPinned, ObjectUnpinned,
     ObjectFreed, ObjectSpilled, ObjectSpillFailed, ObjectRestoreRequested, ObjectRestored,
     ObjectRestoreFailed, ObjectRecycled, ObjectRecycleFailed, PoolTrimTimerFired,
+    ObjectCreateAborted, OwnerDied, StoreSpaceMeasured,
 ]
 
 

@@ -50,6 +50,21 @@ Rule 7. Reports about orders this table gave (spilled, restored, failed) that do
 Rules 8-12 (the pool of freed store files, written into again instead of fresh pages)
 are in the docstring of ``ember.logic.node.file_pool``, whose ``FilePool`` this table
 composes; pooled bytes count against ``capacity_bytes`` but not ``used_bytes``.
+Rule 13 (an owner's death frees its objects) is in ``ember.logic.node.object_owners``.
+
+Rule 14. A CREATING object freed by its owner keeps its bytes until its writer seals
+         it (the writer is still writing into them), then leaves the table as any
+         freed SEALED object does (its file pooled, rule 8).  An owner's free can
+         overtake the writer's seal: they are sent by different threads of the owner,
+         or by different processes.  ``ObjectCreateAborted`` (the writer died, a pull
+         failed) drops a CREATING object at once and deletes its file.
+Rule 15. A create aborted because the store's filesystem was full (ENOSPC: the tmpfs
+         is smaller than the capacity, or others filled it) lowers ``capacity_bytes``
+         to the bytes held at that moment, so that later creates spill to make room
+         (or are refused) instead of failing in the writer.  While it is lower than
+         ``configured_capacity_bytes`` the shell reports the filesystem's free bytes
+         (StoreSpaceMeasured) and the capacity grows back to held + free, at most to
+         the configured capacity.
 """
 from __future__ import annotations
 
@@ -61,6 +76,7 @@ from ember.logic.fsm import InvalidTransition, LogEntry, TransitionLog, lookup
 from ember.logic.node.file_pool import (
     POOL_FILES_MAX, POOL_IDLE_S, FilePool, PoolFileState, pool_key,
 )
+from ember.logic.node.object_owners import OwnerIndex
 from ember.logic.node.object_events import (
     CreateAllowed,
     CreateRefused,
@@ -68,6 +84,7 @@ from ember.logic.node.object_events import (
     DeleteSpillFile,
     FileId,
     ObjectAccessed,
+    ObjectCreateAborted,
     ObjectCreateRequested,
     ObjectFreed,
     ObjectId,
@@ -83,8 +100,10 @@ from ember.logic.node.object_events import (
     ObjectTableEffect,
     ObjectTableEvent,
     ObjectUnpinned,
+    OwnerDied,
     PoolTrimTimerFired,
     RecycleObject,
+    StoreSpaceMeasured,
     RequestId,
     RestoreDone,
     RestoreFailed,
@@ -102,7 +121,8 @@ __all__ = [
     "CreateAllowed", "CreateRefused", "SpillObject", "DeleteObject", "DeleteSpillFile",
     "RestoreObject", "RestoreDone", "RestoreFailed", "ObjectTableEvent", "ObjectTableEffect",
     "ObjectRecycled", "ObjectRecycleFailed", "PoolTrimTimerFired", "RecycleObject",
-    "TrimPoolFile", "SchedulePoolTrim", "pool_key",
+    "TrimPoolFile", "SchedulePoolTrim", "pool_key", "ObjectCreateAborted", "OwnerDied",
+    "StoreSpaceMeasured",
 ]
 
 POOL_FRACTION = 0.25     # default pool_max_bytes: this share of the capacity
@@ -138,14 +158,15 @@ TRANSITIONS: dict[tuple[ObjectState, ObjectState], str] = {
 # --- records ---------------------------------------------------------------------------
 class _Object:
     __slots__ = ("state", "size_bytes", "is_primary", "pins", "spill_url", "is_freed",
-                 "restore_waiters", "has_spill_failed", "writer")
+                 "restore_waiters", "has_spill_failed", "writer", "owner")
 
     def __init__(self, state: ObjectState, size_bytes: int, is_primary: bool,
-                 writer: Any = None) -> None:
+                 writer: Any = None, owner: str = "") -> None:
         self.state = state
         self.size_bytes = size_bytes
         self.is_primary = is_primary
         self.writer = writer
+        self.owner = owner
         self.pins = 0
         self.spill_url: Optional[str] = None
         self.is_freed = False  # freed while a spill/restore was in flight
@@ -155,10 +176,11 @@ class _Object:
 
 class _Request:
     __slots__ = ("req_id", "object_id", "size_bytes", "is_primary", "is_restore", "cause_id",
-                 "writer")
+                 "writer", "owner")
 
     def __init__(self, req_id: RequestId, object_id: ObjectId, size_bytes: int,
-                 is_primary: bool, is_restore: bool, cause_id: str, writer: Any = None) -> None:
+                 is_primary: bool, is_restore: bool, cause_id: str, writer: Any = None,
+                 owner: str = "") -> None:
         self.req_id = req_id
         self.object_id = object_id
         self.size_bytes = size_bytes
@@ -166,6 +188,7 @@ class _Request:
         self.is_restore = is_restore
         self.cause_id = cause_id
         self.writer = writer
+        self.owner = owner
 
 
 _Out = list[ObjectTableEffect]
@@ -181,6 +204,7 @@ class ObjectTable:
         if capacity_bytes < 0:
             raise ValueError(f"capacity_bytes must be >= 0, got {capacity_bytes}")
         self.capacity_bytes = capacity_bytes
+        self.configured_capacity_bytes = capacity_bytes
         self.used_bytes = 0
         self.spilled_bytes = 0
         self._spilling_bytes = 0
@@ -189,6 +213,7 @@ class ObjectTable:
         self._objects: dict[ObjectId, _Object] = {}
         self._lru: OrderedDict[ObjectId, None] = OrderedDict()  # SEALED only, oldest first
         self._queue: deque[_Request] = deque()
+        self._owners = OwnerIndex()
         self._log = TransitionLog(log_entries_max)
         self._pool = FilePool(int(capacity_bytes * POOL_FRACTION) if pool_max_bytes is None
                               else min(pool_max_bytes, capacity_bytes),
@@ -209,6 +234,9 @@ class ObjectTable:
             ObjectRecycled: self._on_recycled,
             ObjectRecycleFailed: self._on_recycle_failed,
             PoolTrimTimerFired: self._on_pool_timer,
+            ObjectCreateAborted: self._on_create_aborted,
+            OwnerDied: self._on_owner_died,
+            StoreSpaceMeasured: self._on_space_measured,
         }
 
     # --- entry point --------------------------------------------------------------------
@@ -287,6 +315,10 @@ class ObjectTable:
         """Every object as ``(object_id, state, size_bytes, is_primary)``, for ``ember memory``."""
         return [(oid, obj.state, obj.size_bytes, obj.is_primary) for oid, obj in self._objects.items()]
 
+    def objects_of(self, owner: str) -> list[ObjectId]:
+        """The objects ``owner`` has in this table (rule 13), oldest first."""
+        return self._owners.objects_of(owner)
+
     def story(self, object_id: ObjectId) -> list[LogEntry]:
         return self._log.story(object_id)
 
@@ -341,6 +373,7 @@ class ObjectTable:
             out.append(RestoreFailed(req_id, object_id, "freed", cause_id))
         if obj.restore_waiters and self._queue:
             self._queue = deque(r for r in self._queue if r.object_id != object_id)
+        self._owners.remove(obj.owner, object_id)
         del self._objects[object_id]
         self._log.record(object_id, obj.state, None, cause_id, at_s=self._now, note=note)
 
@@ -358,7 +391,7 @@ class ObjectTable:
             out.append(self._refusal(ev.req_id, "too_large", ev.size_bytes, ev.cause_id))
             return
         self._queue.append(_Request(ev.req_id, ev.object_id, ev.size_bytes, ev.is_primary,
-                                    False, ev.cause_id, ev.writer))
+                                    False, ev.cause_id, ev.writer, ev.owner))
         self._admit(out)
 
     def _on_sealed(self, ev: ObjectSealed, out: _Out) -> None:
@@ -367,6 +400,38 @@ class ObjectTable:
             self._note(ev.object_id, ev.cause_id, "seal ignored: not being created")
             return
         self._move(ev.object_id, obj, ObjectState.SEALED, ev.cause_id)
+        if obj.is_freed:  # rule 14: the owner's free overtook the seal
+            self._drop(ev.object_id, obj, ev.cause_id, "freed while being written", out,
+                       may_recycle=True)
+            self._admit(out)
+
+    def _on_create_aborted(self, ev: ObjectCreateAborted, out: _Out) -> None:
+        obj = self._objects.get(ev.object_id)
+        if obj is None or obj.state is not ObjectState.CREATING:
+            self._note(ev.object_id, ev.cause_id, "abort ignored: not being created")
+            return
+        self._drop(ev.object_id, obj, ev.cause_id, "create aborted", out)
+        if ev.is_out_of_space:  # rule 15
+            held = self.used_bytes + self.pool_bytes
+            if held < self.capacity_bytes:
+                self._note(ev.object_id, ev.cause_id, f"out of space: capacity lowered from "
+                                                      f"{self.capacity_bytes} to {held} bytes")
+                self.capacity_bytes = held
+        self._admit(out)
+
+    def _on_space_measured(self, ev: StoreSpaceMeasured, out: _Out) -> None:
+        held = self.used_bytes + self.pool_bytes
+        capacity = min(self.configured_capacity_bytes, max(self.capacity_bytes,
+                                                           held + max(0, ev.free_bytes)))
+        if capacity != self.capacity_bytes:
+            self._log.record("capacity", None, None, ev.cause_id, at_s=self._now,
+                             note=f"capacity {self.capacity_bytes} -> {capacity} bytes")
+            self.capacity_bytes = capacity
+            self._admit(out)
+
+    def _on_owner_died(self, ev: OwnerDied, out: _Out) -> None:
+        for object_id in self._owners.objects_of(ev.owner):
+            self._on_freed(ObjectFreed(object_id, ev.cause_id), out)
 
     def _on_accessed(self, ev: ObjectAccessed, out: _Out) -> None:
         if ev.object_id in self._lru:
@@ -403,6 +468,10 @@ class ObjectTable:
         if obj.state in (ObjectState.SPILLING, ObjectState.RESTORING):
             obj.is_freed = True  # finish the I/O in flight first, then forget it
             self._note(ev.object_id, ev.cause_id, "freed; waiting for I/O in flight")
+            return
+        if obj.state is ObjectState.CREATING:
+            obj.is_freed = True  # rule 14: its writer still writes into these bytes
+            self._note(ev.object_id, ev.cause_id, "freed; waiting for the writer's seal")
             return
         self._drop(ev.object_id, obj, ev.cause_id, "freed", out, may_recycle=True)
         self._admit(out)
@@ -550,8 +619,10 @@ class ObjectTable:
         if pick is not None:
             size = self._pool.take(pick, req.object_id.hex(), req.cause_id, self._now)
             note = f"1 create allowed into {pool_key(pick)} ({size} bytes)"
-        obj = _Object(ObjectState.CREATING, req.size_bytes, req.is_primary, req.writer)
+        obj = _Object(ObjectState.CREATING, req.size_bytes, req.is_primary, req.writer,
+                      req.owner)
         self._objects[req.object_id] = obj
+        self._owners.add(req.owner, req.object_id)
         self.used_bytes += req.size_bytes
         self._log.record(req.object_id, None, ObjectState.CREATING, req.cause_id,
                          at_s=self._now, note=note)
@@ -616,6 +687,7 @@ class ObjectTable:
             problems.append(f"used_bytes {self.used_bytes} + pool_bytes {self.pool_bytes} > "
                             f"capacity {self.capacity_bytes}")
         problems.extend(self._pool.problems())
+        problems.extend(self._owners.problems((oid, o.owner) for oid, o in self._objects.items()))
         if spilling != self._spilling_bytes:
             problems.append(f"spilling bytes {self._spilling_bytes} != {spilling}")
         if spilled != self.spilled_bytes:

@@ -47,7 +47,8 @@ class NodeDaemon:
         resources["memory"] = float(args.memory or int(psutil.virtual_memory().available * 0.7))
         self.resources_total = {k: float(v) for k, v in resources.items() if v}
         self.leases = L.LeaseManager(self.node_id, self.resources_total, max_starting=CONFIG.max_workers_starting)
-        store_dir = node_store_directory(os.path.basename(self.session_dir), self.node_id.hex())
+        store_dir = node_store_directory(os.path.basename(self.session_dir), self.node_id.hex(),
+                                         CONFIG.shm_dir)
         self.store = ShmStore(store_dir)
         self.objects = ObjectService(self, args.object_store_memory, args.spill_dir)
         self.address = ""

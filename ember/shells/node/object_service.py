@@ -48,9 +48,11 @@ from ember.shells.wire import rpc
 from ember.shells.shared.shm_store import (
     SPILL_DIR_PREFIX,
     ShmStore,
+    STORE_DIR_PREFIX,
+    capped_capacity_bytes,
     create_owned_dir,
-    default_capacity_bytes,
     node_spill_directory,
+    shm_room_bytes,
     sweep_stale,
 )
 
@@ -79,12 +81,16 @@ class ObjectService:
 
     def __init__(self, daemon: Any, capacity_bytes: int, spill_root: str = "") -> None:
         """``daemon`` gives ``store``, ``session_dir``, ``node_id`` and ``peers``;
-        ``capacity_bytes`` 0 means ``default_capacity_bytes()``; spill files go to
+        ``capacity_bytes`` 0 means ``default_capacity_bytes()``, and any capacity is capped
+        at what the store's tmpfs can hold (with a warning); spill files go to
         ``<spill_root or <session_dir>/spill>/ember-spill-<session>-<node8>/``."""
         self.daemon = daemon
         self.store: ShmStore = daemon.store
-        self.capacity_bytes = capacity_bytes or default_capacity_bytes()
-        self.table = T.ObjectTable(self.capacity_bytes)
+        self.shm_root = os.path.dirname(self.store.directory)
+        capacity_bytes, warning = capped_capacity_bytes(capacity_bytes, self.shm_root)
+        if warning:
+            log.warning("%s", warning)
+        self.table = T.ObjectTable(capacity_bytes)
         self.spill_dir = node_spill_directory(spill_root or os.path.join(daemon.session_dir, "spill"),
                                               os.path.basename(daemon.session_dir), daemon.node_id.hex())
         self._io = concurrent.futures.ThreadPoolExecutor(_SPILL_THREADS, "ember-spill")
@@ -93,8 +99,6 @@ class ObjectService:
         self._cause_seq = 0
         self._events: list[Any] = []   # fed while effects are being carried out
         self._is_feeding = False
-        self._by_owner: dict[str, set[bytes]] = {}   # owner address -> primary copies sealed here
-        self._owner_of: dict[bytes, str] = {}
         self._pool_timer: Optional[asyncio.TimerHandle] = None
         self.spilled_total_bytes = 0
         self.restored_total_bytes = 0
@@ -102,7 +106,7 @@ class ObjectService:
     # --- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
         """Sweep stale store and spill directories of dead daemons; create ours."""
-        for path in sweep_stale():
+        for path in sweep_stale(os.path.join(self.shm_root, STORE_DIR_PREFIX)):
             log.info("removed the stale object store directory %s", path)
         spill_root = os.path.dirname(self.spill_dir)
         for path in sweep_stale(os.path.join(spill_root, SPILL_DIR_PREFIX)):
@@ -118,6 +122,11 @@ class ObjectService:
         shutil.rmtree(self.spill_dir, ignore_errors=True)
 
     # --- stats -----------------------------------------------------------------------------
+    @property
+    def capacity_bytes(self) -> int:
+        """The table's capacity (lowered if the tmpfs ran out of room: its rule 15)."""
+        return self.table.capacity_bytes
+
     def used_bytes(self) -> int:
         return self.table.used_bytes
 
@@ -152,8 +161,6 @@ class ObjectService:
                     self._perform(effect)
         finally:
             self._is_feeding = False
-        self._by_owner: dict[str, set[bytes]] = {}   # owner address -> primary copies sealed here
-        self._owner_of: dict[bytes, str] = {}
 
     def _perform(self, eff: Any) -> None:
         if isinstance(eff, T.CreateAllowed):
@@ -250,11 +257,20 @@ class ObjectService:
         self._feed(T.ObjectRestored(object_id, cause_id))
 
     # --- local writers ------------------------------------------------------------------------
+    def _measure_space(self) -> None:
+        """While a full tmpfs has lowered the capacity, tell the table how much room came
+        back (its rule 15); a statfs per create, and none at the configured capacity."""
+        if self.table.capacity_bytes < self.table.configured_capacity_bytes:
+            room = shm_room_bytes(self.shm_root)
+            if room is not None:
+                self._feed(T.StoreSpaceMeasured(room, self._cause("statfs")))
+
     def on_CreateObject(self, conn: rpc.Connection, request_id: int, msg: m.CreateObject) -> None:
+        self._measure_space()
         fut = asyncio.get_running_loop().create_future()
         writer = conn.state.get("process", (None,))[0]  # its pid: it may have kept pooled files mapped
         self._feed(T.ObjectCreateRequested(fut, msg.object_id, msg.size_bytes, True, self._cause("put"),
-                                           writer))
+                                           writer, msg.owner_address))
         if fut.done():
             self._answer_create(conn, request_id, msg.object_id, fut)
         else:
@@ -266,7 +282,7 @@ class ObjectService:
         if err is None and conn.closed:  # the writer went away while it waited for room
             if fut.result() is not None:
                 self.store.trim_pool_file(fut.result())
-            self._feed(T.ObjectFreed(object_id, self._cause("writer-lost")))
+            self._feed(T.ObjectCreateAborted(object_id, self._cause("writer-lost")))
         elif err is None:
             conn.state.setdefault("objects_creating", set()).add(object_id)
             file_id = fut.result()
@@ -280,16 +296,22 @@ class ObjectService:
         conn.state.get("objects_creating", set()).discard(msg.object_id)
         self._feed(T.ObjectSealed(msg.object_id, self._cause("seal")))
         if self.table.state_of(msg.object_id) is None:
-            self.store.delete(msg.object_id)  # freed while it was being written
-        elif msg.owner_address:
-            self._by_owner.setdefault(msg.owner_address, set()).add(msg.object_id)
-            self._owner_of[msg.object_id] = msg.owner_address
+            self.store.delete(msg.object_id)  # unknown here (its create was aborted)
+
+    def on_AbortObject(self, conn: rpc.Connection, request_id: int, msg: m.AbortObject) -> None:
+        """A writer's write failed: give the reservation back (see ``AbortObject``)."""
+        conn.state.get("objects_creating", set()).discard(msg.object_id)
+        if msg.is_out_of_space:
+            log.warning("%s is full: a write of %s failed with ENOSPC; lowering the store's capacity "
+                        "to what it holds", self.shm_root, msg.object_id.hex())
+        self._feed(T.ObjectCreateAborted(msg.object_id, self._cause("write-failed"), msg.is_out_of_space))
+        self.store.remove_partial(msg.object_id)
+        conn.reply(request_id, m.Ok())
 
     def connection_lost(self, conn: rpc.Connection) -> None:
         """A writer that died between create and seal: give its room back."""
         for object_id in conn.state.pop("objects_creating", set()):
-            if self.table.state_of(object_id) is T.ObjectState.CREATING:
-                self._feed(T.ObjectFreed(object_id, self._cause("writer-lost")))
+            self._feed(T.ObjectCreateAborted(object_id, self._cause("writer-lost")))
             self.store.remove_partial(object_id)
         process = conn.state.get("process")
         if process is not None:
@@ -297,18 +319,15 @@ class ObjectService:
 
     def owner_died(self, owner_address: str) -> None:
         """The owner of objects stored here is gone: nobody can free them any more (and
-        ``get`` on them raises OwnerDiedError), so free them now."""
-        cause = self._cause("owner-died")
-        for object_id in self._by_owner.pop(owner_address, set()):
-            self._owner_of.pop(object_id, None)
-            self._feed(T.ObjectFreed(object_id, cause))
+        ``get`` on them raises OwnerDiedError), so the table frees them now (its rule 13)."""
+        count = len(self.table.objects_of(owner_address))
+        if count:
+            log.info("freeing %d object(s) of %s, which is gone", count, owner_address)
+        self._feed(T.OwnerDied(owner_address, self._cause("owner-died")))
 
     def on_FreeObjects(self, conn: rpc.Connection, request_id: int, msg: m.FreeObjects) -> None:
         cause = self._cause("free")
         for object_id in msg.object_ids:
-            owner = self._owner_of.pop(object_id, None)
-            if owner is not None:
-                self._by_owner.get(owner, set()).discard(object_id)
             self._feed(T.ObjectFreed(object_id, cause))
 
     # --- local readers ------------------------------------------------------------------------
@@ -319,13 +338,30 @@ class ObjectService:
             return
         self._spawn(self._reply_when_local(conn, request_id, msg.object_id))
 
-    async def _reply_when_local(self, conn: rpc.Connection, request_id: int, object_id: bytes) -> None:
+    def on_EnsureReadable(self, conn: rpc.Connection, request_id: int, msg: m.EnsureReadable) -> None:
+        """An object on disk only is read from its spill file: a restore would copy it into
+        fresh shared memory, and a reader that keeps many such values (one ``get`` of a
+        list) would hold more than the store's capacity in shm.  Anything else as
+        ``EnsureLocal``."""
+        if self.store.contains(msg.object_id):
+            self._feed(T.ObjectAccessed(msg.object_id))
+            conn.reply(request_id, m.ReadableAt(""))
+            return
+        state = self.table.state_of(msg.object_id)
+        url = self.table.spill_url_of(msg.object_id)
+        if state in (T.ObjectState.SPILLED, T.ObjectState.RESTORING) and url:
+            conn.reply(request_id, m.ReadableAt(url))
+            return
+        self._spawn(self._reply_when_local(conn, request_id, msg.object_id, m.ReadableAt("")))
+
+    async def _reply_when_local(self, conn: rpc.Connection, request_id: int, object_id: bytes,
+                                reply: Any = None) -> None:
         try:
             await self.ensure_local(object_id)
         except StoreError as err:
             conn.reply_error(request_id, err.kind, err.message, err.data)
             return
-        conn.reply(request_id, m.Ok())
+        conn.reply(request_id, m.Ok() if reply is None else reply)
 
     async def ensure_local(self, object_id: bytes) -> None:
         """Return once the object's file is in shm, restoring it from spill if needed."""
@@ -412,6 +448,7 @@ class ObjectService:
     async def _reserve(self, object_id: bytes, size_bytes: int) -> Optional[str]:
         """Admission for a secondary copy: None when it is already here, else the name of
         a pooled file to write into ("" for a new file)."""
+        self._measure_space()
         fut = asyncio.get_running_loop().create_future()
         self._feed(T.ObjectCreateRequested(fut, object_id, size_bytes, False, self._cause("pull"),
                                            "node"))
@@ -434,7 +471,7 @@ class ObjectService:
         try:
             pending = self.store.create_for_write(object_id, total, recycled_name)
         except BaseException:
-            self._feed(T.ObjectFreed(object_id, self._cause("pull-failed")))
+            self._feed(T.ObjectCreateAborted(object_id, self._cause("pull-failed")))
             raise
         try:
             pending.write_at(0, first.data)
@@ -449,7 +486,7 @@ class ObjectService:
             self.store.seal(object_id)
         except BaseException:
             self.store.abort(object_id)
-            self._feed(T.ObjectFreed(object_id, self._cause("pull-failed")))
+            self._feed(T.ObjectCreateAborted(object_id, self._cause("pull-failed")))
             raise
         self._feed(T.ObjectSealed(object_id, self._cause("pulled")))
         if self.table.state_of(object_id) is None:

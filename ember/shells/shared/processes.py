@@ -24,6 +24,10 @@ def die_with_parent(sig: int = signal.SIGKILL) -> None:
         pass
 
 
+def _die_with_parent_by_sigterm() -> None:
+    die_with_parent(signal.SIGTERM)
+
+
 def free_port(host: str) -> int:
     import socket
     with socket.socket() as s:
@@ -38,7 +42,9 @@ def launch_daemon(module: str, args: list[str], *, log_path: str, tied_to_parent
     proc = subprocess.Popen(
         [sys.executable, "-m", module, *args],
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err,
-        preexec_fn=die_with_parent if tied_to_parent else os.setsid,
+        # SIGTERM, not SIGKILL: a daemon whose parent died runs its own shutdown (the node
+        # daemon removes its /dev/shm directory, stops its zygote and workers).
+        preexec_fn=_die_with_parent_by_sigterm if tied_to_parent else os.setsid,
         env=env, close_fds=True,
     )
     err.close()

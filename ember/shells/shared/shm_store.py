@@ -45,6 +45,9 @@ __all__ = [
     "create_owned_dir",
     "sweep_stale",
     "default_capacity_bytes",
+    "capped_capacity_bytes",
+    "shm_room_bytes",
+    "map_spill_file",
     "DEFAULT_SHM_ROOT",
     "STORE_DIR_PREFIX",
     "SPILL_DIR_PREFIX",
@@ -514,6 +517,22 @@ def _copy_parts(view: memoryview, parts: list[Union[bytes, memoryview]]) -> None
         view.release()
 
 
+def map_spill_file(path: str) -> Optional[memoryview]:
+    """A read-only view of a spilled object's file (on disk: its pages are page cache, not
+    shared memory), or None if it is gone.  Spill files are never recycled (only deleted,
+    which leaves a mapping valid), so no lock is taken."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    try:
+        if os.fstat(fd).st_size == 0:
+            return memoryview(b"")
+        return memoryview(mmap.mmap(fd, 0, access=mmap.ACCESS_READ))
+    finally:
+        os.close(fd)
+
+
 # --- node-level helpers ---------------------------------------------------------------
 
 
@@ -591,3 +610,30 @@ def default_capacity_bytes(shm_root: str = DEFAULT_SHM_ROOT) -> int:
         return capacity
     margin = max(SHM_MARGIN_MIN_BYTES, int(usage.total * SHM_MARGIN_FRACTION))
     return max(0, min(capacity, usage.free - margin))
+
+
+def shm_room_bytes(shm_root: str = DEFAULT_SHM_ROOT) -> Optional[int]:
+    """Free bytes of the tmpfs at ``shm_root`` less 5% of its size (left to others), or
+    None when it cannot be measured."""
+    try:
+        usage = shutil.disk_usage(shm_root)
+    except OSError:
+        return None
+    return max(0, usage.free - int(usage.total * SHM_MARGIN_FRACTION))
+
+
+def capped_capacity_bytes(requested_bytes: int, shm_root: str = DEFAULT_SHM_ROOT) -> tuple[int, str]:
+    """The capacity a node can really hold in ``shm_root``, and a warning when it is less
+    than ``requested_bytes`` (0: ``default_capacity_bytes``, which is capped already).
+
+    A configured capacity above what the tmpfs can hold would let puts fail with a raw
+    ENOSPC; it is capped at the free bytes of the tmpfs, less 5% of its size for others.
+    """
+    if not requested_bytes:
+        return default_capacity_bytes(shm_root), ""
+    room = shm_room_bytes(shm_root)
+    if room is None or requested_bytes <= room:
+        return requested_bytes, ""
+    return room, (f"the object store was asked for {requested_bytes} bytes but {shm_root} has only "
+                  f"{room} bytes to spare; using {room} bytes. Make {shm_root} larger "
+                  f"(e.g. docker --shm-size) or set EMBER_SHM_DIR to a larger tmpfs.")

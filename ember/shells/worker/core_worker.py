@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import json
 import logging
 import mmap
 import os
@@ -26,7 +25,9 @@ from ember.protocol import messages as m
 from ember.shells.wire import rpc
 from ember.shells.shared import serialization
 from ember.shells.worker.memory_store import FAILED, PENDING, READY, Entry, MemoryStore
-from ember.shells.shared.shm_store import ShmStore
+from ember.shells.shared.shm_store import ShmStore, map_spill_file
+from ember.shells.worker.store_writer import store_full_error as _store_full_error
+from ember.shells.worker.store_writer import write_object
 
 log = logging.getLogger("ember.core_worker")
 
@@ -44,16 +45,6 @@ def _new_loop() -> asyncio.AbstractEventLoop:
 
 
 _MAP_TRIES_MAX = 3
-
-
-def _store_full_error(e: rpc.RpcError) -> exc.ObjectStoreFullError:
-    """The node daemon's refusal, with the sizes it sent (needed, capacity, used)."""
-    try:
-        sizes = {k: int(v) for k, v in json.loads(e.data or b"{}").items()
-                 if k in ("object_size_bytes", "capacity_bytes", "used_bytes")}
-    except (ValueError, TypeError, AttributeError):
-        sizes = {}
-    return exc.ObjectStoreFullError(e.message, **sizes)
 
 
 def get_core_worker() -> "CoreWorker":
@@ -359,28 +350,17 @@ class CoreWorker:
         self.store.put_ready(oid, None, self.node_id, self.node_address, size)
 
     def write_to_shm(self, oid: bytes, ser: Any, owner_address: str) -> None:
-        size = ser.total_bytes
-        try:
-            reply = self.run_sync(self._create_object(oid, size, owner_address))
-        except rpc.RpcError as e:
-            if e.kind == "ObjectExists":
-                return  # already in this node's store (a retried task's return): nothing to write
-            if e.kind == "ObjectStoreFullError":
-                raise _store_full_error(e) from None
-            raise
         assert self.shm is not None
-        # A recycled file (pages already in memory) when the node daemon has one that fits.
-        self.shm.write(oid, ser, getattr(reply, "recycled_name", ""))
+        # A recycled file (pages already in memory) when the node daemon has one that fits;
+        # a failed write gives its reservation back (store_writer).
+        if not write_object(self, oid, ser, owner_address):
+            return  # already in this node's store (a retried task's return): nothing to write
+        size = ser.total_bytes
         self.post(self._send_sealed, oid, size, owner_address)
         self.refs.note_stored(size)
         if len(self.shm.write_mappings) and not self._is_prune_scheduled:
             self._is_prune_scheduled = True
             self.post(self._prune_write_mappings)
-
-    async def _create_object(self, oid: bytes, size: int, owner_address: str) -> Any:
-        assert self.raylet is not None
-        self.refs.drain()  # frees of dropped refs go first: their files may be recycled for this one
-        return await self.raylet.request(m.CreateObject(oid, size, owner_address))
 
     def _prune_write_mappings(self) -> None:
         """I/O thread, every second while this process keeps mappings of recycled files:
@@ -494,15 +474,16 @@ class CoreWorker:
         assert self.shm is not None
         view = self.shm.open(oid)
         tries = 0
-        while view is None:  # spilled (restore it) or on another node (pull it)
+        while view is None:  # spilled (map its spill file) or on another node (pull it)
             tries += 1
             if tries > _MAP_TRIES_MAX:  # restored, then evicted again before we mapped it
                 raise self._lost_error(oid, "the object's file vanished from the local store")
-            if e.node_id == self.node_id:
-                self.run_sync(self._raylet_request(m.EnsureLocal(oid)))
+            if e.node_id == self.node_id:  # on disk only: map its spill file (not into shm)
+                spill_path = self.run_sync(self._raylet_request(m.EnsureReadable(oid))).spill_path
+                view = map_spill_file(spill_path) if spill_path else self.shm.open(oid)
             else:
                 self.run_sync(self._raylet_request(m.PullObject(oid, e.node_address, e.size)))
-            view = self.shm.open(oid)
+                view = self.shm.open(oid)
         if isinstance(view.obj, mmap.mmap):
             self._mapped[oid] = view.obj
         return view
