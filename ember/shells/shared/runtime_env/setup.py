@@ -1,0 +1,72 @@
+"""Turning a checked runtime_env (packages already uploaded) into a process environment.
+
+``prepare`` does the slow, cached work (unpack packages, build the pip venv) and returns what a
+process needs; ``child_environ`` makes the environment variables of a child from it.
+Every failure is a ``RuntimeEnvSetupError`` naming the step and the cause.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from typing import Any, Callable, Optional
+
+from ember.exceptions import RuntimeEnvSetupError
+from ember.logic import runtime_env as rt
+from ember.shells.shared.runtime_env import packaging, pip_env
+
+
+@dataclasses.dataclass
+class PreparedEnv:
+    env_vars: dict[str, str]
+    cwd: Optional[str]
+    python_path: list[str]
+    venv: Optional[str]
+    setup_s: float
+
+
+def prepare(env: dict[str, Any], fetch: Callable[[str], Optional[bytes]],
+            root: Optional[str] = None) -> PreparedEnv:
+    """Unpack working_dir / py_modules (``fetch(uri)`` gives a package's bytes) and build pip."""
+    t0 = time.monotonic()
+    cwd = None
+    python_path: list[str] = []
+    wd = env.get("working_dir")
+    if wd:
+        cwd = _package_dir("working_dir", wd, fetch, root)
+        python_path.append(cwd)
+    for uri in env.get("py_modules") or []:
+        python_path.append(_package_dir("py_modules", uri, fetch, root))
+    venv = None
+    if env.get("pip"):
+        venv = pip_env.ensure_venv(env["pip"], rt.setup_timeout_s(env), root=root)
+    return PreparedEnv(dict(env.get("env_vars") or {}), cwd, python_path, venv, time.monotonic() - t0)
+
+
+def _package_dir(step: str, uri: str, fetch: Callable[[str], Optional[bytes]], root: Optional[str]) -> str:
+    if not packaging.is_package_uri(uri):
+        raise RuntimeEnvSetupError(f"{step}: {uri!r} was not uploaded (pass a local path through the job "
+                                   "client or init(), which upload it)")
+    dest = packaging.unpacked_path(uri, root)
+    if os.path.isdir(dest):
+        return dest
+    data = fetch(uri)
+    if data is None:
+        raise RuntimeEnvSetupError(f"{step}: package {uri} is not in the cluster's package store")
+    try:
+        return packaging.unpack(uri, data, root)
+    except (OSError, ValueError) as exc:
+        raise RuntimeEnvSetupError(f"{step}: unpacking {uri} failed: {exc}") from None
+
+
+def child_environ(prepared: PreparedEnv, base: dict[str, str]) -> dict[str, str]:
+    env = dict(base)
+    env.update(prepared.env_vars)
+    if prepared.python_path:
+        old = env.get("PYTHONPATH")
+        env["PYTHONPATH"] = os.pathsep.join(prepared.python_path + ([old] if old else []))
+    if prepared.venv:
+        env["VIRTUAL_ENV"] = prepared.venv
+        env["PATH"] = os.path.join(prepared.venv, "bin") + os.pathsep + env.get("PATH", "")
+        env.pop("PYTHONHOME", None)
+    return env
