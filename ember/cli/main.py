@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "status": ("ember.cli.status", "status"),
     "microbenchmark": ("ember.cli.microbenchmark", "microbenchmark"),
     "memory": ("ember.cli.memory", "memory"),
+    "job": ("ember.cli.job", "job"),
 }
 _REQUIRED = {"start", "stop", "status"}
 
