@@ -38,6 +38,7 @@ class JobSupervisor:
         self.log_path = os.path.join(job_log_dir(), f"job-driver-{submission_id}.log")
         self.proc: Optional[subprocess.Popen] = None
         self.is_stopping = False
+        self._stop_task: Optional[asyncio.Future] = None
 
     async def start(self, entrypoint: str, runtime_env: dict, packages: dict, extra_env: dict) -> dict:
         """Set up the runtime env and start the entrypoint; returns {"pid", "setup_s", "node_ip"}."""
@@ -68,6 +69,8 @@ class JobSupervisor:
         assert self.proc is not None, "start() was not called"
         while self.proc.poll() is None:
             await asyncio.sleep(_POLL_S)
+        if self._stop_task is not None:  # the rest of the tree may still need its SIGKILL
+            await asyncio.shield(self._stop_task)
         return [self.proc.returncode, self._tail()]
 
     def _tail(self) -> str:
@@ -93,6 +96,12 @@ class JobSupervisor:
         self.is_stopping = True
         if self.proc is None or self.proc.poll() is not None:
             return False
+        if self._stop_task is None:
+            self._stop_task = asyncio.ensure_future(self._stop_tree(grace_s))
+        return await asyncio.shield(self._stop_task)
+
+    async def _stop_tree(self, grace_s: float) -> bool:
+        assert self.proc is not None
         tree = _tree(self.proc.pid)
         _signal_all(self.proc.pid, tree, signal.SIGTERM)
         deadline = asyncio.get_running_loop().time() + grace_s
