@@ -127,6 +127,8 @@ class JobSubmissionClient:
         except urllib.error.URLError as exc:
             raise ConnectionError(f"Failed to connect to the job server at {self._address}: {exc.reason}. "
                                   "Is the head running with its job server (ember start --head)?") from None
+        except (ssl.SSLError, OSError) as exc:  # TLS refused after the handshake, connection reset
+            raise ConnectionError(f"Failed to talk to the job server at {self._address}: {exc}") from None
 
     def get_version(self) -> str:
         return str(self._request("GET", "/api/version")["version"])
