@@ -13,6 +13,7 @@ import threading
 import uuid
 from typing import Any, Optional
 
+from ember import runtime_env as runtime_env_mod
 from ember.config import spill_root_from_config
 from ember.shells.shared import local_cluster
 from ember.shells.shared.shm_store import OBJECT_STORE_MIN_BYTES as OBJECT_STORE_MINIMUM_MEMORY_BYTES
@@ -136,6 +137,12 @@ def init(address: Optional[str] = None, *, num_cpus: Optional[float] = None, num
             _stop_local_cluster()
             raise
         cwmod.set_core_worker(cw)
+        if runtime_env:
+            try:
+                runtime_env_mod.set_job_env(runtime_env_mod.upload(runtime_env, cw))
+            except BaseException:
+                shutdown()
+                raise
         if not _atexit_registered:
             atexit.register(shutdown)
             _atexit_registered = True
@@ -166,6 +173,7 @@ def _stop_local_cluster() -> None:
 
 def shutdown(_exiting_interpreter: bool = False) -> None:
     with _lock:
+        runtime_env_mod.set_job_env(None)
         cw = cwmod._core_worker
         if cw is not None:
             cwmod.set_core_worker(None)

@@ -35,3 +35,61 @@ class RuntimeEnv(dict):
 
     def working_dir(self) -> str:
         return str(self.get("working_dir") or "")
+
+
+# --- from a driver's options to what travels with tasks ---------------------------------------------
+# A local working_dir / py_modules path is packed and uploaded once per driver process (by
+# path and excludes); the env that travels holds only package URIs.
+JOB_ENV_VAR = "EMBER_JOB_RUNTIME_ENV"
+_uploaded: dict[tuple, str] = {}
+_job_env: Optional[dict] = None
+
+
+def _upload(cw: Any, path: str, excludes: Optional[list]) -> str:
+    from ember.protocol import messages as m
+    from ember.shells.shared.runtime_env import packaging
+    if packaging.is_package_uri(path):
+        return path
+    key = (path, tuple(excludes or ()))
+    uri = _uploaded.get(key)
+    if uri is None:
+        uri, data = packaging.pack_local(path, excludes)
+        cw.run_sync(cw.gcs.request(m.KvPut(packaging.KV_NAMESPACE, uri.encode(), data, False)), 120)
+        _uploaded[key] = uri
+    return uri
+
+
+def upload(env: Optional[dict], cw: Any) -> dict:
+    """``env`` checked, with its local paths replaced by uploaded package URIs."""
+    out = _rt.validate(dict(env) if env else None)
+    excludes = out.pop("excludes", None)
+    if out.get("working_dir"):
+        out["working_dir"] = _upload(cw, out["working_dir"], excludes)
+    if out.get("py_modules"):
+        out["py_modules"] = [_upload(cw, p, excludes) for p in out["py_modules"]]
+    return out
+
+
+def set_job_env(env: Optional[dict]) -> None:
+    """The env every task and actor of this driver starts from (``init(runtime_env=...)``);
+    None: back to the environment variable (a job's driver, a worker with an env)."""
+    global _job_env
+    _job_env = dict(env) if env is not None else None
+
+
+def job_env() -> dict:
+    if _job_env is not None:
+        return _job_env
+    import json
+    import os
+    raw = os.environ.get(JOB_ENV_VAR)  # set for a job's driver and for workers with an env
+    try:
+        return dict(json.loads(raw)) if raw else {}
+    except ValueError:
+        return {}
+
+
+def for_submission(env: Optional[dict], cw: Any) -> Optional[dict]:
+    """The env a task or actor runs in: the job's, overridden by its own options (or None)."""
+    merged = _rt.merge(job_env(), upload(env, cw) if env else {})
+    return merged or None

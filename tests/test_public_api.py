@@ -34,8 +34,6 @@ PENDING = frozenset({
     "ray.util.placement_group.PlacementGroup", "ray.util.placement_group.placement_group",
     "ray.util.placement_group.get_placement_group", "ray.util.placement_group.remove_placement_group",
     "ray.util.placement_group.get_current_placement_group", "ray.util.placement_group.placement_group_table",
-    "ray.runtime_env.RuntimeEnv",
-    "ray.job_submission.JobSubmissionClient", "ray.job_submission.JobStatus", "ray.job_submission.JobDetails",
     # members of classes not written yet
     "ray.ObjectRefGenerator.__iter__", "ray.ObjectRefGenerator.__next__",
     "ray.ObjectRefGenerator.__aiter__", "ray.ObjectRefGenerator.__anext__",

@@ -5,6 +5,8 @@ process that sets the environment up.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any
 
 SUPPORTED = ("working_dir", "py_modules", "pip", "uv", "env_vars", "excludes", "config")
@@ -81,3 +83,10 @@ def merge(parent: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
     if "env_vars" in parent and "env_vars" in child:
         out["env_vars"] = {**parent["env_vars"], **child["env_vars"]}
     return out
+
+
+def env_key(env: dict[str, Any]) -> str:
+    """The name of a distinct environment: workers are pooled by it ("" for no env)."""
+    if not env:
+        return ""
+    return hashlib.sha256(json.dumps(env, sort_keys=True, default=str).encode()).hexdigest()[:16]

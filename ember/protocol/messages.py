@@ -213,6 +213,7 @@ class RequestLease:
     for_actor: bool
     description: str        # function or class name, for warnings and status
     placement_resources: Optional[dict] = None  # actors: the shape that must fit to grant (None: resources)
+    runtime_env: Optional[dict] = None  # checked, packages uploaded; workers are pooled per distinct env
 
 
 @message(43)

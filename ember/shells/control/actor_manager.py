@@ -151,7 +151,7 @@ class ActorManager:
                 address = self._node_address(spec.owner_node_address)
                 continue
             req = m.RequestLease(spec.job_id, dict(eff.resources), strategy, is_spillback, True, spec.class_name,
-                                 dict(eff.placement_resources))
+                                 dict(eff.placement_resources), spec.handle_meta.get("runtime_env"))
             try:
                 conn = await self.peers.get(address)
                 reply = await conn.request(req)

@@ -30,6 +30,7 @@ from ember.shells.wire import session
 from ember.shells.wire.rpc import install_uvloop
 from ember.shells.node.log_monitor import LogMonitor
 from ember.shells.node.object_service import ObjectService
+from ember.shells.node.runtime_env.agent import RuntimeEnvAgent
 from ember.shells.shared.shm_store import ShmStore, node_store_directory
 
 log = logging.getLogger("ember.node")
@@ -60,6 +61,7 @@ class NodeDaemon:
         self.pid_workers: dict[int, bytes] = {}
         self.zygote: Optional[asyncio.subprocess.Process] = None
         self.logs = LogMonitor(self)
+        self.runtime_envs = RuntimeEnvAgent(self)
         self.view_version = -1
         self.stopping = asyncio.Event()
 
@@ -77,11 +79,17 @@ class NodeDaemon:
                 conn, request_id = eff.req_id
                 conn.reply(request_id, m.LeaseInfeasible(eff.message))
             elif isinstance(eff, L.StartWorker):
-                self._fork_worker(eff.worker_id, eff.job_id)
+                if eff.env_key:
+                    self.runtime_envs.start_worker(eff.worker_id, eff.job_id, eff.env_key)
+                else:
+                    self.fork_worker_process(eff.worker_id, eff.job_id)
+            elif isinstance(eff, L.FailLease):
+                conn, request_id = eff.req_id
+                conn.reply_error(request_id, eff.error_type, eff.message)
             elif isinstance(eff, L.KillWorker):
                 self._kill_worker(eff.worker_id, eff.reason)
 
-    def _fork_worker(self, worker_id: bytes, job_id: bytes) -> None:
+    def fork_worker_process(self, worker_id: bytes, job_id: bytes, runtime_env: Optional[dict] = None) -> None:
         assert self.zygote is not None and self.zygote.stdin is not None
         log_base = os.path.join(self.session_dir, "logs", f"worker-{worker_id.hex()}")
         args = {"node_address": self.address, "token_file": self.args.token_file, "worker_id": worker_id.hex(),
@@ -89,7 +97,7 @@ class NodeDaemon:
                 "session_dir": self.session_dir, "store_dir": self.store.directory,
                 "gcs_address": self.args.gcs_address}
         cmd = {"op": "fork", "worker_id": worker_id.hex(), "log_base": log_base, "args": args,
-               "env": {"EMBER_NODE_IP_ADDRESS": self.args.host}}
+               "env": {"EMBER_NODE_IP_ADDRESS": self.args.host}, "runtime_env": runtime_env}
         self.zygote.stdin.write((json.dumps(cmd) + "\n").encode())
         self.worker_jobs[worker_id] = job_id
         self.logs.add(worker_id, job_id, log_base)
@@ -157,7 +165,8 @@ class NodeDaemon:
             conn.reply_error(request_id, "ValueError", str(exc))
             return
         req = L.LeaseRequest((conn, request_id), conn, msg.job_id, resources, msg.strategy,
-                             msg.is_spillback, msg.for_actor, msg.description, placement)
+                             msg.is_spillback, msg.for_actor, msg.description, placement,
+                             self.runtime_envs.remember(msg.runtime_env))
         self.run_effects(self.leases.on_lease_requested(req))
 
     def on_ReturnLease(self, conn: rpc.Connection, request_id: int, msg: m.ReturnLease) -> None:

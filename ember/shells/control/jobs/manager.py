@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import json
 import logging
 import time
 import uuid
@@ -19,7 +20,7 @@ from ember.exceptions import RuntimeEnvSetupError
 from ember.logic import runtime_env as rt
 from ember.logic.control.jobs import JobRecord, JobRequestError, JobStatus, JobTable, failure_message, parse_submit
 from ember.shells.control.jobs.store import JobStore
-from ember.shells.shared.runtime_env import packaging
+from ember.shells.shared.runtime_env import packaging, setup
 
 log = logging.getLogger("ember.jobs")
 
@@ -110,7 +111,8 @@ class JobManager:
             handle = await self.supervisors.create(rec)
             self.handles[sid] = handle
             packages = {uri: await self.store.get_package(uri) for uri in self._package_uris(rec)}
-            env = {**self.job_env, "EMBER_JOB_SUBMISSION_ID": sid, "RAY_JOB_SUBMISSION_ID": sid}
+            env = {**self.job_env, "EMBER_JOB_SUBMISSION_ID": sid, "RAY_JOB_SUBMISSION_ID": sid,
+                   setup.JOB_ENV_VAR: json.dumps(rec.runtime_env, sort_keys=True)}  # its tasks inherit it
             info = await self.supervisors.call(handle, "start", rec.entrypoint, rec.runtime_env, packages, env)
         except asyncio.CancelledError:
             raise

@@ -10,10 +10,11 @@ from typing import Any, Optional
 
 from ember.logic.control.jobs import JobRecord
 from ember.protocol import messages as m
+from ember.shells.shared.runtime_env import packaging
 from ember.shells.wire import rpc
 
 NS_JOBS = "_ember_jobs"
-NS_PACKAGES = "_ember_packages"
+NS_PACKAGES = packaging.KV_NAMESPACE
 NS_LOGS = "_ember_job_logs"
 _TIMEOUT_S = 30.0
 

@@ -19,6 +19,7 @@ from typing import Iterable, Optional
 from ember.shells.wire import session
 
 URI_PREFIX = "gcs://_ember_pkg_"
+KV_NAMESPACE = "_ember_packages"  # the control store KV namespace holding uploaded packages
 PACKAGE_MAX_BYTES = int(os.environ.get("EMBER_RUNTIME_ENV_PACKAGE_MAX_BYTES", str(100 * 1024 * 1024)))
 _ALWAYS_EXCLUDED = (".git", "__pycache__", ".venv", "*.pyc")
 

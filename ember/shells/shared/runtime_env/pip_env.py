@@ -64,7 +64,7 @@ def _run(cmd: list[str], step: str, deadline: float) -> None:
         raise RuntimeEnvSetupError(f"pip: {step} failed (exit code {out.returncode}):\n{tail}")
 
 
-def _site_packages(venv: str) -> str:
+def site_packages(venv: str) -> str:
     return sysconfig.get_path("purelib", vars={"base": venv, "platbase": venv})
 
 
@@ -82,7 +82,7 @@ def _build(venv: str, requirements: list[str], deadline: float) -> None:
             _run([python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *requirements],
                  "installing " + " ".join(requirements) + " (pip)", deadline)
     ours = [p for p in sys.path if p and os.path.isdir(p)]
-    with open(os.path.join(_site_packages(venv), "_ember_parent.pth"), "w") as f:
+    with open(os.path.join(site_packages(venv), "_ember_parent.pth"), "w") as f:
         f.write("\n".join(ours) + "\n")
 
 

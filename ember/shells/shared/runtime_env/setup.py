@@ -7,6 +7,7 @@ Every failure is a ``RuntimeEnvSetupError`` naming the step and the cause.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import time
 from typing import Any, Callable, Optional
@@ -70,3 +71,37 @@ def child_environ(prepared: PreparedEnv, base: dict[str, str]) -> dict[str, str]
         env["PATH"] = os.path.join(prepared.venv, "bin") + os.pathsep + env.get("PATH", "")
         env.pop("PYTHONHOME", None)
     return env
+
+
+JOB_ENV_VAR = "EMBER_JOB_RUNTIME_ENV"  # the env itself, as JSON: tasks submitted from inside inherit it
+
+
+def worker_spec(prepared: PreparedEnv, env: dict[str, Any]) -> dict[str, Any]:
+    """What a forked worker applies to itself (JSON for the zygote's pipe)."""
+    site_dirs = [pip_env.site_packages(prepared.venv)] if prepared.venv else []
+    return {"env_vars": {**prepared.env_vars, JOB_ENV_VAR: json.dumps(env, sort_keys=True)},
+            "cwd": prepared.cwd, "python_path": prepared.python_path, "site_dirs": site_dirs, "venv": prepared.venv}
+
+
+def apply_in_child(spec: dict[str, Any]) -> None:
+    """In a freshly forked worker: take on the env (variables, cwd, import path, venv packages).
+
+    The venv's site-packages go first on ``sys.path`` (its ``.pth`` files processed), so its
+    packages win over the cluster's; modules the zygote pre-imported stay as they are.
+    """
+    import site
+    import sys
+    os.environ.update(spec.get("env_vars") or {})
+    if spec.get("venv"):
+        os.environ["VIRTUAL_ENV"] = spec["venv"]
+        os.environ["PATH"] = os.path.join(spec["venv"], "bin") + os.pathsep + os.environ.get("PATH", "")
+    before = list(sys.path)
+    for d in spec.get("site_dirs") or []:
+        site.addsitedir(d)
+    added = [p for p in sys.path if p not in before]
+    sys.path[:] = list(spec.get("python_path") or []) + added + before
+    if spec.get("python_path"):
+        old = os.environ.get("PYTHONPATH")
+        os.environ["PYTHONPATH"] = os.pathsep.join(spec["python_path"] + ([old] if old else []))
+    if spec.get("cwd"):
+        os.chdir(spec["cwd"])
