@@ -77,12 +77,12 @@ class JobRecord:
     entrypoint: str
     status: JobStatus = S.PENDING
     message: str = "Job has not started yet."
-    metadata: dict = dataclasses.field(default_factory=dict)
-    runtime_env: dict = dataclasses.field(default_factory=dict)
+    metadata: dict[str, Any] = dataclasses.field(default_factory=dict)
+    runtime_env: dict[str, Any] = dataclasses.field(default_factory=dict)
     entrypoint_num_cpus: float = 0.0
     entrypoint_num_gpus: float = 0.0
     entrypoint_memory: int = 0
-    entrypoint_resources: dict = dataclasses.field(default_factory=dict)
+    entrypoint_resources: dict[str, Any] = dataclasses.field(default_factory=dict)
     start_time: Optional[int] = None        # ms since the epoch, as Ray
     end_time: Optional[int] = None
     driver_exit_code: Optional[int] = None
@@ -117,7 +117,7 @@ def _number(body: dict[str, Any], name: str) -> float:
     return float(value)
 
 
-def _check_dict(body: dict[str, Any], name: str, *, values_are: tuple[type, ...]) -> dict:
+def _check_dict(body: dict[str, Any], name: str, *, values_are: tuple[type, ...]) -> dict[str, Any]:
     value = body.get(name)
     if value is None:
         return {}
@@ -144,7 +144,8 @@ def parse_submit(body: Any, new_id: str) -> JobRecord:
     submission_id = body.get("submission_id") or body.get("job_id") or new_id
     if not isinstance(submission_id, str) or not _ID_RE.match(submission_id):
         raise JobRequestError("submission_id must be 1-128 characters of letters, digits, '_', '-' or '.'")
-    runtime_env = body.get("runtime_env") or {}
+    runtime_env = body.get("runtime_env")
+    runtime_env = {} if runtime_env is None else runtime_env
     if not isinstance(runtime_env, dict):
         raise JobRequestError("runtime_env must be a JSON object")
     metadata = _check_dict(body, "metadata", values_are=(str,))
@@ -209,7 +210,7 @@ class JobTable:
                                   "(only jobs in a terminal state can be deleted)")
         return self.jobs.pop(submission_id)
 
-    def story(self, submission_id: str) -> list:
+    def story(self, submission_id: str) -> list[Any]:
         return self.log.story(submission_id)
 
     def check_invariants(self) -> None:
