@@ -125,3 +125,16 @@ def test_init_runtime_env_applies_to_every_task(no_cluster, tmp_path):
     # a task's own env_vars merge over the job's, key by key
     assert ember.get(use.options(runtime_env={"env_vars": {"FOO": "task"}}).remote()) == ("task", 3)
     ember.shutdown()
+
+
+def test_actor_with_a_failing_env_dies_with_runtime_env_setup_error(cluster, tmp_path):
+    @ember.remote
+    class Never:
+        def ping(self):
+            return 1
+
+    bad = Never.options(runtime_env={"pip": [str(tmp_path / "absent-1.0-py3-none-any.whl")]}).remote()
+    with pytest.raises(RuntimeEnvSetupError, match="pip: installing"):
+        ember.get(bad.ping.remote(), timeout=120)
+    ok = Never.remote()
+    assert ember.get(ok.ping.remote()) == 1

@@ -110,3 +110,16 @@ def test_workers_are_pooled_per_env_and_a_failed_env_fails_only_its_requests():
     assert [(e.req_id, e.message) for e in eff if isinstance(e, L.FailLease)] == [(("r", 2), "pip failed")]
     assert b_worker.worker_id not in lm.workers
     lm.check_invariants()
+
+
+def test_actor_setup_failure_makes_a_waiting_actor_dead_without_restart():
+    from ember.logic.control import actors as A
+    table = A.ActorTable()
+    spec = A.ActorSpec(actor_id=b"a1", job_id=b"j", owner_address="o", owner_worker_id=b"w", class_name="C",
+                       creation_spec=b"", name="", namespace="", is_detached=False, resources={},
+                       scheduling_strategy=["DEFAULT"], max_restarts=3, placement_resources={})
+    table.handle(A.ActorRegistered(spec=spec, request_id=1, cause_id="reg"), 0.0)
+    table.handle(A.ActorSetupFailed(actor_id=b"a1", message="pip failed", error_bytes=b"x", cause_id="env"), 1.0)
+    rec = table.get(b"a1")
+    assert rec.state is A.ActorState.DEAD and rec.death.message == "pip failed"
+    table.check_invariants()
