@@ -87,6 +87,7 @@ class JobRecord:
     end_time: Optional[int] = None
     driver_exit_code: Optional[int] = None
     driver_node_id: Optional[str] = None
+    driver_info: Optional[dict[str, Any]] = None   # {"node_ip_address", "pid"} of the entrypoint
     error_type: Optional[str] = None
     type: str = "SUBMISSION"
 

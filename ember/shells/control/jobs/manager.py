@@ -124,7 +124,7 @@ class JobManager:
                 kind = "RUNTIME_ENV_SETUP_FAILURE" if isinstance(err, RuntimeEnvSetupError) else "JOB_SUPERVISOR_ACTOR_START_FAILURE"
                 await self._finish(sid, JobStatus.FAILED, f"{type(err).__name__}: {err}", kind)
             return
-        rec.driver_node_id = str(info.get("node_ip") or "")
+        rec.driver_info = {"id": sid, "node_ip_address": str(info.get("node_ip") or ""), "pid": str(info.get("pid"))}
         if self.table.move(sid, JobStatus.RUNNING, time.time(), "started", message="Job is currently running."):
             await self.store.save_job(rec)
         await self._watch(rec, handle)

@@ -11,6 +11,7 @@ import fnmatch
 import hashlib
 import io
 import os
+import re
 import shutil
 import tempfile
 import zipfile
@@ -94,8 +95,12 @@ def package_uri(data: bytes) -> str:
     return f"{URI_PREFIX}{hashlib.sha256(data).hexdigest()[:32]}.zip"
 
 
+_URI_RE = re.compile(r"^gcs://_ember_pkg_[0-9a-f]{32}\.zip$")
+
+
 def is_package_uri(value: object) -> bool:
-    return isinstance(value, str) and value.startswith(URI_PREFIX) and value.endswith(".zip")
+    """A name ``package_uri`` could have made (so it is safe as a path component)."""
+    return isinstance(value, str) and _URI_RE.match(value) is not None
 
 
 def pack_local(path: str, excludes: Optional[list[str]] = None) -> tuple[str, bytes]:
