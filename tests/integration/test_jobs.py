@@ -246,3 +246,12 @@ def test_cli_submit_follows_logs_and_exits_with_the_outcome(server, tmp_path):
     refused = subprocess.run([*cli, "list", "--address", url], env=no_token, capture_output=True, text=True,
                              timeout=60)
     assert refused.returncode != 0 and "token" in refused.stderr
+
+
+def test_background_children_end_with_the_entrypoint(client, tmp_path):
+    pid_file = tmp_path / "bg"
+    sid = client.submit_job(entrypoint=f"sleep 600 & echo $! > {pid_file}; echo started")
+    assert wait_status(client, sid).status == JobStatus.SUCCEEDED
+    pid = int(pid_file.read_text())
+    wait_for(lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE,
+             timeout_s=20, what="the background child to end")

@@ -47,3 +47,14 @@ def test_busy_dashboard_port_costs_only_the_jobs_api(tmp_path):
             assert "job_server" not in {e["role"] for e in harness.pid_entries()}
         finally:
             harness.ember("stop")
+
+
+def test_non_loopback_job_server_without_tls_warns(tmp_path):
+    harness = CliHarness(str(tmp_path / "root"))
+    try:
+        done = harness.ember("start", "--head", "--port", str(free_port()), "--num-cpus", "1",
+                             "--dashboard-host", "0.0.0.0", "--dashboard-port", str(free_port()))
+        assert done.returncode == 0, done.stderr
+        assert "WARNING: the ember job server listens on 0.0.0.0 without TLS" in done.stderr
+    finally:
+        harness.ember("stop")

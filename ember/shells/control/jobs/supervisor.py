@@ -71,6 +71,8 @@ class JobSupervisor:
             await asyncio.sleep(_POLL_S)
         if self._stop_task is not None:  # the rest of the tree may still need its SIGKILL
             await asyncio.shield(self._stop_task)
+        else:  # the entrypoint ended: what it left running in its process group ends with it
+            _signal_all(self.proc.pid, [], signal.SIGTERM)
         return [self.proc.returncode, self._tail()]
 
     def _tail(self) -> str:
