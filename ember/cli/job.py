@@ -38,6 +38,20 @@ def _json_option(value: Optional[str], what: str) -> Optional[dict]:
     return parsed
 
 
+def _yaml_file(path: Optional[str]) -> Optional[dict]:
+    if path is None:
+        return None
+    import yaml
+    try:
+        with open(path) as f:
+            parsed = yaml.safe_load(f)
+    except (OSError, yaml.YAMLError) as exc:
+        raise click.BadParameter(f"--runtime-env {path}: {exc}") from None
+    if not isinstance(parsed, dict):
+        raise click.BadParameter(f"--runtime-env {path} must hold a mapping")
+    return parsed
+
+
 def _follow(client: Any, job_id: str) -> None:
     async def run() -> None:
         async for chunk in client.tail_job_logs(job_id):
@@ -72,7 +86,9 @@ def job() -> None:
 @job.command("submit", context_settings={"ignore_unknown_options": True})
 @_address_option
 @click.option("--working-dir", default=None, help="Local directory (or .zip) uploaded as the job's working dir.")
-@click.option("--runtime-env-json", default=None, help="runtime_env as a JSON object.")
+@click.option("--runtime-env", "runtime_env_file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="runtime_env from a YAML (or JSON) file.")
+@click.option("--runtime-env-json", default=None, help="runtime_env as a JSON object (wins over --runtime-env).")
 @click.option("--submission-id", "--job-id", "submission_id", default=None, help="Id for the job (default: generated).")
 @click.option("--metadata-json", default=None, help="Metadata (string to string) as a JSON object.")
 @click.option("--entrypoint-num-cpus", type=float, default=None)
@@ -81,12 +97,13 @@ def job() -> None:
 @click.option("--entrypoint-resources", default=None, help="Custom resources for the entrypoint, JSON.")
 @click.option("--no-wait", is_flag=True, help="Return once the job is submitted; do not follow its logs.")
 @click.argument("entrypoint", nargs=-1, required=True, type=click.UNPROCESSED)
-def submit(address: Optional[str], working_dir: Optional[str], runtime_env_json: Optional[str],
+def submit(address: Optional[str], working_dir: Optional[str], runtime_env_file: Optional[str],
+           runtime_env_json: Optional[str],
            submission_id: Optional[str], metadata_json: Optional[str], entrypoint_num_cpus: Optional[float],
            entrypoint_num_gpus: Optional[float], entrypoint_memory: Optional[int],
            entrypoint_resources: Optional[str], no_wait: bool, entrypoint: tuple[str, ...]) -> None:
     """Submit ENTRYPOINT (after --) as a job: ember job submit -- python script.py"""
-    runtime_env = _json_option(runtime_env_json, "--runtime-env-json") or {}
+    runtime_env = _json_option(runtime_env_json, "--runtime-env-json") or _yaml_file(runtime_env_file) or {}
     if working_dir:
         runtime_env["working_dir"] = working_dir
     client = _client(address)

@@ -226,6 +226,11 @@ def test_cli_submit_follows_logs_and_exits_with_the_outcome(server, tmp_path):
                           env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "from-cli hi" in done.stdout and "succeeded" in done.stdout
+    (tmp_path / "env.yaml").write_text("env_vars:\n  GREETING: from-yaml\n")
+    done = subprocess.run([*cli, "submit", "--address", url, "--working-dir", str(tmp_path), "--runtime-env",
+                           str(tmp_path / "env.yaml"), "--", "python", "main.py"],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "from-cli from-yaml" in done.stdout, done.stderr
     failed = subprocess.run([*cli, "submit", "--address", url, "--", "sh", "-c", "echo oops; exit 4"],
                             env=env, capture_output=True, text=True, timeout=120)
     assert failed.returncode == 1 and "oops" in failed.stdout and "failed" in failed.stdout
