@@ -41,3 +41,18 @@ def test_restarted_job_server_adopts_running_jobs_and_remembers_finished_ones(no
     assert wait_status(client, running).status == JobStatus.SUCCEEDED
     assert "after" in client.get_job_logs(running)
     ember.shutdown()
+
+
+def test_entrypoint_gpus_are_reserved_and_visible(no_cluster):
+    ctx = ember.init(num_cpus=1, num_gpus=2, include_dashboard=True, dashboard_port=0)
+    token = open(os.path.join(ctx["session_dir"], "token")).read().strip()
+    client = JobSubmissionClient(ctx["dashboard_url"], headers={"Authorization": f"Bearer {token}"})
+    sid = client.submit_job(entrypoint="echo gpus=$CUDA_VISIBLE_DEVICES", entrypoint_num_gpus=1)
+    assert wait_status(client, sid).status == JobStatus.SUCCEEDED
+    visible = client.get_job_logs(sid).strip().split("=", 1)[1]
+    assert visible in ("0", "1")
+    too_many = client.submit_job(entrypoint="true", entrypoint_num_gpus=3)
+    assert client.get_job_status(too_many) == JobStatus.PENDING
+    client.stop_job(too_many)
+    assert wait_status(client, too_many).status == JobStatus.STOPPED
+    ember.shutdown()
