@@ -260,3 +260,33 @@ def test_background_children_end_with_the_entrypoint(client, tmp_path):
     pid = int(pid_file.read_text())
     wait_for(lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE,
              timeout_s=20, what="the background child to end")
+
+
+def test_large_working_dir_upload_and_chunked_bodies(server, client, tmp_path):
+    url, token = server
+    (tmp_path / "blob.bin").write_bytes(os.urandom(3 * 1024 * 1024))  # incompressible: a 3 MiB upload
+    (tmp_path / "main.py").write_text("import os\nprint('size', os.path.getsize('blob.bin'))\n")
+    sid = client.submit_job(entrypoint="python main.py", runtime_env={"working_dir": str(tmp_path)})
+    assert wait_status(client, sid).status == JobStatus.SUCCEEDED
+    assert f"size {3 * 1024 * 1024}" in client.get_job_logs(sid)
+
+    def chunked(parts):
+        yield from parts
+
+    import urllib.error
+    import urllib.request
+    req = urllib.request.Request(url + "/api/jobs/", data=chunked([b'{"entrypoint": ', b'"echo chunked"}']),
+                                 method="POST", headers={"Authorization": f"Bearer {token}",
+                                                         "Transfer-Encoding": "chunked"})
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        sid = json.loads(resp.read())["submission_id"]
+    assert wait_status(client, sid).status == JobStatus.SUCCEEDED
+    # a chunked body over the limit, without Content-Length
+    req = urllib.request.Request(url + "/api/jobs/", data=chunked([b"{"] + [b" " * (512 * 1024)] * 3 + [b"}"]),
+                                 method="POST", headers={"Authorization": f"Bearer {token}",
+                                                         "Transfer-Encoding": "chunked"})
+    try:
+        urllib.request.urlopen(req, timeout=30)
+        raise AssertionError("an oversized chunked body was accepted")
+    except urllib.error.HTTPError as exc:
+        assert exc.code == 413 and "limit" in exc.read().decode()

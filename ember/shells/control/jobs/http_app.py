@@ -70,10 +70,23 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return _error(500, "internal error in the job server (see its log)")
 
 
+async def _read_body(request: web.Request, limit: int) -> bytes:
+    """The whole body, or at most ``limit + 1`` bytes of it (StreamReader.read(n) may return less)."""
+    chunks: list[bytes] = []
+    size = 0
+    while size <= limit:
+        chunk = await request.content.read(limit + 1 - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
 async def _read_json(request: web.Request) -> Any:
     if request.content_length is not None and request.content_length > JSON_BODY_MAX_BYTES:
         return _TooLarge(request.content_length)
-    body = await request.content.read(JSON_BODY_MAX_BYTES + 1)
+    body = await _read_body(request, JSON_BODY_MAX_BYTES)
     if len(body) > JSON_BODY_MAX_BYTES:
         return _TooLarge(len(body))
     try:
@@ -146,7 +159,7 @@ async def put_package(request: web.Request) -> web.Response:
     limit = packaging.PACKAGE_MAX_BYTES
     if request.content_length is not None and request.content_length > limit:
         return _error(413, f"package of {request.content_length} bytes is over the limit of {limit} bytes")
-    data = await request.content.read(limit + 1)
+    data = await _read_body(request, limit)
     if len(data) > limit:
         return _error(413, f"package is over the limit of {limit} bytes")
     if packaging.package_uri(data) != uri:
