@@ -28,6 +28,7 @@ class Config:
     connect_timeout_s: float = 10.0
     gcs_port: int = 6379
     max_workers_starting: int = 8
+    driver_prestart_workers: int = 1  # 0: a driver's node daemon starts no workers ahead (the job server)
 
     @classmethod
     def from_env(cls) -> "Config":

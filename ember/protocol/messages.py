@@ -193,6 +193,7 @@ class RegisterWorker:
     address: str            # the worker's own rpc server
     job_id: bytes
     is_driver: bool
+    prestart_workers: bool = True  # drivers: have the node daemon start workers for the job ahead
 
 
 @message(41)

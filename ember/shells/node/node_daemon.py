@@ -147,7 +147,8 @@ class NodeDaemon:
             conn.state["driver_job"] = msg.job_id
             self.driver_conns.add(conn)
             conn.reply(request_id, reply)
-            self.run_effects(self.leases.on_job_started(msg.job_id, int(self.leases.total.get("CPU"))))
+            prestart = int(self.leases.total.get("CPU")) if msg.prestart_workers else 0
+            self.run_effects(self.leases.on_job_started(msg.job_id, prestart))
             return
         conn.state["worker_id"] = msg.worker_id
         self.worker_conns[msg.worker_id] = conn

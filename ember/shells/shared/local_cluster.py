@@ -126,7 +126,8 @@ def start_job_server(cluster: StartedCluster, *, host: str, port: int, tied_to_p
         "ember.job_server",
         ["--gcs-address", cluster.gcs_address, "--token-file", session.token_path(cluster.session_dir),
          "--session-dir", cluster.session_dir, "--host", host, "--port", str(port)],
-        log_path=log_path, tied_to_parent=tied_to_parent)
+        log_path=log_path, tied_to_parent=tied_to_parent,
+        env={**os.environ, "EMBER_DRIVER_PRESTART_WORKERS": "0"})  # it runs no tasks: no idle workers
     cluster.procs.append(proc)
     cluster.pids.append(proc.pid)
     processes.wait_ready(proc, "ember.job_server", log_path, timeout_s=60.0)
