@@ -26,6 +26,9 @@ def test_parse_submit_accepts_ray_fields_and_generates_an_id():
     assert rec.submission_id == "gen1" and rec.status is S.PENDING
     assert rec.entrypoint_num_cpus == 1.0 and rec.entrypoint_resources == {"special": 2.0}
     assert parse_submit({"entrypoint": "x", "job_id": "old-style"}, "g").submission_id == "old-style"
+    ray_style = {"entrypoint": "x", "submission_id": None, "runtime_env": None, "metadata": None,
+                 "entrypoint_num_cpus": None, "entrypoint_label_selector": None}
+    assert parse_submit(ray_style, "g").submission_id == "g"
 
 
 @pytest.mark.parametrize("body, words", [

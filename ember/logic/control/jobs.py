@@ -134,7 +134,8 @@ def parse_submit(body: Any, new_id: str) -> JobRecord:
     """A ``POST /api/jobs/`` body (already JSON-decoded) -> a PENDING record, or JobRequestError."""
     if not isinstance(body, dict):
         raise JobRequestError(f"the request body must be a JSON object, got {type(body).__name__}")
-    unknown = sorted(set(body) - _KNOWN_FIELDS)
+    # Fields of newer Ray clients that they send as null are ignored; set ones are refused.
+    unknown = sorted(k for k in set(body) - _KNOWN_FIELDS if body[k] is not None)
     if unknown:
         raise JobRequestError(f"unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(_KNOWN_FIELDS))}")
     entrypoint = body.get("entrypoint")
