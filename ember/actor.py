@@ -15,7 +15,7 @@ from typing import Any, Callable, Optional
 from ember import exceptions as exc
 from ember import options as opt
 from ember.util.scheduling_strategies import to_wire
-from ember import lifecycle
+from ember import lifecycle, runtime_env
 from ember.logic.owner import generators
 
 __all__ = ["ActorClass", "ActorHandle", "ActorMethod", "ActorID", "method", "exit_actor"]
@@ -165,6 +165,9 @@ class ActorClass:
         meta = {"class_name": self.__name__, "methods": self._methods, "is_async": self._is_async,
                 "max_task_retries": int(o["max_task_retries"]), "max_pending_calls": int(o["max_pending_calls"]),
                 "concurrency_groups": groups}
+        env = runtime_env.for_submission(o.get("runtime_env"), cw)
+        if env:
+            meta["runtime_env"] = env
         actor_id, meta = cw.actor_submitter.create_actor(
             class_name=self.__name__, class_blob=blob, args=args, kwargs=kwargs, handle_meta=meta,
             name=o.get("name") or "", namespace=o.get("namespace"), is_detached=o.get("lifetime") == "detached",

@@ -39,6 +39,7 @@ class Config:
     gcs_reconnect_timeout_s: float = 60.0
     # objects: where node daemons keep their shared-memory store directories (a tmpfs)
     shm_dir: str = "/dev/shm"
+    driver_prestart_workers: int = 1  # 0: a driver's node daemon starts no workers ahead (the job server)
 
     @classmethod
     def from_env(cls) -> "Config":

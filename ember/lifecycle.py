@@ -13,6 +13,7 @@ import threading
 import uuid
 from typing import Any, Optional
 
+from ember import runtime_env as runtime_env_mod
 from ember.config import spill_root_from_config
 from ember.shells.shared import local_cluster
 from ember.shells.shared.shm_store import OBJECT_STORE_MIN_BYTES as OBJECT_STORE_MINIMUM_MEMORY_BYTES
@@ -93,6 +94,7 @@ def init(address: Optional[str] = None, *, num_cpus: Optional[float] = None, num
         ns = namespace if namespace is not None else f"anon-{uuid.uuid4().hex[:12]}"
         token: bytes
         node_address = ""
+        dashboard_url = ""
         if object_store_memory is not None and object_store_memory < OBJECT_STORE_MINIMUM_MEMORY_BYTES:
             raise ValueError(f"Attempting to cap object store memory usage at {object_store_memory} bytes, "
                              f"but the minimum allowed is {OBJECT_STORE_MINIMUM_MEMORY_BYTES} bytes.")
@@ -105,6 +107,14 @@ def init(address: Optional[str] = None, *, num_cpus: Optional[float] = None, num
             cluster = local_cluster.start_head(tied_to_parent=True, node_args=node_args)
             _local_cluster = cluster
             gcs_address, token, node_address = cluster.gcs_address, cluster.token, cluster.node_address
+            if include_dashboard:
+                try:
+                    dashboard_url = local_cluster.start_job_server(
+                        cluster, host=dashboard_host, port=_dashboard_port(dashboard_host, dashboard_port),
+                        tied_to_parent=True)
+                except BaseException:
+                    _stop_local_cluster()
+                    raise
         else:
             if num_cpus is not None or num_gpus is not None or resources is not None:
                 raise ValueError("When connecting to an existing cluster, num_cpus, num_gpus and resources "
@@ -127,10 +137,31 @@ def init(address: Optional[str] = None, *, num_cpus: Optional[float] = None, num
             _stop_local_cluster()
             raise
         cwmod.set_core_worker(cw)
+        if runtime_env:
+            try:
+                runtime_env_mod.set_job_env(runtime_env_mod.upload(runtime_env, cw))
+            except BaseException:
+                shutdown()
+                raise
         if not _atexit_registered:
             atexit.register(shutdown)
             _atexit_registered = True
-        return EmberContext(gcs_address, cw.node_id.hex(), cw.session_dir, ns)
+        ctx = EmberContext(gcs_address, cw.node_id.hex(), cw.session_dir, ns)
+        ctx["dashboard_url"] = ctx.address_info["dashboard_url"] = dashboard_url
+        return ctx
+
+
+def _dashboard_port(host: str, port: Optional[int]) -> int:
+    """Ray's port 8265 when free (or the one asked for), else any free port."""
+    if port is not None:
+        return port
+    import socket
+    with socket.socket() as sock:
+        try:
+            sock.bind((host, 8265))
+            return 8265
+        except OSError:
+            return 0
 
 
 def _stop_local_cluster() -> None:
@@ -142,6 +173,7 @@ def _stop_local_cluster() -> None:
 
 def shutdown(_exiting_interpreter: bool = False) -> None:
     with _lock:
+        runtime_env_mod.set_job_env(None)
         cw = cwmod._core_worker
         if cw is not None:
             cwmod.set_core_worker(None)

@@ -7,7 +7,7 @@ from typing import Any, Callable, Optional
 
 from ember import options as opt
 from ember.util.scheduling_strategies import to_wire
-from ember import lifecycle
+from ember import lifecycle, runtime_env
 from ember.logic.owner import generators
 
 
@@ -62,7 +62,8 @@ class RemoteFunction:
                         num_returns=num_returns, resources=opt.resolve_task_resources(o),
                         max_retries=-1 if max_retries == -1 else int(max_retries),
                         retry_exceptions=list(retry) if isinstance(retry, (list, tuple)) else bool(retry),
-                        strategy=to_wire(o.get("scheduling_strategy")), runtime_env=o.get("runtime_env"))
+                        strategy=to_wire(o.get("scheduling_strategy")),
+                        runtime_env=runtime_env.for_submission(o.get("runtime_env"), lifecycle.core_worker_or_init()))
         self._plans[id(task_options)] = (task_options, plan)
         return plan
 

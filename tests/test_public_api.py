@@ -33,8 +33,6 @@ PENDING = frozenset({
     "ray.util.placement_group.PlacementGroup", "ray.util.placement_group.placement_group",
     "ray.util.placement_group.get_placement_group", "ray.util.placement_group.remove_placement_group",
     "ray.util.placement_group.get_current_placement_group", "ray.util.placement_group.placement_group_table",
-    "ray.runtime_env.RuntimeEnv",
-    "ray.job_submission.JobSubmissionClient", "ray.job_submission.JobStatus", "ray.job_submission.JobDetails",
     # members of classes not written yet
     *(f"ray.util.placement_group.PlacementGroup.{m}" for m in (
         "ready", "wait", "bundle_specs", "bundle_count", "id")),

@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "list": ("ember.cli.state", "list_cmd"),
     "get": ("ember.cli.state", "get_cmd"),
     "summary": ("ember.cli.state", "summary_cmd"),
+    "job": ("ember.cli.job", "job"),
 }
 _REQUIRED = {"start", "stop", "status"}
 

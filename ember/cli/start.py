@@ -157,7 +157,28 @@ def _print_head_guidance(cluster: local_cluster.StartedCluster, host: str) -> No
     click.echo(f"  Logs: {os.path.join(cluster.session_dir, 'logs')}")
 
 
-def _start_head(host: str, port: int, extra: list[str], block: bool) -> None:
+def _start_job_server(cluster: local_cluster.StartedCluster, dashboard: Optional[tuple[str, int]]) -> str:
+    """Start the job server when asked and its port is free; a failure costs only the jobs API."""
+    if dashboard is None:
+        return ""
+    host, port = dashboard
+    try:
+        check_port_free(host, port)
+        url = local_cluster.start_job_server(cluster, host=host, port=port, tied_to_parent=False)
+    except (click.ClickException, RuntimeError) as exc:
+        text = exc.format_message() if isinstance(exc, click.ClickException) else str(exc)
+        click.echo(f"Warning: the job server (jobs API) did not start: {text}", err=True)
+        return ""
+    _record(cluster.session_dir, cluster.procs[-1], "job_server", url)
+    from ember.shells.control.jobs import tls
+    warning = tls.exposure_warning(host, bool(os.environ.get("EMBER_TLS_CERT")))
+    if warning:
+        click.echo(warning, err=True)
+    return url
+
+
+def _start_head(host: str, port: int, extra: list[str], block: bool,
+                dashboard: Optional[tuple[str, int]] = None) -> None:
     check_port_free(host, port)
     try:
         cluster = local_cluster.start_head(host=host, port=port, tied_to_parent=False, node_args=extra)
@@ -165,13 +186,17 @@ def _start_head(host: str, port: int, extra: list[str], block: bool) -> None:
         raise click.ClickException(f"the head failed to start: {exc}") from None
     _record(cluster.session_dir, cluster.procs[0], "control_store", cluster.gcs_address)
     _record(cluster.session_dir, cluster.procs[1], "node_daemon", cluster.node_address)
+    job_url = _start_job_server(cluster, dashboard)
     previous = session.read_current_cluster()
     session.write_current_cluster(cluster.gcs_address, cluster.session_dir)
     if previous is not None and previous.get("address") != cluster.gcs_address:
         click.echo(f"Note: address='auto' now finds this head, no longer {previous.get('address')}.")
     _print_head_guidance(cluster, host)
+    if job_url:
+        click.echo(f"  Jobs API: {job_url}  (ember job submit -- python script.py)")
     if block:
-        _block(cluster.procs, ["control store", "node daemon"], cluster.session_dir, is_head=True)
+        names = ["control store", "node daemon", "job server"][:len(cluster.procs)]
+        _block(cluster.procs, names, cluster.session_dir, is_head=True)
     else:
         _release_pipes(cluster.procs)
 
@@ -273,9 +298,16 @@ def _stop_started(procs: list[subprocess.Popen]) -> None:
 @click.option("--token", default=None, envvar="EMBER_CLUSTER_TOKEN", show_envvar=True,
               help="Cluster token when joining with --address (default: the local head's token file).")
 @click.option("--block", is_flag=True, help="Stay in the foreground; Ctrl-C stops the started processes.")
+@click.option("--include-dashboard", type=bool, default=True, show_default=True,
+              help="Start the job server (jobs REST API) on the head.")
+@click.option("--dashboard-host", default="127.0.0.1", show_default=True,
+              help="Address the job server listens on (non-loopback without TLS prints a warning).")
+@click.option("--dashboard-port", type=click.IntRange(0, 65535), default=8265, show_default=True,
+              help="Port of the job server (0 picks a free one).")
 def start(is_head: bool, address: Optional[str], port: Optional[int], node_ip_address: Optional[str],
           num_cpus: Optional[float], num_gpus: Optional[float], resources: Optional[dict],
-          memory: Optional[int], object_store_memory: Optional[int], token: Optional[str], block: bool) -> None:
+          memory: Optional[int], object_store_memory: Optional[int], token: Optional[str], block: bool,
+          include_dashboard: bool, dashboard_host: str, dashboard_port: int) -> None:
     """Start ember's processes on this machine: a head (--head) or a node joining one (--address)."""
     if is_head == (address is not None):
         raise click.UsageError("pass exactly one of --head (start a new cluster) or --address "
@@ -286,7 +318,8 @@ def start(is_head: bool, address: Optional[str], port: Optional[int], node_ip_ad
                                     object_store_memory=object_store_memory, memory=memory)
     if is_head:
         host = node_ip_address or "127.0.0.1"
-        _start_head(host, CONFIG.gcs_port if port is None else port, extra, block)
+        dashboard = (dashboard_host, dashboard_port) if include_dashboard else None
+        _start_head(host, CONFIG.gcs_port if port is None else port, extra, block, dashboard)
     else:
         assert address is not None
         _start_worker_node(address, token, node_ip_address, extra, block)

@@ -33,7 +33,7 @@ class StartedProcess:
 def looks_like_ember(proc: psutil.Process) -> bool:
     """Whether the process runs one of ember's daemons, zygotes or workers."""
     try:
-        return any("ember.shells" in part for part in proc.cmdline())
+        return any("ember.shells" in part or part == "ember.job_server" for part in proc.cmdline())
     except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
         return False
 

@@ -193,6 +193,7 @@ class RegisterWorker:
     address: str            # the worker's own rpc server
     job_id: bytes
     is_driver: bool
+    prestart_workers: bool = True  # drivers: have the node daemon start workers for the job ahead
 
 
 @message(41)
@@ -213,6 +214,7 @@ class RequestLease:
     for_actor: bool
     description: str        # function or class name, for warnings and status
     placement_resources: Optional[dict] = None  # actors: the shape that must fit to grant (None: resources)
+    runtime_env: Optional[dict] = None  # checked, packages uploaded; workers are pooled per distinct env
 
 
 @message(43)

@@ -131,6 +131,15 @@ class ActorCreationFailed:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ActorSetupFailed:
+    """No worker could be started for the actor: its runtime env could not be set up."""
+    actor_id: bytes
+    message: str
+    error_bytes: Optional[bytes] = None
+    cause_id: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ActorWorkerDied:
     actor_id: bytes
     worker_id: bytes
@@ -238,6 +247,6 @@ class Persist:
 ActorEvent = Union[
     ActorRegistered, ActorDependenciesResolved, ActorPlaced, ActorCreated,
     ActorCreationFailed, ActorWorkerDied, NodeDied, ActorKilled, OwnerDied, JobFinished,
-    ActorOutOfScope, ActorExited, TableRestored,
+    ActorOutOfScope, ActorExited, TableRestored, ActorSetupFailed,
 ]
 Effect = Union[ScheduleActor, KillActorWorker, PublishActor, Reply, ReplyError, Persist]

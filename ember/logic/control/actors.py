@@ -49,7 +49,7 @@ from typing import Any, Optional
 
 from ember.logic import fsm
 from ember.logic.control.actor_events import (
-    ActorCreated, ActorCreationFailed, ActorDependenciesResolved, ActorEvent, ActorExited,
+    ActorCreated, ActorCreationFailed, ActorDependenciesResolved, ActorEvent, ActorExited, ActorSetupFailed,
     ActorKilled, ActorOutOfScope, ActorPlaced, ActorRecord, ActorRegistered, ActorSpec,
     ActorState, ActorWorkerDied, DeathCause, DeathKind, Effect, JobFinished,
     KillActorWorker, NodeDied, OwnerDied, Persist, PublishActor, Reply, ReplyError,
@@ -59,7 +59,7 @@ from ember.logic.control.actor_events import (
 __all__ = [
     "ActorState", "DeathKind", "DeathCause", "ActorSpec", "ActorRecord", "ActorTable",
     "TRANSITIONS", "ActorRegistered", "ActorDependenciesResolved", "ActorPlaced",
-    "ActorCreated", "ActorCreationFailed", "ActorWorkerDied", "NodeDied", "ActorKilled",
+    "ActorCreated", "ActorCreationFailed", "ActorSetupFailed", "ActorWorkerDied", "NodeDied", "ActorKilled",
     "OwnerDied", "JobFinished", "ActorOutOfScope", "ActorExited", "TableRestored",
     "ScheduleActor", "KillActorWorker", "PublishActor", "Reply", "ReplyError", "Persist",
     "ActorEvent", "Effect", "SNAPSHOT_FORMAT",
@@ -291,6 +291,15 @@ class ActorTable:
         return self._fail(rec, death, ev.cause_id, now, kill_worker=True,
                           may_restart=self._is_init_error_restartable)
 
+    def _on_setup_failed(self, ev: ActorSetupFailed, now: float) -> list[Effect]:
+        """The runtime env failed before any worker was placed: DEAD, no restart (as an __init__ error)."""
+        rec = self._records.get(ev.actor_id)
+        if rec is None or rec.state not in _AWAITING_INIT or rec.worker_id is not None:
+            self._ignore(ev.actor_id, ev.cause_id, now, "setup failed: not waiting for a worker")
+            return []
+        death = DeathCause(DeathKind.INIT_FAILED, ev.message, ev.error_bytes)
+        return self._fail(rec, death, ev.cause_id, now, kill_worker=False, may_restart=False)
+
     def _on_worker_died(self, ev: ActorWorkerDied, now: float) -> list[Effect]:
         rec = self._find_incarnation(ev.actor_id, ev.worker_id, ev.cause_id, now, "worker died")
         if rec is None:
@@ -521,6 +530,7 @@ _HANDLERS: dict[type, Callable[[ActorTable, Any, float], list[Effect]]] = {
     ActorOutOfScope: ActorTable._on_out_of_scope,
     ActorExited: ActorTable._on_exited,
     TableRestored: ActorTable._on_restored,
+    ActorSetupFailed: ActorTable._on_setup_failed,
 }
 
 _SPEC_FIELDS = tuple(f.name for f in dataclasses.fields(ActorSpec))

@@ -5,8 +5,9 @@ Rule 2: a request that can never fit any known node is answered "infeasible" (th
         warns and asks again later); one that fits elsewhere *now* while this node is
         busy is spilled to the least-loaded such node, once (a spilled request is never
         spilled again).
-Rule 3: workers belong to one job; an idle worker of the job is reused before a new one
-        is started.
+Rule 3: workers belong to one job and one runtime env (``env_key``, "" for none); an idle
+        worker of the same job and env is reused before a new one is started.  A worker whose
+        env could not be set up fails the requests queued for that job and env.
 
 Theory of operation: the shell turns messages and process events into calls of the
 ``on_*`` methods; each returns a list of effects, which the shell performs.  No I/O,
@@ -35,6 +36,7 @@ class Worker:
     address: str = ""
     state: WorkerState = WorkerState.STARTING
     lease_id: Optional[bytes] = None
+    env_key: str = ""
 
 
 @dataclass
@@ -48,6 +50,7 @@ class LeaseRequest:
     for_actor: bool = False
     description: str = ""
     placement: Optional[ResourceSet] = None  # actors: must fit to grant; the lease holds ``resources``
+    env_key: str = ""            # the runtime env its worker needs ("" for none)
 
     @property
     def fit_shape(self) -> ResourceSet:
@@ -103,6 +106,14 @@ class RejectInfeasible:
 class StartWorker:
     worker_id: bytes
     job_id: bytes
+    env_key: str = ""
+
+
+@dataclass
+class FailLease:
+    req_id: Any
+    error_type: str
+    message: str
 
 
 @dataclass
@@ -111,7 +122,7 @@ class KillWorker:
     reason: str
 
 
-Effect = Union[GrantLease, SpillLease, RejectInfeasible, StartWorker, KillWorker]
+Effect = Union[GrantLease, SpillLease, RejectInfeasible, StartWorker, KillWorker, FailLease]
 
 
 class LeaseManager:
@@ -154,6 +165,22 @@ class LeaseManager:
         w.address = address
         w.state = WorkerState.IDLE
         effects: list[Effect] = []
+        self._dispatch(effects)
+        return effects
+
+    def on_worker_start_failed(self, worker_id: bytes, error_type: str, message: str) -> list[Effect]:
+        """A worker's runtime env could not be set up: fail the requests waiting for that env."""
+        w = self.workers.pop(worker_id, None)
+        if w is None:
+            return []
+        effects: list[Effect] = []
+        kept = []
+        for req in self.queue:
+            if req.job_id == w.job_id and req.env_key == w.env_key:
+                effects.append(FailLease(req.req_id, error_type, message))
+            else:
+                kept.append(req)
+        self.queue = kept
         self._dispatch(effects)
         return effects
 
@@ -240,7 +267,8 @@ class LeaseManager:
         return effects
 
     def on_job_started(self, job_id: bytes, prestart: int) -> list[Effect]:
-        have = sum(1 for w in self.workers.values() if w.job_id == job_id and w.state in (WorkerState.IDLE, WorkerState.STARTING))
+        have = sum(1 for w in self.workers.values()
+                   if w.job_id == job_id and not w.env_key and w.state in (WorkerState.IDLE, WorkerState.STARTING))
         return [self._start_worker(job_id) for _ in range(max(0, prestart - have))]
 
     def on_job_finished(self, job_id: bytes) -> list[Effect]:
@@ -323,32 +351,35 @@ class LeaseManager:
             return
         # One pass over the workers per dispatch (not one per queued request: with hundreds of
         # actors leased and hundreds of requests queued that scan made actor creation quadratic).
-        idle: dict[bytes, list[Worker]] = {}
-        starting_by_job: dict[bytes, int] = {}
+        # Workers are pooled per (job, runtime environment).
+        idle: dict[tuple[bytes, str], list[Worker]] = {}
+        starting_by_pool: dict[tuple[bytes, str], int] = {}
         starting = 0
         for w in self.workers.values():
             if w.state is WorkerState.IDLE:
-                idle.setdefault(w.job_id, []).append(w)
+                idle.setdefault((w.job_id, w.env_key), []).append(w)
             elif w.state is WorkerState.STARTING:
                 starting += 1
-                starting_by_job[w.job_id] = starting_by_job.get(w.job_id, 0) + 1
-        waiting_for_worker: dict[bytes, int] = {}
+                key = (w.job_id, w.env_key)
+                starting_by_pool[key] = starting_by_pool.get(key, 0) + 1
+        waiting_for_worker: dict[tuple[bytes, str], int] = {}
         remaining: list[LeaseRequest] = []
         for req in self.queue:
             if not (req.fit_shape.fits_in(self.available) and self.gpus.can_assign(req.resources.units.get("GPU", 0))):
                 remaining.append(req)
                 continue
-            pool = idle.get(req.job_id)
+            pool_key = (req.job_id, req.env_key)
+            pool = idle.get(pool_key)
             if not pool:
-                waiting_for_worker[req.job_id] = waiting_for_worker.get(req.job_id, 0) + 1
+                waiting_for_worker[pool_key] = waiting_for_worker.get(pool_key, 0) + 1
                 remaining.append(req)
                 continue
             effects.append(self._grant(req, pool.pop(0)))
         self.queue = remaining
-        for job_id, need in sorted(waiting_for_worker.items()):
-            have = starting_by_job.get(job_id, 0)
+        for (job_id, env_key), need in sorted(waiting_for_worker.items()):
+            have = starting_by_pool.get((job_id, env_key), 0)
             while have < need and starting < self.max_starting:
-                effects.append(self._start_worker(job_id))
+                effects.append(self._start_worker(job_id, env_key))
                 have += 1
                 starting += 1
 
@@ -375,10 +406,10 @@ class LeaseManager:
         if w is not None:
             w.lease_id = None
 
-    def _start_worker(self, job_id: bytes) -> StartWorker:
+    def _start_worker(self, job_id: bytes, env_key: str = "") -> StartWorker:
         worker_id = self._new_id(b"W")
-        self.workers[worker_id] = Worker(worker_id, job_id)
-        return StartWorker(worker_id, job_id)
+        self.workers[worker_id] = Worker(worker_id, job_id, env_key=env_key)
+        return StartWorker(worker_id, job_id, env_key)
 
     # --- queries and checks -----------------------------------------------------------------
     def pending_demands(self) -> list[list[Any]]:

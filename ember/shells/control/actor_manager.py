@@ -151,11 +151,19 @@ class ActorManager:
                 address = self._node_address(spec.owner_node_address)
                 continue
             req = m.RequestLease(spec.job_id, dict(eff.resources), strategy, is_spillback, True, spec.class_name,
-                                 dict(eff.placement_resources))
+                                 dict(eff.placement_resources), spec.handle_meta.get("runtime_env"))
             try:
                 conn = await self.peers.get(address)
                 reply = await conn.request(req)
-            except (OSError, rpc.ConnectionLost, TimeoutError, rpc.RpcError) as e:
+            except rpc.RpcError as e:
+                if e.kind == "RuntimeEnvSetupError":
+                    self._runtime_env_failed(eff.actor_id, e.message)
+                    return None
+                log.warning("lease for actor %s on %s failed: %s; retrying", eff.actor_id.hex()[:12], address, e)
+                await asyncio.sleep(0.5)
+                address, is_spillback = self._node_address(spec.owner_node_address), False
+                continue
+            except (OSError, rpc.ConnectionLost, TimeoutError) as e:
                 log.warning("lease for actor %s on %s failed: %s; retrying", eff.actor_id.hex()[:12], address, e)
                 await asyncio.sleep(0.5)
                 address, is_spillback = self._node_address(spec.owner_node_address), False
@@ -176,6 +184,13 @@ class ActorManager:
             await asyncio.sleep(CONFIG.infeasible_retry_s)
             address, is_spillback = self._node_address(spec.owner_node_address), False
         return None
+
+    def _runtime_env_failed(self, actor_id: bytes, message: str) -> None:
+        from ember.exceptions import RuntimeEnvSetupError
+        from ember.shells.shared import serialization
+        error = serialization.serialize(RuntimeEnvSetupError(message)).to_bytes()
+        self.handle(A.ActorSetupFailed(actor_id=actor_id, message=f"runtime env setup failed: {message}",
+                                       error_bytes=error, cause_id=self._cause("runtime-env-failed")))
 
     async def _schedule(self, eff: A.ScheduleActor) -> None:
         rec = self.table.get(eff.actor_id)

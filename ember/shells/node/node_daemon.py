@@ -30,6 +30,7 @@ from ember.shells.wire import session
 from ember.shells.wire.rpc import install_uvloop
 from ember.shells.node.log_monitor import LogMonitor
 from ember.shells.node.object_service import ObjectService
+from ember.shells.node.runtime_env.agent import RuntimeEnvAgent
 from ember.shells.shared.shm_store import ShmStore, node_store_directory
 
 log = logging.getLogger("ember.node")
@@ -61,6 +62,7 @@ class NodeDaemon:
         self.pid_workers: dict[int, bytes] = {}
         self.zygote: Optional[asyncio.subprocess.Process] = None
         self.logs = LogMonitor(self)
+        self.runtime_envs = RuntimeEnvAgent(self)
         self.view_version = -1
         self.stopping = asyncio.Event()
         self.exit_reason = ""  # set when the daemon must exit with an error (declared dead, head lost)
@@ -80,11 +82,17 @@ class NodeDaemon:
                 conn, request_id = eff.req_id
                 conn.reply(request_id, m.LeaseInfeasible(eff.message))
             elif isinstance(eff, L.StartWorker):
-                self._fork_worker(eff.worker_id, eff.job_id)
+                if eff.env_key:
+                    self.runtime_envs.start_worker(eff.worker_id, eff.job_id, eff.env_key)
+                else:
+                    self.fork_worker_process(eff.worker_id, eff.job_id)
+            elif isinstance(eff, L.FailLease):
+                conn, request_id = eff.req_id
+                conn.reply_error(request_id, eff.error_type, eff.message)
             elif isinstance(eff, L.KillWorker):
                 self._kill_worker(eff.worker_id, eff.reason)
 
-    def _fork_worker(self, worker_id: bytes, job_id: bytes) -> None:
+    def fork_worker_process(self, worker_id: bytes, job_id: bytes, runtime_env: Optional[dict] = None) -> None:
         assert self.zygote is not None and self.zygote.stdin is not None
         log_base = os.path.join(self.session_dir, "logs", f"worker-{worker_id.hex()}")
         args = {"node_address": self.address, "token_file": self.args.token_file, "worker_id": worker_id.hex(),
@@ -92,7 +100,7 @@ class NodeDaemon:
                 "session_dir": self.session_dir, "store_dir": self.store.directory,
                 "gcs_address": self.args.gcs_address}
         cmd = {"op": "fork", "worker_id": worker_id.hex(), "log_base": log_base, "args": args,
-               "env": {"EMBER_NODE_IP_ADDRESS": self.args.host}}
+               "env": {"EMBER_NODE_IP_ADDRESS": self.args.host}, "runtime_env": runtime_env}
         self.zygote.stdin.write((json.dumps(cmd) + "\n").encode())
         self.worker_jobs[worker_id] = job_id
         self.logs.add(worker_id, job_id, log_base)
@@ -144,7 +152,8 @@ class NodeDaemon:
             conn.state["driver_job"] = msg.job_id
             self.driver_conns.add(conn)
             conn.reply(request_id, reply)
-            self.run_effects(self.leases.on_job_started(msg.job_id, int(self.leases.total.get("CPU"))))
+            prestart = int(self.leases.total.get("CPU")) if msg.prestart_workers else 0
+            self.run_effects(self.leases.on_job_started(msg.job_id, prestart))
             return
         conn.state["worker_id"] = msg.worker_id
         self.worker_conns[msg.worker_id] = conn
@@ -166,7 +175,8 @@ class NodeDaemon:
             conn.reply_error(request_id, "ValueError", str(exc))
             return
         req = L.LeaseRequest((conn, request_id), conn, msg.job_id, resources, msg.strategy,
-                             msg.is_spillback, msg.for_actor, msg.description, placement)
+                             msg.is_spillback, msg.for_actor, msg.description, placement,
+                             self.runtime_envs.remember(msg.runtime_env))
         self.run_effects(self.leases.on_lease_requested(req))
 
     def on_ReturnLease(self, conn: rpc.Connection, request_id: int, msg: m.ReturnLease) -> None:

@@ -67,6 +67,9 @@ def _child(cmd: dict, close_fds: list[int]) -> None:
         sys.stdout = open(1, "w", buffering=1, closefd=False)
         sys.stderr = open(2, "w", buffering=1, closefd=False)
         os.environ.update(cmd.get("env") or {})
+        if cmd.get("runtime_env"):
+            from ember.shells.shared.runtime_env import setup
+            setup.apply_in_child(cmd["runtime_env"])
         code = worker_main.run(cmd["args"])
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1

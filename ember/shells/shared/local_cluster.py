@@ -117,3 +117,18 @@ def stop_cluster(cluster: StartedCluster) -> None:
             proc.wait(timeout=5)
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+def start_job_server(cluster: StartedCluster, *, host: str, port: int, tied_to_parent: bool) -> str:
+    """Start the job server (an ember driver serving the jobs API); returns its URL."""
+    log_path = os.path.join(cluster.session_dir, "logs", "job_server.err")
+    proc = processes.launch_daemon(
+        "ember.job_server",
+        ["--gcs-address", cluster.gcs_address, "--token-file", session.token_path(cluster.session_dir),
+         "--session-dir", cluster.session_dir, "--host", host, "--port", str(port)],
+        log_path=log_path, tied_to_parent=tied_to_parent,
+        env={**os.environ, "EMBER_DRIVER_PRESTART_WORKERS": "0"})  # it runs no tasks: no idle workers
+    cluster.procs.append(proc)
+    cluster.pids.append(proc.pid)
+    processes.wait_ready(proc, "ember.job_server", log_path, timeout_s=60.0)
+    return session.read_job_server_url(cluster.session_dir) or f"http://{host}:{port}"

@@ -149,3 +149,22 @@ def write_token(session_dir: str, token: bytes) -> str:
     with os.fdopen(fd, "wb") as f:
         f.write(token)
     return path
+
+
+# --- the job server's address (written by the job server once it listens) -----------------------
+JOB_SERVER_FILE = "job_server"
+
+
+def write_job_server_url(session_dir: str, url: str) -> None:
+    tmp = os.path.join(session_dir, JOB_SERVER_FILE + f".{os.getpid()}")
+    with open(tmp, "w") as f:
+        f.write(url)
+    os.replace(tmp, os.path.join(session_dir, JOB_SERVER_FILE))
+
+
+def read_job_server_url(session_dir: str) -> Optional[str]:
+    try:
+        with open(os.path.join(session_dir, JOB_SERVER_FILE)) as f:
+            return f.read().strip() or None
+    except OSError:
+        return None

@@ -529,6 +529,8 @@ class ActorSubmitter:
             cause = serialization.deserialize(info.error)
             if isinstance(cause, exc.RayTaskError):
                 return exc.ActorDiedError(cause)
+            if isinstance(cause, exc.RuntimeEnvSetupError):
+                return cause
         return exc.ActorDiedError(actor_id=client.actor_id, class_name=class_name,
                                   error_message=info.message or client.message or None)
 

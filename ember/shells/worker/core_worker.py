@@ -142,7 +142,7 @@ class CoreWorker:
                 self.node_address = await self._pick_local_node()
         self.raylet = await rpc.connect(self.node_address, self.token, self, self.mode, CONFIG.connect_timeout_s)
         info = await self.raylet.request(m.RegisterWorker(self.worker_id, os.getpid(), self.address, self.job_id,
-                                                          self.mode == "driver"))
+                                                          self.mode == "driver", CONFIG.driver_prestart_workers != 0))
         self.node_id = info.node_id
         self.session_dir = info.session_dir
         self.node_resources = info.node_resources

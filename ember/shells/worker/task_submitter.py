@@ -72,7 +72,7 @@ class LeaseState:
 
 class KeyState:
     """One scheduling key: its queue and leases (decisions in KeyQueue) plus what the shell needs."""
-    __slots__ = ("key", "q", "warned_infeasible", "resources", "strategy", "name")
+    __slots__ = ("key", "q", "warned_infeasible", "resources", "strategy", "name", "runtime_env")
 
     def __init__(self, rec: TaskRecord) -> None:
         self.key = rec.key
@@ -83,6 +83,7 @@ class KeyState:
         self.resources = rec.resources
         self.strategy = rec.strategy
         self.name = rec.name
+        self.runtime_env = rec.runtime_env
 
 
 class TaskSubmitter:
@@ -228,7 +229,8 @@ class TaskSubmitter:
                     raylet = self.cw.raylet
             while ks.q.queue:
                 target = raylet.peer or target
-                req = m.RequestLease(self.cw.job_id, ks.resources, ks.strategy, is_spillback, False, ks.name)
+                req = m.RequestLease(self.cw.job_id, ks.resources, ks.strategy, is_spillback, False, ks.name,
+                                     None, ks.runtime_env)
                 reply = await raylet.request(req)
                 if isinstance(reply, m.LeaseGranted):
                     await self._lease_granted(ks, reply, raylet)
@@ -247,7 +249,10 @@ class TaskSubmitter:
                     await asyncio.sleep(CONFIG.infeasible_retry_s)
                     continue
         except rpc.RpcError as e:
-            self._fail_queue(ks, exc.RaySystemError(f"lease request for {ks.name} failed: {e.message}"))
+            if e.kind == "RuntimeEnvSetupError":
+                self._fail_queue(ks, exc.RuntimeEnvSetupError(e.message))
+            else:
+                self._fail_queue(ks, exc.RaySystemError(f"lease request for {ks.name} failed: {e.message}"))
         except (OSError, rpc.ConnectionLost, TimeoutError) as e:
             local = self.cw.raylet
             if local is None or local.closed:  # our node daemon is gone: nothing can lease any more
