@@ -28,6 +28,8 @@ class Config:
     connect_timeout_s: float = 10.0
     gcs_port: int = 6379
     max_workers_starting: int = 8
+    handshake_timeout_s: float = 10.0
+    handshake_pending_max: int = 256
 
     @classmethod
     def from_env(cls) -> "Config":
