@@ -16,7 +16,7 @@ from typing import Any, Optional
 from ember.config import spill_root_from_config
 from ember.shells.shared import local_cluster
 from ember.shells.shared.shm_store import OBJECT_STORE_MIN_BYTES as OBJECT_STORE_MINIMUM_MEMORY_BYTES
-from ember.shells.wire import session
+from ember.shells.wire import addresses, session
 from ember.shells.worker import core_worker as cwmod
 
 log = logging.getLogger("ember")
@@ -93,6 +93,7 @@ def init(address: Optional[str] = None, *, num_cpus: Optional[float] = None, num
         ns = namespace if namespace is not None else f"anon-{uuid.uuid4().hex[:12]}"
         token: bytes
         node_address = ""
+        driver_host = "127.0.0.1"
         if object_store_memory is not None and object_store_memory < OBJECT_STORE_MINIMUM_MEMORY_BYTES:
             raise ValueError(f"Attempting to cap object store memory usage at {object_store_memory} bytes, "
                              f"but the minimum allowed is {OBJECT_STORE_MINIMUM_MEMORY_BYTES} bytes.")
@@ -118,8 +119,10 @@ def init(address: Optional[str] = None, *, num_cpus: Optional[float] = None, num
             else:
                 gcs_address = address.split("://", 1)[-1]
             token = session.find_token(gcs_address)
+            driver_host = _driver_host(gcs_address, kwargs.get("_node_ip_address"))
         cw = cwmod.CoreWorker(mode="driver", token=token, node_address=node_address, gcs_address=gcs_address,
-                              worker_id=os.urandom(16), namespace=ns, log_to_driver=log_to_driver)
+                              worker_id=os.urandom(16), namespace=ns, log_to_driver=log_to_driver,
+                              host=driver_host)
         try:
             cw.start()
         except BaseException:
@@ -131,6 +134,19 @@ def init(address: Optional[str] = None, *, num_cpus: Optional[float] = None, num
             atexit.register(shutdown)
             _atexit_registered = True
         return EmberContext(gcs_address, cw.node_id.hex(), cw.session_dir, ns)
+
+
+def _driver_host(gcs_address: str, node_ip_address: Optional[str]) -> str:
+    """Where a driver joining a cluster listens: ``_node_ip_address``, else this node's address
+    ($EMBER_NODE_IP_ADDRESS, set in workers and job entrypoints), else this machine's address on
+    the route to the head (loopback for a head on loopback).  Peers on other machines call
+    back into the driver (owner of its objects, caller of its actors), so it must not be
+    loopback-only on a cluster that is not."""
+    host = node_ip_address or os.environ.get("EMBER_NODE_IP_ADDRESS")
+    if host:
+        addresses.check_listen_host(host)
+        return host
+    return addresses.local_ip_towards(gcs_address.rpartition(":")[0])
 
 
 def _stop_local_cluster() -> None:
