@@ -226,3 +226,54 @@ def test_a_relay_without_the_token_cannot_inject_requests_into_a_real_clients_co
 
     assert asyncio.run(main()) is None
     assert ember.get(_plus_1.remote(1)) == 2
+
+
+# --- fuzzing a live server connection (in process, a recording transport) ------------------------
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from ember.protocol import auth  # noqa: E402
+
+
+class _Transport:
+    def __init__(self):
+        self.written = b""
+        self.closed = False
+
+    def get_extra_info(self, name, default=None):
+        return ("10.0.0.1", 1) if name == "peername" else default
+
+    def write(self, data):
+        self.written += data
+
+    def close(self):
+        self.closed = True
+
+
+def _feed(chunks, authenticate):
+    """A server Connection fed ``chunks`` (after a valid handshake when ``authenticate``)."""
+    async def main():
+        rec = _Recorder()
+        conn = rpc.Connection(rec, b"t0ken", is_server=True, listener=rpc._Listener(4))
+        transport = _Transport()
+        conn.connection_made(transport)
+        if authenticate:
+            nonce = codec.decode_handshake(transport.written[4:]).nonce
+            proof = auth.client_proof(b"t0ken", nonce)
+            conn.data_received(encode_frame(codec.encode(codec.KIND_ONEWAY, 0, m.AuthResponse(proof, b"c" * 32, "cli"))))
+            assert conn.ready.done()
+        for chunk in chunks:
+            if transport.closed:
+                break
+            conn.data_received(chunk)
+        conn.connection_lost(None)
+        return rec.seen, transport.closed
+
+    return asyncio.run(main())
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.binary(min_size=1, max_size=700), min_size=1, max_size=4), st.booleans())
+def test_fuzz_live_connection_never_serves_unsealed_bytes(chunks, authenticate):
+    seen, _ = _feed(chunks, authenticate)
+    assert seen == []  # nothing random passes the handshake, or (after it) the record MAC
