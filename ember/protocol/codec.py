@@ -199,7 +199,7 @@ def _check_frame(obj: Any) -> tuple[int, int, Any]:
 # --- the handshake: the only decoding a peer gets before it has proved the token ------------------
 HANDSHAKE_FRAME_MAX_BYTES = 1024
 _HANDSHAKE_TAGS = (1, 2, 3)  # Challenge, AuthResponse, AuthOk (messages.py)
-_HANDSHAKE_LIMITS = dict(max_bin_len=64, max_str_len=32, max_array_len=3, max_map_len=0, max_ext_len=256)
+_HANDSHAKE_LIMITS: dict[str, int] = dict(max_bin_len=64, max_str_len=32, max_array_len=3, max_map_len=0, max_ext_len=256)
 
 
 def _refuse_ext(tag: int, data: bytes) -> Any:

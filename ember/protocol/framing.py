@@ -71,7 +71,7 @@ class Framer:
 
 def split_frames(body: memoryview) -> list[memoryview]:
     """The payloads of the frames laid end to end in ``body`` (a record's content)."""
-    frames = []
+    frames: list[memoryview] = []
     pos = 0
     size = len(body)
     while pos < size:

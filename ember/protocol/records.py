@@ -42,7 +42,7 @@ class Sealer:
             total += len(piece)
         if total <= self.record_max_bytes:
             return self._seal_one(pieces, total)
-        out = []
+        out: list[bytes] = []
         start = 0
         size = 0
         for i in range(0, len(pieces), 2):  # pieces come in (header, payload) pairs
