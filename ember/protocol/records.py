@@ -55,12 +55,12 @@ class Sealer:
         return b"".join(out)
 
     def _seal_one(self, pieces: list[bytes], total: int) -> bytes:
+        body = b"".join(pieces)
         h = self._base.copy()
         h.update(_COUNTER.pack(self._counter))
+        h.update(body)
         self._counter += 1
-        for piece in pieces:
-            h.update(piece)
-        return b"".join([frame_header(total), *pieces, h.digest()])
+        return b"".join((frame_header(total), body, h.digest()))
 
 
 class Opener:
