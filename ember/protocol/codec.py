@@ -122,16 +122,18 @@ class _Decoding:
         self.count = 0
 
     def ext_hook(self, tag: int, data: bytes) -> Any:
-        self.count += 1
-        if self.count > MESSAGES_PER_FRAME_MAX:
+        count = self.count = self.count + 1
+        depth = self.depth
+        if count > MESSAGES_PER_FRAME_MAX:
             raise ProtocolError(f"frame holds more than {MESSAGES_PER_FRAME_MAX} messages")
-        if self.depth >= MESSAGE_DEPTH_MAX:
+        if depth >= MESSAGE_DEPTH_MAX:
             raise ProtocolError(f"messages nested more than {MESSAGE_DEPTH_MAX} deep")
-        self.depth += 1
-        try:
-            return _build(tag, data, _unpack(data_of(tag, data), self.ext_hook))
-        finally:
-            self.depth -= 1
+        self.depth = depth + 1
+        fields = msgpack.unpackb(data if tag != _EXTENDED else data_of(tag, data), ext_hook=self.ext_hook,
+                                 raw=False, strict_map_key=False, max_array_len=ARRAY_LEN_MAX,
+                                 max_map_len=MAP_LEN_MAX)
+        self.depth = depth  # (an exception abandons the whole decode: no need to restore on error)
+        return _build(tag, data, fields)
 
 
 def _unpack(data: Any, ext_hook: Callable[[int, bytes], Any]) -> Any:
