@@ -120,8 +120,9 @@ def test_before_the_handshake_only_a_small_handshake_frame_is_read(long_handshak
     assert closed and seen == []
 
 
-def test_idle_connections_past_the_cap_are_closed_and_a_real_client_gets_in(monkeypatch, long_handshake):
+def test_idle_connections_past_the_cap_are_closed_and_a_real_client_gets_in(monkeypatch, long_handshake, caplog):
     monkeypatch.setattr(CONFIG, "handshake_pending_max", 4, raising=False)
+    caplog.set_level("WARNING", logger="ember.rpc")
 
     async def main():
         rec = _Recorder()
@@ -144,6 +145,8 @@ def test_idle_connections_past_the_cap_are_closed_and_a_real_client_gets_in(monk
     closed, reply = asyncio.run(main())
     assert closed[:6] == [True] * 6 and not any(closed[6:])
     assert reply == m.Ok()
+    refused = [r for r in caplog.records if "refused connection" in r.getMessage()]
+    assert len(refused) <= 1  # six refusals, at most one line (rate-limited)
 
 
 def test_a_connection_that_does_not_authenticate_in_time_is_closed(monkeypatch):
