@@ -103,7 +103,12 @@ def init(address: Optional[str] = None, *, num_cpus: Optional[float] = None, num
                                                 num_gpus=num_gpus, resources=resources,
                                                 object_store_memory=object_store_memory,
                                                 memory=kwargs.get("_memory"), spill_dir=spill_dir)
-            cluster = local_cluster.start_head(tied_to_parent=True, node_args=node_args)
+            node_ip = kwargs.get("_node_ip_address")
+            if node_ip:
+                addresses.check_listen_host(node_ip)
+                driver_host = node_ip
+            cluster = local_cluster.start_head(host=node_ip or "127.0.0.1", tied_to_parent=True,
+                                               node_args=node_args)
             _local_cluster = cluster
             gcs_address, token, node_address = cluster.gcs_address, cluster.token, cluster.node_address
         else:

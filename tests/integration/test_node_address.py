@@ -106,6 +106,18 @@ def test_wildcard_listens_everywhere_and_advertises_the_primary_address(harness:
     assert set(out["nodes"]) == {PRIMARY}
 
 
+@needs_routable
+def test_a_private_cluster_started_with_node_ip_address_listens_there(harness: CliHarness) -> None:
+    code = _DRIVER.replace('ember.init(address="auto")', f'ember.init(num_cpus=1, _node_ip_address="{PRIMARY}")')
+    done = harness.python(code, timeout_s=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = json.loads([ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")][-1][len("RESULT "):])
+    for who in ("driver", "task", "actor"):
+        address, listening = out[who]
+        assert address.rpartition(":")[0] == PRIMARY and listening == [PRIMARY], (who, out[who])
+    assert set(out["nodes"]) == {PRIMARY}
+
+
 def test_an_address_of_another_machine_is_refused(harness: CliHarness) -> None:
     done = harness.ember("start", "--head", "--port", "0", "--node-ip-address", "198.51.100.77")
     assert done.returncode != 0
