@@ -40,6 +40,8 @@ class Config:
     # objects: where node daemons keep their shared-memory store directories (a tmpfs)
     shm_dir: str = "/dev/shm"
     driver_prestart_workers: int = 1  # 0: a driver's node daemon starts no workers ahead (the job server)
+    handshake_timeout_s: float = 10.0
+    handshake_pending_max: int = 256
 
     @classmethod
     def from_env(cls) -> "Config":

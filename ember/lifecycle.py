@@ -17,7 +17,7 @@ from ember import runtime_env as runtime_env_mod
 from ember.config import spill_root_from_config
 from ember.shells.shared import local_cluster
 from ember.shells.shared.shm_store import OBJECT_STORE_MIN_BYTES as OBJECT_STORE_MINIMUM_MEMORY_BYTES
-from ember.shells.wire import session
+from ember.shells.wire import addresses, session
 from ember.shells.worker import core_worker as cwmod
 
 log = logging.getLogger("ember")
@@ -95,6 +95,7 @@ def init(address: Optional[str] = None, *, num_cpus: Optional[float] = None, num
         token: bytes
         node_address = ""
         dashboard_url = ""
+        driver_host = "127.0.0.1"
         if object_store_memory is not None and object_store_memory < OBJECT_STORE_MINIMUM_MEMORY_BYTES:
             raise ValueError(f"Attempting to cap object store memory usage at {object_store_memory} bytes, "
                              f"but the minimum allowed is {OBJECT_STORE_MINIMUM_MEMORY_BYTES} bytes.")
@@ -104,7 +105,12 @@ def init(address: Optional[str] = None, *, num_cpus: Optional[float] = None, num
                                                 num_gpus=num_gpus, resources=resources,
                                                 object_store_memory=object_store_memory,
                                                 memory=kwargs.get("_memory"), spill_dir=spill_dir)
-            cluster = local_cluster.start_head(tied_to_parent=True, node_args=node_args)
+            node_ip = kwargs.get("_node_ip_address")
+            if node_ip:
+                addresses.check_listen_host(node_ip)
+                driver_host = node_ip
+            cluster = local_cluster.start_head(host=node_ip or "127.0.0.1", tied_to_parent=True,
+                                               node_args=node_args)
             _local_cluster = cluster
             gcs_address, token, node_address = cluster.gcs_address, cluster.token, cluster.node_address
             if include_dashboard:
@@ -128,8 +134,10 @@ def init(address: Optional[str] = None, *, num_cpus: Optional[float] = None, num
             else:
                 gcs_address = address.split("://", 1)[-1]
             token = session.find_token(gcs_address)
+            driver_host = _driver_host(gcs_address, kwargs.get("_node_ip_address"))
         cw = cwmod.CoreWorker(mode="driver", token=token, node_address=node_address, gcs_address=gcs_address,
-                              worker_id=os.urandom(16), namespace=ns, log_to_driver=log_to_driver)
+                              worker_id=os.urandom(16), namespace=ns, log_to_driver=log_to_driver,
+                              host=driver_host)
         try:
             cw.start()
         except BaseException:
@@ -162,6 +170,19 @@ def _dashboard_port(host: str, port: Optional[int]) -> int:
             return 8265
         except OSError:
             return 0
+
+
+def _driver_host(gcs_address: str, node_ip_address: Optional[str]) -> str:
+    """Where a driver joining a cluster listens: ``_node_ip_address``, else this node's address
+    ($EMBER_NODE_IP_ADDRESS, set in workers and job entrypoints), else this machine's address on
+    the route to the head (loopback for a head on loopback).  Peers on other machines call
+    back into the driver (owner of its objects, caller of its actors), so it must not be
+    loopback-only on a cluster that is not."""
+    host = node_ip_address or os.environ.get("EMBER_NODE_IP_ADDRESS")
+    if host:
+        addresses.check_listen_host(host)
+        return host
+    return addresses.local_ip_towards(gcs_address.rpartition(":")[0])
 
 
 def _stop_local_cluster() -> None:

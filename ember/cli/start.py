@@ -21,9 +21,9 @@ import psutil
 
 from ember.config import CONFIG
 from ember.shells.shared import local_cluster
-from ember.shells.wire import session
+from ember.shells.wire import addresses, session, tls
 
-_LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+_LOOPBACK_HOSTS = addresses.LOOPBACK_HOSTS
 _BLOCK_POLL_S = 0.5
 _STOP_GRACE_S = 5.0
 
@@ -68,16 +68,17 @@ def check_port_free(host: str, port: int) -> None:
         sock.close()
 
 
-def local_ip_towards(host: str) -> str:
-    """The address of this machine on the route to ``host`` (no packet is sent)."""
-    if host in _LOOPBACK_HOSTS:
-        return "127.0.0.1"
+def _apply_tls(cert: Optional[str], key: Optional[str], ca: Optional[str]) -> None:
+    """Check the TLS files and put them in this process's environment: every process it starts
+    (and every connection it makes) then uses them."""
     try:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-            sock.connect((host, 9))
-            return str(sock.getsockname()[0])
-    except OSError:
-        return "127.0.0.1"
+        files = tls.tls_files(cert, key, ca)
+    except tls.TlsConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+    for name in (tls.ENV_CERT, tls.ENV_KEY, tls.ENV_CA):
+        os.environ.pop(name, None)
+    if files is not None:
+        os.environ.update(files.as_env())
 
 
 def _record(session_dir: str, proc: subprocess.Popen, role: str, address: str) -> None:
@@ -136,7 +137,7 @@ def _check_head_reachable(gcs_address: str, token: bytes) -> None:
 def _print_head_guidance(cluster: local_cluster.StartedCluster, host: str) -> None:
     address = cluster.gcs_address
     token_file = session.token_path(cluster.session_dir)
-    click.echo(f"Local node IP: {host}\n")
+    click.echo(f"Local node IP: {addresses.advertised_host(host)}\n")
     click.echo("--------------------\nEmber runtime started.\n--------------------\n")
     click.echo("Next steps")
     click.echo("  To add another node to this ember cluster, run")
@@ -211,7 +212,7 @@ def _start_worker_node(address: str, token_option: Optional[str], host: Optional
     except ConnectionError as exc:
         raise click.ClickException(str(exc)) from None
     _check_head_reachable(gcs_address, token)
-    node_host = host or local_ip_towards(gcs_address.rpartition(":")[0])
+    node_host = host or addresses.local_ip_towards(gcs_address.rpartition(":")[0])
     session_dir = _session_for_node(gcs_address, token)
     try:
         proc, node_port = local_cluster.start_node(gcs_address, session_dir, session.token_path(session_dir),
@@ -219,6 +220,7 @@ def _start_worker_node(address: str, token_option: Optional[str], host: Optional
                                                    extra=extra)
     except RuntimeError as exc:
         raise click.ClickException(f"the node daemon could not join {gcs_address}: {exc}") from None
+    node_host = addresses.advertised_host(node_host)
     _record(session_dir, proc, "node_daemon", f"{node_host}:{node_port}")
     click.echo(f"Local node IP: {node_host}\n")
     click.echo("--------------------\nEmber runtime started.\n--------------------\n")
@@ -304,11 +306,31 @@ def _stop_started(procs: list[subprocess.Popen]) -> None:
               help="Address the job server listens on (non-loopback without TLS prints a warning).")
 @click.option("--dashboard-port", type=click.IntRange(0, 65535), default=8265, show_default=True,
               help="Port of the job server (0 picks a free one).")
+@click.option("--tls-cert", default=None, envvar=tls.ENV_CERT, show_envvar=True,
+              help="PEM certificate every ember listener of this node presents (turns TLS on; needs --tls-key).")
+@click.option("--tls-key", default=None, envvar=tls.ENV_KEY, show_envvar=True,
+              help="PEM private key of --tls-cert.")
+@click.option("--tls-ca", default=None, envvar=tls.ENV_CA, show_envvar=True,
+              help="PEM CA certificate: mutual TLS, peers must present a certificate signed by it.")
 def start(is_head: bool, address: Optional[str], port: Optional[int], node_ip_address: Optional[str],
           num_cpus: Optional[float], num_gpus: Optional[float], resources: Optional[dict],
           memory: Optional[int], object_store_memory: Optional[int], token: Optional[str], block: bool,
-          include_dashboard: bool, dashboard_host: str, dashboard_port: int) -> None:
-    """Start ember's processes on this machine: a head (--head) or a node joining one (--address)."""
+          include_dashboard: bool, dashboard_host: str, dashboard_port: int,
+          tls_cert: Optional[str], tls_key: Optional[str], tls_ca: Optional[str]) -> None:
+    """Start ember's processes on this machine: a head (--head) or a node joining one (--address).
+
+    With --node-ip-address 0.0.0.0 the processes listen on every interface and advertise the
+    machine's primary address.  Drivers and other nodes of a TLS cluster need the same
+    EMBER_TLS_CERT/EMBER_TLS_KEY/EMBER_TLS_CA variables."""
+    _apply_tls(tls_cert, tls_key, tls_ca)
+    if node_ip_address is not None:
+        try:
+            addresses.check_listen_host(node_ip_address)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--node-ip-address") from None
+        warning = addresses.exposure_warning(node_ip_address)
+        if warning:
+            click.echo(f"Warning: {warning}", err=True)
     if is_head == (address is not None):
         raise click.UsageError("pass exactly one of --head (start a new cluster) or --address "
                                "(join the cluster whose head is at that address)")

@@ -5,6 +5,12 @@ nested anywhere inside another message's fields) is a msgpack ext value whose ty
 is the message's tag and whose data is the msgpack list of its fields in order.
 Unknown tags, wrong field counts and wrong field types raise ``ProtocolError``: nothing
 past this module ever sees a raw dict.
+
+Decoding is bounded: messages nest at most ``MESSAGE_DEPTH_MAX`` deep (each nested message
+is a nested ``unpackb`` call, so an unbounded depth overflows the C stack), a frame holds at
+most ``MESSAGES_PER_FRAME_MAX`` messages, and containers are capped in length.  Before
+authentication only ``decode_handshake`` runs: it accepts the three handshake messages with
+short fields and no nesting, and nothing else.
 """
 from __future__ import annotations
 
@@ -100,16 +106,56 @@ def _default(obj: Any) -> Any:
     return msgpack.ExtType(_EXTENDED, _TAG16.pack(tag) + _packer().pack(fields))
 
 
-def _ext_hook(tag: int, data: bytes) -> Any:
+MESSAGE_DEPTH_MAX = 24          # messages inside messages (ember's own nest 4 deep at most)
+MESSAGES_PER_FRAME_MAX = 1 << 18  # bounds the Python work one frame can cause
+ARRAY_LEN_MAX = 1 << 22
+MAP_LEN_MAX = 1 << 20
+
+
+class _Decoding:
+    """The state of one frame's decode: nesting depth and messages seen so far."""
+
+    __slots__ = ("depth", "count")
+
+    def __init__(self) -> None:
+        self.depth = 0
+        self.count = 0
+
+    def ext_hook(self, tag: int, data: bytes) -> Any:
+        count = self.count = self.count + 1
+        depth = self.depth
+        if count > MESSAGES_PER_FRAME_MAX:
+            raise ProtocolError(f"frame holds more than {MESSAGES_PER_FRAME_MAX} messages")
+        if depth >= MESSAGE_DEPTH_MAX:
+            raise ProtocolError(f"messages nested more than {MESSAGE_DEPTH_MAX} deep")
+        self.depth = depth + 1
+        fields = msgpack.unpackb(data if tag != _EXTENDED else data_of(tag, data), ext_hook=self.ext_hook,
+                                 raw=False, strict_map_key=False, max_array_len=ARRAY_LEN_MAX,
+                                 max_map_len=MAP_LEN_MAX)
+        self.depth = depth  # (an exception abandons the whole decode: no need to restore on error)
+        return _build(tag, data, fields)
+
+
+def _unpack(data: Any, ext_hook: Callable[[int, bytes], Any]) -> Any:
+    return msgpack.unpackb(data, ext_hook=ext_hook, raw=False, strict_map_key=False,
+                           max_array_len=ARRAY_LEN_MAX, max_map_len=MAP_LEN_MAX)
+
+
+def data_of(tag: int, data: bytes) -> bytes:
+    """The msgpack list of fields inside an extension value."""
     if tag == _EXTENDED:
         if len(data) < 2:
             raise ProtocolError("extended message without a tag")
+        return data[2:]
+    return data
+
+
+def _build(tag: int, data: bytes, fields: Any) -> Any:
+    if tag == _EXTENDED:
         (tag,) = _TAG16.unpack_from(data)
-        data = data[2:]
     cls = _REGISTRY.get(tag)
     if cls is None:
         raise ProtocolError(f"unknown message tag {tag}")
-    fields = msgpack.unpackb(data, ext_hook=_ext_hook, raw=False, strict_map_key=False)
     checks = _CHECKS.get(cls)
     if checks is None:
         checks = _field_checks(cls)
@@ -132,13 +178,17 @@ def encode(kind: int, request_id: int, msg: Any) -> bytes:
     return _packer().pack([kind, request_id, msg])
 
 
-def decode(payload: bytes) -> tuple[int, int, Any]:
+def decode(payload: Any) -> tuple[int, int, Any]:
     try:
-        obj = msgpack.unpackb(payload, ext_hook=_ext_hook, raw=False, strict_map_key=False)
+        obj = _unpack(payload, _Decoding().ext_hook)
     except ProtocolError:
         raise
     except Exception as exc:  # msgpack raises a zoo of exception types
         raise ProtocolError(f"undecodable frame: {exc}") from None
+    return _check_frame(obj)
+
+
+def _check_frame(obj: Any) -> tuple[int, int, Any]:
     if type(obj) is not list or len(obj) != 3 or type(obj[0]) is not int or type(obj[1]) is not int:
         raise ProtocolError("frame is not [kind, request_id, message]")
     if obj[0] not in (KIND_REQUEST, KIND_REPLY, KIND_ERROR, KIND_ONEWAY):
@@ -146,3 +196,36 @@ def decode(payload: bytes) -> tuple[int, int, Any]:
     if getattr(obj[2], "_tag", None) is None:
         raise ProtocolError("frame carries no message")
     return obj[0], obj[1], obj[2]
+
+
+# --- the handshake: the only decoding a peer gets before it has proved the token ------------------
+HANDSHAKE_FRAME_MAX_BYTES = 1024
+_HANDSHAKE_TAGS = (1, 2, 3)  # Challenge, AuthResponse, AuthOk (messages.py)
+_HANDSHAKE_LIMITS: dict[str, int] = dict(max_bin_len=64, max_str_len=32, max_array_len=3, max_map_len=0, max_ext_len=256)
+
+
+def _refuse_ext(tag: int, data: bytes) -> Any:
+    raise ProtocolError("nested message in a handshake frame")
+
+
+def _handshake_ext(tag: int, data: bytes) -> Any:
+    if tag not in _HANDSHAKE_TAGS:
+        raise ProtocolError(f"message tag {tag} before authentication")
+    return _build(tag, data, msgpack.unpackb(data_of(tag, data), ext_hook=_refuse_ext, raw=False,
+                                             **_HANDSHAKE_LIMITS))
+
+
+def decode_handshake(payload: Any) -> Any:
+    """The message of a handshake frame: Challenge, AuthResponse or AuthOk, with short fields."""
+    if len(payload) > HANDSHAKE_FRAME_MAX_BYTES:
+        raise ProtocolError(f"handshake frame of {len(payload)} bytes")
+    try:
+        obj = msgpack.unpackb(payload, ext_hook=_handshake_ext, raw=False, **_HANDSHAKE_LIMITS)
+    except ProtocolError:
+        raise
+    except Exception as exc:
+        raise ProtocolError(f"undecodable handshake frame: {exc}") from None
+    kind, request_id, msg = _check_frame(obj)
+    if kind != KIND_ONEWAY or request_id != 0:
+        raise ProtocolError("handshake frame is not a one-way message")
+    return msg

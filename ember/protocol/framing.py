@@ -4,6 +4,10 @@ Rule 1: a frame is a 4-byte little-endian length followed by that many payload b
 Rule 2: a length above ``max_frame_bytes`` is a protocol error; the connection that sent
 it is closed, nothing else is affected.
 
+Rule 3: after the handshake a frame may carry a fixed-size trailer (the record MAC of
+``records.py``): ``trailer_bytes`` more bytes follow the payload and are returned with it;
+the length prefix counts the payload only.
+
 Theory of operation: the shell calls ``feed(data)`` with whatever the socket produced and
 then drains ``next_frame()`` until it returns None.  ``encode_frame`` is the inverse.
 """
@@ -29,12 +33,13 @@ def frame_header(payload_len: int) -> bytes:
 
 
 class Framer:
-    __slots__ = ("_buf", "_pos", "max_frame_bytes")
+    __slots__ = ("_buf", "_pos", "max_frame_bytes", "trailer_bytes")
 
     def __init__(self, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> None:
         self._buf = bytearray()
         self._pos = 0
         self.max_frame_bytes = max_frame_bytes
+        self.trailer_bytes = 0
 
     def feed(self, data: bytes) -> None:
         if self._pos and self._pos >= len(self._buf) // 2:
@@ -50,7 +55,7 @@ class Framer:
         (length,) = _LEN.unpack_from(buf, pos)
         if length > self.max_frame_bytes:
             raise ProtocolError(f"frame of {length} bytes exceeds the limit of {self.max_frame_bytes}")
-        end = pos + HEADER_BYTES + length
+        end = pos + HEADER_BYTES + length + self.trailer_bytes
         if len(buf) < end:
             return None
         frame = bytes(buf[pos + HEADER_BYTES : end])
@@ -62,3 +67,20 @@ class Framer:
 
     def buffered_bytes(self) -> int:
         return len(self._buf) - self._pos
+
+
+def split_frames(body: memoryview) -> list[memoryview]:
+    """The payloads of the frames laid end to end in ``body`` (a record's content)."""
+    frames: list[memoryview] = []
+    pos = 0
+    size = len(body)
+    while pos < size:
+        if size - pos < HEADER_BYTES:
+            raise ProtocolError("truncated frame header inside a record")
+        (length,) = _LEN.unpack_from(body, pos)
+        start = pos + HEADER_BYTES
+        pos = start + length
+        if pos > size:
+            raise ProtocolError("frame runs past the end of its record")
+        frames.append(body[start:pos])
+    return frames

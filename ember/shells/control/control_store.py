@@ -19,6 +19,7 @@ from ember.logic.control.kv import KvTable
 from ember.logic.control.nodes import NodeRecord, NodeTable, NodeVerdict
 from ember.protocol import codec
 from ember.protocol import messages as m
+from ember.shells.wire import addresses
 from ember.shells.wire import rpc
 from ember.shells.wire import session
 
@@ -228,6 +229,9 @@ async def _main(args: argparse.Namespace) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
     server = await rpc.serve(store, args.host, args.port, token)
+    warning = addresses.exposure_warning(args.host)
+    if warning:
+        log.warning("%s", warning)
     port = server.sockets[0].getsockname()[1]
     sys.stdout.write(f"READY {port}\n")
     sys.stdout.flush()

@@ -25,6 +25,7 @@ from ember.logic.node import leases as L
 from ember.logic.resources import ResourceSet
 from ember.protocol import codec
 from ember.protocol import messages as m
+from ember.shells.wire import addresses
 from ember.shells.wire import rpc
 from ember.shells.wire import session
 from ember.shells.wire.rpc import install_uvloop
@@ -100,7 +101,8 @@ class NodeDaemon:
                 "session_dir": self.session_dir, "store_dir": self.store.directory,
                 "gcs_address": self.args.gcs_address}
         cmd = {"op": "fork", "worker_id": worker_id.hex(), "log_base": log_base, "args": args,
-               "env": {"EMBER_NODE_IP_ADDRESS": self.args.host}, "runtime_env": runtime_env}
+               "env": {"EMBER_NODE_IP_ADDRESS": addresses.advertised_host(self.args.host)},
+               "runtime_env": runtime_env}
         self.zygote.stdin.write((json.dumps(cmd) + "\n").encode())
         self.worker_jobs[worker_id] = job_id
         self.logs.add(worker_id, job_id, log_base)
@@ -377,7 +379,10 @@ async def _main(args: argparse.Namespace) -> None:
     daemon.store.create_dir()
     server = await rpc.serve(daemon, args.host, args.port, token)
     port = server.sockets[0].getsockname()[1]
-    daemon.address = f"{args.host}:{port}"
+    daemon.address = f"{addresses.advertised_host(args.host)}:{port}"
+    warning = addresses.exposure_warning(args.host)
+    if warning:
+        log.warning("%s", warning)
     await daemon.start_zygote()
     await daemon.connect_gcs(wait_s=CONFIG.connect_timeout_s)
     sys.stdout.write(f"READY {port}\n")

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from ember.shells.shared import processes
+from ember.shells.wire import addresses
 from ember.shells.wire import session
 
 
@@ -41,7 +42,7 @@ def start_head(*, host: str = "127.0.0.1", port: int = 0, tied_to_parent: bool,
         log_path=gcs_log, tied_to_parent=tied_to_parent)
     cluster.procs.append(gcs)
     cluster.pids.append(gcs.pid)
-    cluster.gcs_address = f"{host}:{gcs_port}"
+    cluster.gcs_address = f"{addresses.advertised_host(host)}:{gcs_port}"
     try:
         node_proc, node_log = launch_node(cluster.gcs_address, session_dir, session.token_path(session_dir),
                                           host=host, is_head=True, tied_to_parent=tied_to_parent,
@@ -54,7 +55,7 @@ def start_head(*, host: str = "127.0.0.1", port: int = 0, tied_to_parent: bool,
         stop_cluster(cluster)
         raise
     cluster.pids.append(node.pid)
-    cluster.node_address = f"{host}:{node_port}"
+    cluster.node_address = f"{addresses.advertised_host(host)}:{node_port}"
     return cluster
 
 

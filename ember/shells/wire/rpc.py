@@ -1,25 +1,34 @@
-"""Connections between ember processes: framed msgpack over TCP, authenticated by HMAC.
+"""Connections between ember processes: framed msgpack over TCP (or TLS), authenticated by HMAC.
 
 One Connection per peer pair carries requests (with ids, answered by replies) and
 one-way messages in both directions.  Writes made in one event-loop iteration are
-coalesced into one socket write.  A peer that fails the handshake or sends a malformed
+coalesced into one socket write, sealed as one MAC'd record bound to the handshake.
+A listener keeps at most ``CONFIG.handshake_pending_max`` connections in the handshake
+(the oldest goes first) and closes any that has not authenticated within
+``CONFIG.handshake_timeout_s``; refused connections are logged at a limited rate.  A peer that fails the handshake or sends a malformed
 frame is logged and disconnected; the server keeps serving everyone else.
 """
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
 import socket
+import time
 from typing import Any, Optional, Protocol
 
-from ember.protocol import auth, codec
+from ember.config import CONFIG
+from ember.protocol import auth, codec, records
 from ember.protocol import messages as m
-from ember.protocol.framing import Framer, ProtocolError, frame_header
+from ember.protocol.admission import HandshakeAdmission, RefusalLog
+from ember.protocol.framing import DEFAULT_MAX_FRAME_BYTES, Framer, ProtocolError, frame_header
+from ember.shells.wire import tls
 
 log = logging.getLogger("ember.rpc")
 
-HANDSHAKE_TIMEOUT_S = 10.0
+REFUSAL_LOG_INTERVAL_S = 10.0
+_RECORD_MAX_BYTES = records.record_max_bytes(DEFAULT_MAX_FRAME_BYTES)
 
 
 class RpcError(Exception):
@@ -42,13 +51,38 @@ class Handler(Protocol):
     def connection_lost(self, conn: "Connection") -> None: ...
 
 
+class _Listener:
+    """What the connections of one listening socket share: the handshake admission."""
+
+    def __init__(self, pending_max: int) -> None:
+        self.admission = HandshakeAdmission(pending_max)
+        self.pending: dict[int, "Connection"] = {}
+
+
+_refusals = RefusalLog(REFUSAL_LOG_INTERVAL_S)
+_conn_ids = itertools.count(1)
+
+
+def _log_refused(peer: str, reason: str) -> None:
+    line = _refusals.refused(f"refused connection from {peer}: {reason}", time.monotonic())
+    if line is not None:
+        log.warning("%s", line)
+
+
 class Connection(asyncio.Protocol):
-    def __init__(self, handler: Handler, token: bytes, *, is_server: bool, peer_kind: str = "") -> None:
+    """One peer connection.  Until the handshake ends, only handshake frames of at most
+    ``codec.HANDSHAKE_FRAME_MAX_BYTES`` are read, by the strict handshake decoder; after it,
+    everything travels in records sealed with keys bound to the handshake (records.py)."""
+
+    def __init__(self, handler: Handler, token: bytes, *, is_server: bool, peer_kind: str = "",
+                 listener: Optional[_Listener] = None) -> None:
         self._handler = handler
         self._token = token
         self._is_server = is_server
+        self._listener = listener
+        self._id = next(_conn_ids)
         self.peer_kind = peer_kind
-        self._framer = Framer()
+        self._framer = Framer(codec.HANDSHAKE_FRAME_MAX_BYTES)
         self._transport: Optional[asyncio.Transport] = None
         self._loop = asyncio.get_running_loop()
         self._out: list[bytes] = []
@@ -56,7 +90,10 @@ class Connection(asyncio.Protocol):
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self._next_id = 1
         self._nonce = os.urandom(auth.NONCE_BYTES)
+        self._server_nonce = b""
         self._authed = False
+        self._sealer: Optional[records.Sealer] = None
+        self._opener: Optional[records.Opener] = None
         self._held: list[bytes] = []  # frames queued until the handshake ends
         self.ready: asyncio.Future[None] = self._loop.create_future()
         self.closed = False
@@ -75,35 +112,52 @@ class Connection(asyncio.Protocol):
             except OSError:
                 pass
         if self._is_server:
+            if self._listener is not None:
+                self._listener.pending[self._id] = self
+                for old in self._listener.admission.opened(self._id):
+                    conn = self._listener.pending.pop(old, None)
+                    if conn is not None:
+                        _log_refused(conn.peer, f"more than {self._listener.admission.pending_max} "
+                                                "connections in the handshake; closing the oldest")
+                        conn.close()
             self._write_now(codec.encode(codec.KIND_ONEWAY, 0, m.Challenge(self._nonce)))
-            self._loop.call_later(HANDSHAKE_TIMEOUT_S, self._handshake_deadline)
+        self._loop.call_later(CONFIG.handshake_timeout_s, self._handshake_deadline)
 
     def data_received(self, data: bytes) -> None:
         self._framer.feed(data)
         try:
-            while True:
+            while not self.closed:
                 frame = self._framer.next_frame()
                 if frame is None:
                     return
-                kind, request_id, msg = codec.decode(frame)
                 if not self._authed:
-                    self._handshake(msg)
+                    self._handshake(codec.decode_handshake(frame))
                     continue
-                if kind == codec.KIND_REPLY or kind == codec.KIND_ERROR:
-                    fut = self._pending.pop(request_id, None)
-                    if fut is not None and not fut.done():
-                        if kind == codec.KIND_REPLY:
-                            fut.set_result(msg)
-                        else:
-                            fut.set_exception(RpcError(msg.kind, msg.message, msg.data))
-                    continue
-                self._handler.handle_message(self, kind, request_id, msg)
+                assert self._opener is not None
+                for payload in self._opener.open(frame):
+                    kind, request_id, msg = codec.decode(payload)
+                    self._dispatch(kind, request_id, msg)
         except ProtocolError as exc:
-            log.warning("closing connection from %s: %s", self.peer, exc)
+            if self._authed:
+                log.warning("closing connection from %s: %s", self.peer, exc)
+            else:
+                _log_refused(self.peer, str(exc))
             self.close()
+
+    def _dispatch(self, kind: int, request_id: int, msg: Any) -> None:
+        if kind == codec.KIND_REPLY or kind == codec.KIND_ERROR:
+            fut = self._pending.pop(request_id, None)
+            if fut is not None and not fut.done():
+                if kind == codec.KIND_REPLY:
+                    fut.set_result(msg)
+                else:
+                    fut.set_exception(RpcError(msg.kind, msg.message, msg.data))
+            return
+        self._handler.handle_message(self, kind, request_id, msg)
 
     def connection_lost(self, exc: Optional[Exception]) -> None:
         self.closed = True
+        self._leave_admission()
         err = ConnectionLost(f"connection to {self.peer} lost")
         for fut in self._pending.values():
             if not fut.done():
@@ -123,26 +177,41 @@ class Connection(asyncio.Protocol):
             if not auth.verify(auth.client_proof(self._token, self._nonce), msg.proof):
                 raise ProtocolError("authentication failed: wrong cluster token")
             self.peer_kind = msg.peer_kind
-            self._authed = True
             self._write_now(codec.encode(codec.KIND_ONEWAY, 0, m.AuthOk(auth.server_proof(self._token, msg.nonce))))
-            self.ready.set_result(None)
-        elif not self._is_server and isinstance(msg, m.Challenge):
+            to_server, to_client = auth.record_keys(self._token, self._nonce, msg.nonce)
+            self._authenticated(seal_key=to_client, open_key=to_server)
+        elif not self._is_server and isinstance(msg, m.Challenge) and not self._server_nonce:
+            self._server_nonce = msg.nonce
             proof = auth.client_proof(self._token, msg.nonce)
             self._write_now(codec.encode(codec.KIND_ONEWAY, 0, m.AuthResponse(proof, self._nonce, self.peer_kind)))
-        elif not self._is_server and isinstance(msg, m.AuthOk):
+        elif not self._is_server and isinstance(msg, m.AuthOk) and self._server_nonce:
             if not auth.verify(auth.server_proof(self._token, self._nonce), msg.proof):
                 raise ProtocolError("server failed to prove it holds the cluster token")
-            self._authed = True
-            for frame in self._held:
-                self._write(frame)
-            self._held.clear()
-            self.ready.set_result(None)
+            to_server, to_client = auth.record_keys(self._token, self._server_nonce, self._nonce)
+            self._authenticated(seal_key=to_server, open_key=to_client)
         else:
             raise ProtocolError(f"unexpected {type(msg).__name__} before authentication")
 
+    def _authenticated(self, *, seal_key: bytes, open_key: bytes) -> None:
+        self._authed = True
+        self._leave_admission()
+        self._sealer = records.Sealer(seal_key, _RECORD_MAX_BYTES)
+        self._opener = records.Opener(open_key)
+        self._framer.max_frame_bytes = _RECORD_MAX_BYTES
+        self._framer.trailer_bytes = records.MAC_BYTES
+        for frame in self._held:
+            self._write(frame)
+        self._held.clear()
+        self.ready.set_result(None)
+
+    def _leave_admission(self) -> None:
+        if self._listener is not None:
+            self._listener.admission.finished(self._id)
+            self._listener.pending.pop(self._id, None)
+
     def _handshake_deadline(self) -> None:
         if not self._authed and not self.closed:
-            log.warning("closing connection from %s: no authentication within %ss", self.peer, HANDSHAKE_TIMEOUT_S)
+            _log_refused(self.peer, f"no authentication within {CONFIG.handshake_timeout_s}s")
             self.close()
 
     # --- writing --------------------------------------------------------------------------
@@ -163,7 +232,8 @@ class Connection(asyncio.Protocol):
     def _flush(self) -> None:
         self._flush_scheduled = False
         if self._out and self._transport is not None and not self.closed:
-            self._transport.write(b"".join(self._out))
+            assert self._sealer is not None
+            self._transport.write(self._sealer.seal(self._out))
         self._out = []
 
     def send(self, msg: Any) -> None:
@@ -200,6 +270,7 @@ class Connection(asyncio.Protocol):
     def close(self) -> None:
         if self._transport is not None and not self.closed:
             self._flush()
+            self.closed = True
             self._transport.close()
 
     def abort(self) -> None:
@@ -215,9 +286,13 @@ def split_address(address: str) -> tuple[str, int]:
 
 
 async def serve(handler: Handler, host: str, port: int, token: bytes) -> asyncio.AbstractServer:
+    """Listen on ``host:port``; TLS when this process's environment names a certificate."""
     loop = asyncio.get_running_loop()
+    listener = _Listener(CONFIG.handshake_pending_max)
+    ssl_ctx = tls.env_server_context()
     return await loop.create_server(
-        lambda: Connection(handler, token, is_server=True), host, port, reuse_address=True
+        lambda: Connection(handler, token, is_server=True, listener=listener), host, port, reuse_address=True,
+        ssl=ssl_ctx, ssl_handshake_timeout=CONFIG.handshake_timeout_s if ssl_ctx is not None else None,
     )
 
 
@@ -226,8 +301,10 @@ async def connect(address: str, token: bytes, handler: Handler, peer_kind: str,
     loop = asyncio.get_running_loop()
     host, port = split_address(address)
     async with asyncio.timeout(timeout_s):
+        ssl_ctx = tls.env_client_context()
         _, conn = await loop.create_connection(
-            lambda: Connection(handler, token, is_server=False, peer_kind=peer_kind), host, port
+            lambda: Connection(handler, token, is_server=False, peer_kind=peer_kind), host, port,
+            ssl=ssl_ctx, server_hostname=host if ssl_ctx is not None else None,
         )
         await conn.ready
     return conn

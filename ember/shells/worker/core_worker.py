@@ -22,6 +22,7 @@ from ember.config import CONFIG
 from ember.object_ref import ObjectRef, set_future_source, set_ref_hook
 from ember.protocol import codec
 from ember.protocol import messages as m
+from ember.shells.wire import addresses
 from ember.shells.wire import rpc
 from ember.shells.shared import serialization
 from ember.shells.worker.memory_store import FAILED, PENDING, READY, Entry, MemoryStore
@@ -129,7 +130,7 @@ class CoreWorker:
 
     async def _connect(self) -> None:
         self._server = await rpc.serve(self, self.host, 0, self.token)
-        self.address = f"{self.host}:{self._server.sockets[0].getsockname()[1]}"
+        self.address = f"{addresses.advertised_host(self.host)}:{self._server.sockets[0].getsockname()[1]}"
         if self.mode == "driver":
             self.gcs = await rpc.connect(self.gcs_address, self.token, self, "driver", CONFIG.connect_timeout_s)
             reg = await self.gcs.request(m.RegisterJob(self.address, os.getpid(), self.namespace, b"",
