@@ -36,6 +36,10 @@ class ConnectionLost(ConnectionError):
     """The connection closed before a reply arrived."""
 
 
+class TokenRefused(ConnectionLost):
+    """The server closed the connection on our authentication answer: it holds another token."""
+
+
 class Handler(Protocol):
     def handle_message(self, conn: "Connection", kind: int, request_id: int, msg: Any) -> None: ...
 
@@ -57,6 +61,7 @@ class Connection(asyncio.Protocol):
         self._next_id = 1
         self._nonce = os.urandom(auth.NONCE_BYTES)
         self._authed = False
+        self._answered = False  # a client that sent its proof and waits for the server's
         self._held: list[bytes] = []  # frames queued until the handshake ends
         self.ready: asyncio.Future[None] = self._loop.create_future()
         self.closed = False
@@ -104,7 +109,11 @@ class Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Optional[Exception]) -> None:
         self.closed = True
-        err = ConnectionLost(f"connection to {self.peer} lost")
+        if self._answered and not self._authed:
+            err: ConnectionLost = TokenRefused(f"{self.peer} refused the cluster token (it closed the "
+                                               "connection on the authentication answer)")
+        else:
+            err = ConnectionLost(f"connection to {self.peer} lost")
         for fut in self._pending.values():
             if not fut.done():
                 fut.set_exception(err)
@@ -129,6 +138,7 @@ class Connection(asyncio.Protocol):
         elif not self._is_server and isinstance(msg, m.Challenge):
             proof = auth.client_proof(self._token, msg.nonce)
             self._write_now(codec.encode(codec.KIND_ONEWAY, 0, m.AuthResponse(proof, self._nonce, self.peer_kind)))
+            self._answered = True
         elif not self._is_server and isinstance(msg, m.AuthOk):
             if not auth.verify(auth.server_proof(self._token, self._nonce), msg.proof):
                 raise ProtocolError("server failed to prove it holds the cluster token")
