@@ -16,9 +16,10 @@ from typing import Any, Optional
 from ember.config import spill_root_from_config
 from ember.shells.shared import local_cluster
 from ember.shells.shared.shm_store import OBJECT_STORE_MIN_BYTES as OBJECT_STORE_MINIMUM_MEMORY_BYTES
-from ember.logic.discovery import NotFound, StartLocal
-from ember.shells.wire import discovery, rpc, session
+from ember.shells.wire import session
 from ember.shells.worker import core_worker as cwmod
+from ember.logic.discovery import NotFound, StartLocal
+from ember.shells.wire import discovery, rpc
 
 log = logging.getLogger("ember")
 

@@ -144,3 +144,18 @@ def test_token_source_is_named(root, tmp_path, monkeypatch):
     assert session.find_token_and_source("127.0.0.1:5", token_file=str(own)) == (b"xyz", f"the file {own}")
     record = json.loads((root / os.path.basename(session_dir) / "cluster.json").read_text())
     assert record["address"] == "127.0.0.1:5"
+
+
+def test_init_and_start_refuse_an_unsafe_root_before_starting_anything(root, tmp_path):
+    root.mkdir(mode=0o777)
+    os.chmod(root, 0o777)
+    env = dict(os.environ)
+    done = subprocess.run([sys.executable, "-c", "import ember; ember.init(num_cpus=1)"], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0 and "UnsafeSessionRoot" in done.stderr and "mode 0777" in done.stderr
+    os.chmod(root, 0o700)
+    os.symlink(tmp_path / "victim", root / "current_cluster")
+    started = _cli("start", "--head", "--port", "0", "--num-cpus", "1", env=env)
+    assert started.returncode == 1 and "symbolic link" in started.stderr, started.stderr
+    assert not [n for n in os.listdir(root) if n.startswith("session_")], "nothing was started"
+    assert not (tmp_path / "victim").exists()

@@ -158,13 +158,13 @@ def _print_head_guidance(cluster: local_cluster.StartedCluster, host: str) -> No
 
 def _start_head(host: str, port: int, extra: list[str], block: bool) -> None:
     check_port_free(host, port)
+    previous = session.read_current_cluster()  # refuses an unsafe root before anything starts
     try:
         cluster = local_cluster.start_head(host=host, port=port, tied_to_parent=False, node_args=extra)
     except RuntimeError as exc:
         raise click.ClickException(f"the head failed to start: {exc}") from None
     _record(cluster.session_dir, cluster.procs[0], "control_store", cluster.gcs_address)
     _record(cluster.session_dir, cluster.procs[1], "node_daemon", cluster.node_address)
-    previous = session.read_current_cluster()
     session.write_current_cluster(cluster.gcs_address, cluster.session_dir)
     if previous is not None and previous.get("address") != cluster.gcs_address:
         click.echo(f"Note: address='auto' now finds this head, no longer {previous.get('address')}.")

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from ember.shells.shared import processes
-from ember.shells.wire import discovery, session
+from ember.shells.wire import session
+from ember.shells.wire import discovery
 
 
 @dataclass
@@ -53,10 +54,10 @@ def start_head(*, host: str = "127.0.0.1", port: int = 0, tied_to_parent: bool,
     except Exception:
         stop_cluster(cluster)
         raise
-    cluster.pids.append(node.pid)
-    cluster.node_address = f"{host}:{node_port}"
     # Recorded once it serves: `address="auto"`, `ember status` and `ember memory` find it.
     discovery.record_cluster(session_dir, cluster.gcs_address, "init" if tied_to_parent else "start", gcs.pid)
+    cluster.pids.append(node.pid)
+    cluster.node_address = f"{host}:{node_port}"
     return cluster
 
 

@@ -61,12 +61,12 @@ class Connection(asyncio.Protocol):
         self._next_id = 1
         self._nonce = os.urandom(auth.NONCE_BYTES)
         self._authed = False
-        self._answered = False  # a client that sent its proof and waits for the server's
         self._held: list[bytes] = []  # frames queued until the handshake ends
         self.ready: asyncio.Future[None] = self._loop.create_future()
         self.closed = False
         self.peer = ""
         self.state: dict[str, Any] = {}  # per-connection facts the owner attaches
+        self._answered = False  # a client that sent its proof (the only frame it writes unsealed)
 
     # --- asyncio.Protocol ---------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -109,22 +109,25 @@ class Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Optional[Exception]) -> None:
         self.closed = True
-        if self._answered and not self._authed:
-            err: ConnectionLost = TokenRefused(f"{self.peer} refused the cluster token (it closed the "
-                                               "connection on the authentication answer)")
-        else:
-            err = ConnectionLost(f"connection to {self.peer} lost")
+        err = ConnectionLost(f"connection to {self.peer} lost")
         for fut in self._pending.values():
             if not fut.done():
                 fut.set_exception(err)
         self._pending.clear()
         if not self.ready.done():
-            self.ready.set_exception(err)
+            self.ready.set_exception(self._handshake_error(err))
             self.ready.exception()  # mark retrieved
         try:
             self._handler.connection_lost(self)
         except Exception:
             log.exception("connection_lost handler failed")
+
+    def _handshake_error(self, err: ConnectionLost) -> ConnectionLost:
+        """A server that closes on the client's answer refused its token: say so."""
+        if self._answered and not self._is_server and not self._authed:
+            return TokenRefused(f"{self.peer} refused the cluster token (it closed the connection on the "
+                                "authentication answer)")
+        return err
 
     # --- handshake ------------------------------------------------------------------------
     def _handshake(self, msg: Any) -> None:
@@ -138,7 +141,6 @@ class Connection(asyncio.Protocol):
         elif not self._is_server and isinstance(msg, m.Challenge):
             proof = auth.client_proof(self._token, msg.nonce)
             self._write_now(codec.encode(codec.KIND_ONEWAY, 0, m.AuthResponse(proof, self._nonce, self.peer_kind)))
-            self._answered = True
         elif not self._is_server and isinstance(msg, m.AuthOk):
             if not auth.verify(auth.server_proof(self._token, self._nonce), msg.proof):
                 raise ProtocolError("server failed to prove it holds the cluster token")
@@ -157,6 +159,7 @@ class Connection(asyncio.Protocol):
 
     # --- writing --------------------------------------------------------------------------
     def _write_now(self, payload: bytes) -> None:
+        self._answered = True
         if self._transport is not None and not self.closed:
             self._transport.write(frame_header(len(payload)) + payload)
 
