@@ -13,7 +13,7 @@ import threading
 import uuid
 from typing import Any, Optional
 
-from ember.config import spill_root_from_config
+from ember.config import CONFIG, spill_root_from_config
 from ember.shells.shared import local_cluster
 from ember.shells.shared.shm_store import OBJECT_STORE_MIN_BYTES as OBJECT_STORE_MINIMUM_MEMORY_BYTES
 from ember.shells.wire import session
@@ -129,6 +129,10 @@ def init(address: Optional[str] = None, *, num_cpus: Optional[float] = None, num
             _stop_local_cluster()
             if isinstance(error, rpc.TokenRefused):
                 raise ConnectionError(_token_refused_message(gcs_address)) from error
+            if isinstance(error, TimeoutError):
+                raise TimeoutError(f"The ember cluster at {gcs_address} did not answer within "
+                                   f"{CONFIG.connect_timeout_s:g} s (EMBER_CONNECT_TIMEOUT_S): its control store "
+                                   f"or node daemon is hung or overloaded.") from error
             raise
         cwmod.set_core_worker(cw)
         if not _atexit_registered:

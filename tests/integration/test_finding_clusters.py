@@ -235,3 +235,17 @@ def test_the_token_is_on_no_command_line(harness):
         assert "--token-file" in harness.ember("start", "--help").stdout
     finally:
         held.finish()
+
+
+def test_a_hung_head_costs_a_bounded_wait_not_a_hang(harness):
+    harness.start_head("--num-cpus", "1")
+    store = next(e["pid"] for e in harness.pid_entries() if e["role"] == "control_store")
+    harness.env["EMBER_CONNECT_TIMEOUT_S"] = "3"
+    os.kill(store, signal.SIGSTOP)      # its port still accepts connections; nobody answers
+    try:
+        status = harness.ember("status", timeout_s=60)
+        assert status.returncode == 1 and "could not reach the ember control store" in status.stderr
+        driver = harness.python("import ember\nember.init(address='auto')", timeout_s=90)
+        assert driver.returncode != 0 and "did not answer within 3 s" in driver.stderr
+    finally:
+        os.kill(store, signal.SIGCONT)
