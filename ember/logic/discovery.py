@@ -56,12 +56,16 @@ def strip_scheme(address: str) -> str:
 
 
 def requested_mode(address: Optional[str], env: dict[str, str]) -> Union[str, None]:
-    """The address that counts: the argument, else the first address variable that is set."""
-    if address:
+    """The address that counts. A concrete argument (or "local") wins; with no argument or "auto",
+    the first address variable that is set and is not "auto" wins (Ray's order); else the argument."""
+    if address and address != "auto":
         return address
     for name in ADDRESS_ENV_VARS:
-        if env.get(name):
-            return env[name]
+        value = env.get(name)
+        if value and value != "auto":
+            return value
+    if address == "auto" or "auto" in (env.get(name) for name in ADDRESS_ENV_VARS):
+        return "auto"
     return None
 
 
@@ -73,7 +77,7 @@ def decide(address: Optional[str], env: dict[str, str], current: Optional[Candid
     if wanted == "local":
         return StartLocal("address='local' asks for a new private cluster")
     if wanted is not None and wanted != "auto":
-        source = "the address argument" if address else next(n for n in ADDRESS_ENV_VARS if env.get(n))
+        source = "the address argument" if address == wanted else next(n for n in ADDRESS_ENV_VARS if env.get(n))
         return JoinCluster(strip_scheme(wanted), "", f"address from {source}")
     if current is not None and current.is_alive:
         return JoinCluster(current.address, current.session_dir, "the cluster started by `ember start --head`")

@@ -50,3 +50,10 @@ def test_auto_with_several_running_clusters_asks_for_an_address():
 def test_auto_prefers_the_live_head_over_driver_clusters():
     got = decide("auto", {}, HEAD, [DRIVER, OTHER_DRIVER])
     assert isinstance(got, JoinCluster) and got.address == HEAD.address
+
+
+def test_auto_takes_an_address_from_the_environment_as_ray_does():
+    got = decide("auto", {"EMBER_ADDRESS": "10.0.0.3:6379"}, None, [])
+    assert got == JoinCluster("10.0.0.3:6379", "", "address from EMBER_ADDRESS")
+    assert isinstance(decide("local", {"EMBER_ADDRESS": "10.0.0.3:6379"}, None, []), StartLocal)
+    assert isinstance(decide(None, {"EMBER_ADDRESS": "auto"}, None, []), NotFound)
