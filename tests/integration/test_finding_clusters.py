@@ -211,6 +211,8 @@ def test_a_wrong_token_is_named_as_refused_with_its_source(harness, tmp_path):
         assert "Is the cluster running" not in status.stderr
         memory = env_driver.ember("memory", "--address", held.address)
         assert memory.returncode == 1 and "the environment variable EMBER_CLUSTER_TOKEN" in memory.stderr
+        joining = harness.ember("start", "--address", held.address, "--token-file", str(wrong))
+        assert joining.returncode == 1 and f"refused the cluster token read from the file {wrong}" in joining.stderr
     finally:
         held.finish()
 
