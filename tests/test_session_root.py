@@ -29,14 +29,11 @@ def _cli(*args, env):
 
 def test_default_root_is_per_user(monkeypatch, tmp_path):
     monkeypatch.delenv("EMBER_TMPDIR", raising=False)
-    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
     monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "run"))  # not used: absent under cron and sudo
     import tempfile
     monkeypatch.setattr(tempfile, "tempdir", None)
     assert session.root() == os.path.join(str(tmp_path), f"ember-{os.geteuid()}")
-    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "run"))
-    (tmp_path / "run").mkdir()
-    assert session.root() == str(tmp_path / "run" / "ember")
     monkeypatch.setenv("EMBER_TMPDIR", str(tmp_path / "mine"))
     assert session.root() == str(tmp_path / "mine") == session.ROOT
 
@@ -72,8 +69,10 @@ def test_default_root_must_not_be_a_link(monkeypatch, tmp_path):
     target = tmp_path / "elsewhere"
     target.mkdir(mode=0o700)
     monkeypatch.delenv("EMBER_TMPDIR", raising=False)
-    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
-    os.symlink(target, tmp_path / "ember")
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    import tempfile
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    os.symlink(target, tmp_path / f"ember-{os.geteuid()}")
     with pytest.raises(session.UnsafeSessionRoot, match="symbolic link"):
         session.ensure_root()
 

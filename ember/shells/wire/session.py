@@ -1,7 +1,7 @@
 """Where a cluster keeps its files: session directory, token, address of the current head.
 
-The session root is per user: ``$EMBER_TMPDIR`` if set, else ``$XDG_RUNTIME_DIR/ember``, else
-``<tmp>/ember-<uid>``. It is created 0700 and refused (``UnsafeSessionRoot``) when it is
+The session root is per user: ``$EMBER_TMPDIR`` if set, else ``<tmp>/ember-<uid>``. It is
+created 0700 and refused (``UnsafeSessionRoot``) when it is
 owned by another user, writable by group or others, or (the default root) a symbolic link:
 another local user must not be able to plant files there. Files are written without
 following symbolic links (``O_NOFOLLOW``/``O_EXCL``, temp file + atomic rename) and read
@@ -36,13 +36,15 @@ class UnsafeSessionRoot(PermissionError):
 
 
 def root() -> str:
-    """The session root of this user (not checked; see ``ensure_root``/``checked_root``)."""
+    """The session root of this user (not checked; see ``ensure_root``/``checked_root``).
+
+    Not ``$XDG_RUNTIME_DIR``: it is absent under cron, ``sudo -u`` and some services (so a driver
+    there would not find the cluster started from a login shell), and it is a small RAM-backed
+    tmpfs, while a session holds logs and spilled objects.
+    """
     explicit = os.environ.get("EMBER_TMPDIR")
     if explicit:
         return explicit
-    runtime_dir = os.environ.get("XDG_RUNTIME_DIR")
-    if runtime_dir and os.path.isdir(runtime_dir):
-        return os.path.join(runtime_dir, "ember")
     return os.path.join(tempfile.gettempdir(), f"ember-{os.geteuid()}")
 
 
