@@ -151,7 +151,7 @@ def spill_rows(source: np.ndarray, repeat: int) -> list[Row]:
     object_bytes = size + 64 * 1024  # the encoding adds a header
     capacity = max(3 * object_bytes + MiB, 80 * MiB)  # ember.init refuses less than 75 MiB
     fits = capacity // object_bytes
-    ember.init(num_cpus=1, object_store_memory=capacity, include_dashboard=False)
+    ember.init(address="local", num_cpus=1, object_store_memory=capacity, include_dashboard=False)
     spill_s, restore_s = [], []
     try:
         for _ in range(repeat):
@@ -210,7 +210,7 @@ def cross_node_rows(source: np.ndarray, repeat: int) -> list[Row]:
 
     size = source.nbytes
     store_bytes = 3 * size + 64 * MiB
-    ember.init(num_cpus=1, object_store_memory=store_bytes, include_dashboard=False)
+    ember.init(address="local", num_cpus=1, object_store_memory=store_bytes, include_dashboard=False)
     proc: Optional[Any] = None
     try:
         cluster = lifecycle._local_cluster
@@ -267,7 +267,7 @@ def run(small: int, large: int, repeat: int) -> list[Row]:
     big = _array(large)
     rows.append(memcpy_row(big, max(repeat, 5)))
     rows.append(first_touch_row(big, repeat))
-    ember.init(num_cpus=1, include_dashboard=False)
+    ember.init(address="local", num_cpus=1, include_dashboard=False)
     try:
         for size in (small, large):
             rows.extend(put_get_rows(big[: size // 8], repeat))

@@ -14,11 +14,13 @@ import uuid
 from typing import Any, Optional
 
 from ember import runtime_env as runtime_env_mod
-from ember.config import spill_root_from_config
+from ember.config import CONFIG, spill_root_from_config
 from ember.shells.shared import local_cluster
 from ember.shells.shared.shm_store import OBJECT_STORE_MIN_BYTES as OBJECT_STORE_MINIMUM_MEMORY_BYTES
 from ember.shells.wire import addresses, session
 from ember.shells.worker import core_worker as cwmod
+from ember.logic.discovery import NotFound, StartLocal
+from ember.shells.wire import discovery, rpc
 
 log = logging.getLogger("ember")
 
@@ -69,7 +71,12 @@ def init(address: Optional[str] = None, *, num_cpus: Optional[float] = None, num
          enable_resource_isolation: bool = False, system_reserved_cpu: Optional[float] = None,
          system_reserved_memory: Optional[int] = None, _system_config: Optional[dict] = None,
          **kwargs: Any) -> EmberContext:
-    """Start a local cluster (no address), or join one ("auto" or "HOST:PORT")."""
+    """Join a cluster or start a private one, by Ray's rules (``ember/logic/discovery.py``).
+
+    No address: ``EMBER_ADDRESS``/``RAY_ADDRESS``, else the cluster of ``ember start --head`` if it
+    runs, else a new private cluster. ``"auto"``: the same, else the one running cluster of this
+    user on this machine, else ``ConnectionError``. ``"local"``: always a new private cluster.
+    """
     global _local_cluster, _atexit_registered
     with _lock:
         if is_initialized():
@@ -88,9 +95,9 @@ def init(address: Optional[str] = None, *, num_cpus: Optional[float] = None, num
                 if name in resources:
                     raise ValueError(f"Use the '{name.lower()}s' argument (num_{name.lower()}s) instead of "
                                      f"resources={{'{name}': ...}}")
-        address = address or os.environ.get("EMBER_ADDRESS") or os.environ.get("RAY_ADDRESS")
-        if address in ("local", ""):
-            address = None
+        decision = discovery.resolve(address)
+        if isinstance(decision, NotFound):
+            raise ConnectionError(decision.message)
         ns = namespace if namespace is not None else f"anon-{uuid.uuid4().hex[:12]}"
         token: bytes
         node_address = ""
@@ -100,7 +107,8 @@ def init(address: Optional[str] = None, *, num_cpus: Optional[float] = None, num
             raise ValueError(f"Attempting to cap object store memory usage at {object_store_memory} bytes, "
                              f"but the minimum allowed is {OBJECT_STORE_MINIMUM_MEMORY_BYTES} bytes.")
         spill_dir = spill_root_from_config(_system_config, kwargs.get("object_spilling_directory"))
-        if address is None:
+        if isinstance(decision, StartLocal):
+            discovery.prune_dead_sessions()
             node_args = local_cluster.node_args(num_cpus=num_cpus if num_cpus is not None else (os.cpu_count() or 1),
                                                 num_gpus=num_gpus, resources=resources,
                                                 object_store_memory=object_store_memory,
@@ -125,14 +133,8 @@ def init(address: Optional[str] = None, *, num_cpus: Optional[float] = None, num
             if num_cpus is not None or num_gpus is not None or resources is not None:
                 raise ValueError("When connecting to an existing cluster, num_cpus, num_gpus and resources "
                                  "must not be provided.")
-            if address == "auto":
-                cur = session.read_current_cluster()
-                if cur is None:
-                    raise ConnectionError("Could not find any running ember instance. Please specify the one "
-                                          "to connect to by setting `address` or start one with `ember start --head`.")
-                gcs_address = cur["address"]
-            else:
-                gcs_address = address.split("://", 1)[-1]
+            gcs_address = decision.address
+            log.info("Connecting to existing ember cluster at address: %s (%s)", gcs_address, decision.reason)
             token = session.find_token(gcs_address)
             driver_host = _driver_host(gcs_address, kwargs.get("_node_ip_address"))
         cw = cwmod.CoreWorker(mode="driver", token=token, node_address=node_address, gcs_address=gcs_address,
@@ -140,9 +142,15 @@ def init(address: Optional[str] = None, *, num_cpus: Optional[float] = None, num
                               host=driver_host)
         try:
             cw.start()
-        except BaseException:
+        except BaseException as error:
             cw.shutdown()
             _stop_local_cluster()
+            if isinstance(error, rpc.TokenRefused):
+                raise ConnectionError(_token_refused_message(gcs_address)) from error
+            if isinstance(error, TimeoutError):
+                raise TimeoutError(f"The ember cluster at {gcs_address} did not answer within "
+                                   f"{CONFIG.connect_timeout_s:g} s (EMBER_CONNECT_TIMEOUT_S): its control store "
+                                   f"or node daemon is hung or overloaded.") from error
             raise
         cwmod.set_core_worker(cw)
         if runtime_env:
@@ -185,11 +193,24 @@ def _driver_host(gcs_address: str, node_ip_address: Optional[str]) -> str:
     return addresses.local_ip_towards(gcs_address.rpartition(":")[0])
 
 
+def _token_refused_message(gcs_address: str) -> str:
+    try:
+        _, source = session.find_token_and_source(gcs_address)
+    except (ConnectionError, OSError):
+        source = "an unknown place"
+    return (f"The ember cluster at {gcs_address} refused this driver's cluster token (read from {source}). "
+            f"Use that cluster's token: set {session.TOKEN_ENV} to the contents of the 'token' file in its "
+            f"session directory.")
+
+
 def _stop_local_cluster() -> None:
+    """Stop this driver's private cluster; its session directory goes too unless EMBER_KEEP_SESSIONS=1."""
     global _local_cluster
     if _local_cluster is not None:
-        local_cluster.stop_cluster(_local_cluster)
-        _local_cluster = None
+        cluster, _local_cluster = _local_cluster, None
+        local_cluster.stop_cluster(cluster)
+        if os.environ.get("EMBER_KEEP_SESSIONS", "") not in ("1", "true", "True"):
+            session.remove_session_dir(cluster.session_dir)
 
 
 def shutdown(_exiting_interpreter: bool = False) -> None:

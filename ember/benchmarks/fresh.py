@@ -26,7 +26,7 @@ def cold_start(runtime: str) -> dict[str, float]:
     start = time.perf_counter()
     rt = importlib.import_module(runtime)
     imported = time.perf_counter()
-    rt.init(num_cpus=INIT_NUM_CPUS)
+    rt.init(address="local", num_cpus=INIT_NUM_CPUS)
     initialized = time.perf_counter()
 
     @rt.remote
@@ -52,7 +52,7 @@ def idle_footprint(runtime: str) -> dict[str, float]:
     tag = uuid.uuid4().hex
     os.environ[TAG_ENV] = tag
     rt = importlib.import_module(runtime)
-    rt.init(num_cpus=INIT_NUM_CPUS)
+    rt.init(address="local", num_cpus=INIT_NUM_CPUS)
     try:
         markers = session_markers(rt)
         processes = _wait_settled(lambda: cluster_processes(os.getpid(), markers, tag), rss_bytes)

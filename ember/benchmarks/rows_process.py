@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
-from typing import Any
+from typing import Any, Optional
 
 from .bootstrap import command
 from .footprint import MIB, kill_tree
@@ -16,7 +19,15 @@ from .registry import rows_with_outputs
 FRESH_TIMEOUT_S = 180.0
 
 
-def run_fresh(kind: str, runtime: str) -> tuple[dict[str, float], float]:
+def user_env(**overrides: str) -> dict[str, str]:
+    """The environment a user has: bytecode is written and read (no PYTHONDONTWRITEBYTECODE or cache
+    prefix inherited from the shell that runs the benchmark)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX")}
+    env.update(overrides)
+    return env
+
+
+def run_fresh(kind: str, runtime: str, env: Optional[dict[str, str]] = None) -> tuple[dict[str, float], float]:
     """Run ``fresh.main([kind, runtime])`` in a new interpreter; (its result, wall seconds)."""
     start = time.perf_counter()
     child = subprocess.Popen(
@@ -24,6 +35,7 @@ def run_fresh(kind: str, runtime: str) -> tuple[dict[str, float], float]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env=env if env is not None else user_env(),
     )
     try:
         stdout, stderr = child.communicate(timeout=FRESH_TIMEOUT_S)
@@ -44,11 +56,33 @@ def run_fresh(kind: str, runtime: str) -> tuple[dict[str, float], float]:
     "cold_start",
     [("cold_start", "s"), ("cold_start_init", "s")],
     needs_runtime=False,
-    note="fresh interpreter: import, init(num_cpus=2), first task result, shutdown, exit",
+    note="fresh interpreter, compiled bytecode present: import, init(num_cpus=2), first task result, shutdown",
 )
 def cold_start(rt: Any, scale: float) -> dict[str, float]:
+    run_fresh("cold_start", rt.__name__)  # untimed: writes whatever bytecode is missing, as a user's first run
     result, wall_s = run_fresh("cold_start", rt.__name__)
     return {"cold_start": wall_s, "cold_start_init": result["init_s"]}
+
+
+@rows_with_outputs(
+    "cold_start_no_bytecode",
+    [("cold_start_no_bytecode", "s"), ("cold_start_no_bytecode_init", "s")],
+    needs_runtime=False,
+    note="as cold_start, but the runtime's own modules have no compiled bytecode (Python and other "
+         "packages keep theirs): every process compiles them from source",
+)
+def cold_start_no_bytecode(rt: Any, scale: float) -> dict[str, float]:
+    prefix = tempfile.mkdtemp(prefix="ember-bench-pycache-")
+    try:
+        run_fresh("cold_start", rt.__name__, user_env(PYTHONPYCACHEPREFIX=prefix))  # caches everything there
+        package_dir = os.path.dirname(os.path.abspath(rt.__file__))
+        for path in {os.path.abspath(package_dir), os.path.realpath(package_dir)}:
+            shutil.rmtree(prefix + path, ignore_errors=True)   # ...then forgets the runtime's own modules
+        env = user_env(PYTHONPYCACHEPREFIX=prefix, PYTHONDONTWRITEBYTECODE="1")
+        result, wall_s = run_fresh("cold_start", rt.__name__, env)
+    finally:
+        shutil.rmtree(prefix, ignore_errors=True)
+    return {"cold_start_no_bytecode": wall_s, "cold_start_no_bytecode_init": result["init_s"]}
 
 
 @rows_with_outputs(

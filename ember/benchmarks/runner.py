@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 from .registry import REGISTRY, Registry, Result, Row, RowSkipped, results_of
 
-INIT_KWARGS: dict[str, Any] = {"num_cpus": 2, "resources": {"custom": 100}}
+INIT_KWARGS: dict[str, Any] = {"address": "local", "num_cpus": 2, "resources": {"custom": 100}}
 # Importing a module registers its rows; this order is the order of the table:
 # Ray's rows in the order of `ray microbenchmark`, then ember's own.
 ROW_MODULES = (

@@ -51,6 +51,13 @@ class LazyGroup(click.Group):
         self.add_command(command, cmd_name)
         return command
 
+    def invoke(self, ctx: click.Context) -> object:
+        from ember.shells.wire.session import UnsafeSessionRoot
+        try:
+            return super().invoke(ctx)
+        except UnsafeSessionRoot as exc:  # a session root another user could control: say so, no traceback
+            raise click.ClickException(str(exc)) from None
+
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 def cli() -> None:

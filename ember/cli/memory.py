@@ -17,10 +17,9 @@ from typing import Any, Optional, Union
 
 import click
 
-from ember.cli.status import fetch_nodes, format_bytes, resolve_address
+from ember.cli.status import cluster_token, fetch_nodes, format_bytes, resolve_address, token_options, token_refused
 from ember.protocol import messages as m
 from ember.shells.wire import rpc
-from ember.shells.wire import session
 
 _CONNECT_TIMEOUT_S = 5.0
 _NODE_SLACK_S = 5.0             # a node's answer may take this long beyond its processes' timeout
@@ -291,9 +290,8 @@ def format_stats(report: MemoryReport) -> str:
 
 # --- the command ----------------------------------------------------------------------------------
 @click.command("memory")
-@click.option("--address", default=None, help="HOST:PORT of the control store (default: the local head).")
-@click.option("--token", default=None, envvar="EMBER_CLUSTER_TOKEN", show_envvar=True,
-              help="Cluster token (default: the local head's token file).")
+@click.option("--address", default=None, help="HOST:PORT of the control store (default: the cluster running here).")
+@token_options
 @click.option("--group-by", type=click.Choice(GROUP_BY, case_sensitive=False), default="NODE_ADDRESS",
               show_default=True, help="Group references by the holder's node or by call site.")
 @click.option("--sort-by", type=click.Choice(SORT_BY, case_sensitive=False), default="OBJECT_SIZE",
@@ -306,20 +304,19 @@ def format_stats(report: MemoryReport) -> str:
               help="At most this many references per group (default: all).")
 @click.option("--process-timeout", type=float, default=_PROCESS_TIMEOUT_S, hidden=True,
               help="Seconds a node waits for each of its processes.")
-def memory(address: Optional[str], token: Optional[str], group_by: str, sort_by: str, units: str,
+def memory(address: Optional[str], token_file: Optional[str], group_by: str, sort_by: str, units: str,
            no_format: bool, stats_only: bool, num_entries: Optional[int], process_timeout: float) -> None:
     """List the cluster's live objects: size, owner, location (INLINE, STORE, SPILLED) and reference type.
 
     Call sites are recorded only in processes started with EMBER_RECORD_REF_CREATION_SITES=1.
     """
     gcs_address = resolve_address(address)
+    token, source = cluster_token(gcs_address, token_file)
     try:
-        cluster_token = session.find_token(gcs_address, token)
-    except ConnectionError as exc:
-        raise click.ClickException(str(exc)) from None
-    try:
-        answers = asyncio.run(fetch_memory_info(gcs_address, cluster_token, include_objects=not stats_only,
+        answers = asyncio.run(fetch_memory_info(gcs_address, token, include_objects=not stats_only,
                                                 process_timeout_s=process_timeout))
+    except rpc.TokenRefused:
+        raise token_refused(gcs_address, source) from None
     except (OSError, TimeoutError, rpc.ConnectionLost, rpc.RpcError) as exc:
         raise click.ClickException(
             f"could not reach the ember control store at {gcs_address} ({exc or type(exc).__name__}). "

@@ -19,6 +19,7 @@ from typing import Any, Optional
 import click
 import psutil
 
+from ember.cli.status import token_options
 from ember.config import CONFIG
 from ember.shells.shared import local_cluster
 from ember.shells.wire import addresses, session, tls
@@ -117,17 +118,15 @@ def _same_address(a: str, b: str) -> bool:
     return host_a == host_b or (host_a in _LOOPBACK_HOSTS and host_b in _LOOPBACK_HOSTS)
 
 
-def _check_head_reachable(gcs_address: str, token: bytes) -> None:
+def _check_head_reachable(gcs_address: str, token: bytes, source: str) -> None:
     """Fail early and clearly when the head is not there or does not accept the token."""
-    from ember.cli.status import fetch_nodes
+    from ember.cli.status import fetch_nodes, token_refused
     from ember.shells.wire import rpc
 
     try:
         asyncio.run(fetch_nodes(gcs_address, token))
-    except rpc.ConnectionLost:
-        raise click.ClickException(
-            f"the control store at {gcs_address} closed the connection: the cluster token is probably "
-            "wrong (pass --token or set EMBER_CLUSTER_TOKEN to the head's token file contents)") from None
+    except rpc.TokenRefused:
+        raise token_refused(gcs_address, source) from None
     except (OSError, TimeoutError, rpc.RpcError) as exc:
         raise click.ClickException(
             f"could not reach the ember control store at {gcs_address} ({exc or type(exc).__name__}). "
@@ -181,6 +180,7 @@ def _start_job_server(cluster: local_cluster.StartedCluster, dashboard: Optional
 def _start_head(host: str, port: int, extra: list[str], block: bool,
                 dashboard: Optional[tuple[str, int]] = None) -> None:
     check_port_free(host, port)
+    previous = session.read_current_cluster()  # refuses an unsafe root before anything starts
     try:
         cluster = local_cluster.start_head(host=host, port=port, tied_to_parent=False, node_args=extra)
     except RuntimeError as exc:
@@ -188,7 +188,6 @@ def _start_head(host: str, port: int, extra: list[str], block: bool,
     _record(cluster.session_dir, cluster.procs[0], "control_store", cluster.gcs_address)
     _record(cluster.session_dir, cluster.procs[1], "node_daemon", cluster.node_address)
     job_url = _start_job_server(cluster, dashboard)
-    previous = session.read_current_cluster()
     session.write_current_cluster(cluster.gcs_address, cluster.session_dir)
     if previous is not None and previous.get("address") != cluster.gcs_address:
         click.echo(f"Note: address='auto' now finds this head, no longer {previous.get('address')}.")
@@ -202,16 +201,15 @@ def _start_head(host: str, port: int, extra: list[str], block: bool,
         _release_pipes(cluster.procs)
 
 
-def _start_worker_node(address: str, token_option: Optional[str], host: Optional[str], extra: list[str],
+def _start_worker_node(address: str, token_file: Optional[str], host: Optional[str], extra: list[str],
                        block: bool) -> None:
     gcs_address = address.split("://", 1)[-1]
     if ":" not in gcs_address:
         gcs_address = f"{gcs_address}:{CONFIG.gcs_port}"
-    try:
-        token = session.find_token(gcs_address, token_option)
-    except ConnectionError as exc:
-        raise click.ClickException(str(exc)) from None
-    _check_head_reachable(gcs_address, token)
+    from ember.cli.status import cluster_token
+
+    token, source = cluster_token(gcs_address, token_file)
+    _check_head_reachable(gcs_address, token, source)
     node_host = host or addresses.local_ip_towards(gcs_address.rpartition(":")[0])
     session_dir = _session_for_node(gcs_address, token)
     try:
@@ -263,6 +261,7 @@ def _block(procs: list[subprocess.Popen], names: list[str], session_dir: str, *,
             current = session.read_current_cluster()
             if current is not None and current.get("session_dir") == session_dir:
                 session.clear_current_cluster()
+            session.remove_cluster_record(session_dir)
     if exit_code:
         raise click.exceptions.Exit(exit_code)
 
@@ -297,8 +296,7 @@ def _stop_started(procs: list[subprocess.Popen]) -> None:
               help="Memory (bytes) this node offers as the 'memory' resource.")
 @click.option("--object-store-memory", type=click.IntRange(min=0), default=None,
               help="Capacity of this node's object store in bytes.")
-@click.option("--token", default=None, envvar="EMBER_CLUSTER_TOKEN", show_envvar=True,
-              help="Cluster token when joining with --address (default: the local head's token file).")
+@token_options
 @click.option("--block", is_flag=True, help="Stay in the foreground; Ctrl-C stops the started processes.")
 @click.option("--include-dashboard", type=bool, default=True, show_default=True,
               help="Start the job server (jobs REST API) on the head.")
@@ -314,7 +312,7 @@ def _stop_started(procs: list[subprocess.Popen]) -> None:
               help="PEM CA certificate: mutual TLS, peers must present a certificate signed by it.")
 def start(is_head: bool, address: Optional[str], port: Optional[int], node_ip_address: Optional[str],
           num_cpus: Optional[float], num_gpus: Optional[float], resources: Optional[dict],
-          memory: Optional[int], object_store_memory: Optional[int], token: Optional[str], block: bool,
+          memory: Optional[int], object_store_memory: Optional[int], token_file: Optional[str], block: bool,
           include_dashboard: bool, dashboard_host: str, dashboard_port: int,
           tls_cert: Optional[str], tls_key: Optional[str], tls_ca: Optional[str]) -> None:
     """Start ember's processes on this machine: a head (--head) or a node joining one (--address).
@@ -344,4 +342,4 @@ def start(is_head: bool, address: Optional[str], port: Optional[int], node_ip_ad
         _start_head(host, CONFIG.gcs_port if port is None else port, extra, block, dashboard)
     else:
         assert address is not None
-        _start_worker_node(address, token, node_ip_address, extra, block)
+        _start_worker_node(address, token_file, node_ip_address, extra, block)

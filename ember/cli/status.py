@@ -6,14 +6,14 @@ connection; ``format_status`` turns the answer into text and is plain code.
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from typing import Any, Optional
 
 import click
 
+from ember.logic.discovery import JoinCluster, NotFound
 from ember.protocol import messages as m
-from ember.shells.wire import rpc
+from ember.shells.wire import discovery, rpc
 from ember.shells.wire import session
 
 _CONNECT_TIMEOUT_S = 5.0
@@ -135,34 +135,67 @@ def format_status(nodes: list[m.NodeInfo], now_s: float, address: str = "",
 
 
 def resolve_address(address: Optional[str]) -> str:
-    """--address, else EMBER_ADDRESS/RAY_ADDRESS, else the head started on this machine."""
-    address = address or os.environ.get("EMBER_ADDRESS") or os.environ.get("RAY_ADDRESS")
-    if address and address != "auto":
-        return address.split("://", 1)[-1]
-    current = session.read_current_cluster()
-    if current is None:
-        raise click.ClickException(
-            "no ember cluster is running on this machine (no current-cluster file at "
-            f"{session.CURRENT_CLUSTER}). Start one with `ember start --head`, or pass --address HOST:PORT.")
-    return str(current["address"])
+    """--address, else EMBER_ADDRESS/RAY_ADDRESS, else the running cluster of this machine: the head
+    of `ember start --head`, else the one cluster a driver's `init()` started (Ray's "auto")."""
+    try:
+        decision = discovery.resolve(address or "auto")
+    except session.UnsafeSessionRoot as exc:
+        raise click.ClickException(str(exc)) from None
+    if isinstance(decision, JoinCluster):
+        return decision.address
+    if isinstance(decision, NotFound) and decision.message.startswith("Found multiple"):
+        raise click.ClickException(decision.message.replace("`address`", "--address"))
+    raise click.ClickException(
+        f"no ember cluster is running on this machine (none recorded under {session.root()}). Start one with "
+        "`ember start --head`, or pass --address HOST:PORT.")
+
+
+def cluster_token(gcs_address: str, token_file: Optional[str]) -> tuple[bytes, str]:
+    """The token for ``gcs_address`` and where it was read from; a ClickException when there is none."""
+    try:
+        return session.find_token_and_source(gcs_address, token_file=token_file)
+    except (ConnectionError, OSError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def token_refused(gcs_address: str, source: str) -> click.ClickException:
+    return click.ClickException(
+        f"the ember control store at {gcs_address} refused the cluster token read from {source}: it belongs "
+        f"to another cluster. Pass --token-file with that cluster's token file, or set {session.TOKEN_ENV}.")
+
+
+TOKEN_FILE_HELP = (f"File holding the cluster token (default: ${session.TOKEN_ENV}, else the token file of the "
+                   "cluster's session on this machine). The token is never taken on the command line, where "
+                   "`ps` would show it.")
+
+
+def refuse_token_option(ctx: click.Context, param: click.Parameter, value: Optional[str]) -> None:
+    if value is not None:
+        raise click.BadParameter(
+            f"is no longer accepted: a token on the command line is visible to every local user in `ps`. "
+            f"Use --token-file FILE or the environment variable {session.TOKEN_ENV}.", ctx, param)
+
+
+def token_options(fn: Any) -> Any:
+    """``--token-file`` and a hidden ``--token`` that explains why it is refused."""
+    fn = click.option("--token", hidden=True, expose_value=False, callback=refuse_token_option)(fn)
+    return click.option("--token-file", default=None, type=click.Path(dir_okay=False), help=TOKEN_FILE_HELP)(fn)
 
 
 @click.command("status")
-@click.option("--address", default=None, help="HOST:PORT of the control store (default: the local head).")
-@click.option("--token", default=None, envvar="EMBER_CLUSTER_TOKEN", show_envvar=True,
-              help="Cluster token (default: the local head's token file).")
-def status(address: Optional[str], token: Optional[str]) -> None:
+@click.option("--address", default=None, help="HOST:PORT of the control store (default: the cluster running here).")
+@token_options
+def status(address: Optional[str], token_file: Optional[str]) -> None:
     """Print the cluster's nodes, resource usage, pending demands and object store usage."""
     gcs_address = resolve_address(address)
+    cluster_token_value, source = cluster_token(gcs_address, token_file)
     try:
-        cluster_token = session.find_token(gcs_address, token)
-    except ConnectionError as exc:
-        raise click.ClickException(str(exc)) from None
-    try:
-        nodes = asyncio.run(fetch_nodes(gcs_address, cluster_token))
+        nodes = asyncio.run(fetch_nodes(gcs_address, cluster_token_value))
+    except rpc.TokenRefused:
+        raise token_refused(gcs_address, source) from None
     except (OSError, TimeoutError, rpc.ConnectionLost, rpc.RpcError) as exc:
         raise click.ClickException(
             f"could not reach the ember control store at {gcs_address} ({exc or type(exc).__name__}). "
             "Is the cluster running? Start one with `ember start --head`.") from None
-    stats = asyncio.run(fetch_store_stats(nodes, cluster_token))
+    stats = asyncio.run(fetch_store_stats(nodes, cluster_token_value))
     click.echo(format_status(nodes, time.time(), gcs_address, stats))

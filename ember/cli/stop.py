@@ -134,6 +134,7 @@ def stop(force: bool, grace_period_s: float) -> None:
     for session_dir in dirs:
         if session.read_pids(session_dir) and not find_started([session_dir]):
             session.remove_pids(session_dir)
+            session.remove_cluster_record(session_dir)  # no longer advertised to address="auto"
     session.clear_current_cluster()
     if not started:
         click.echo("Did not find any active ember processes.")

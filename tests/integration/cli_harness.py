@@ -62,6 +62,8 @@ class CliHarness:
     def pid_entries(self) -> list[dict]:
         out = []
         for name in sorted(os.listdir(self.root)):
+            if os.path.islink(os.path.join(self.root, name)):  # session_latest
+                continue
             path = os.path.join(self.root, name, "pids")
             if os.path.exists(path):
                 with open(path) as f:

@@ -109,7 +109,8 @@ def test_status_without_a_cluster_fails_clearly(tmp_path: os.PathLike) -> None:
     assert done.returncode != 0
     assert "no ember cluster is running" in done.stderr
     assert "ember start --head" in done.stderr
-    unreachable = empty.ember("status", "--address", f"127.0.0.1:{free_port()}", "--token", "x")
+    unreachable = CliHarness(str(tmp_path), {"EMBER_CLUSTER_TOKEN": "x"}).ember(
+        "status", "--address", f"127.0.0.1:{free_port()}")
     assert unreachable.returncode != 0 and "could not reach" in unreachable.stderr
 
 

@@ -58,3 +58,29 @@ def test_gpu_totals(gpu_cluster):
     assert ember.cluster_resources()["GPU"] == 2.0
     with pytest.raises(ember.exceptions.GetTimeoutError):
         ember.get(one_gpu.options(num_gpus=3).remote(), timeout=1)
+
+
+def test_node_counts_gpus_from_cuda_visible_devices_and_tasks_see_its_device_names(tmp_path):
+    """No num_gpus: the node takes its GPUs from CUDA_VISIBLE_DEVICES (as Ray); two tasks that hold one GPU
+    each at the same time see the node's device names, not indices."""
+    import subprocess
+    import sys
+    code = (
+        "import os, ember\n"
+        "ember.init(address='local', num_cpus=2)\n"
+        "@ember.remote(num_gpus=1)\n"
+        "def f(meet):\n"
+        "    import time\n"
+        "    open(os.path.join(meet, str(os.getpid())), 'w').close()\n"
+        "    deadline = time.monotonic() + 60\n"
+        "    while len(os.listdir(meet)) < 2 and time.monotonic() < deadline:\n"
+        "        time.sleep(0.05)\n"
+        "    return os.environ['CUDA_VISIBLE_DEVICES']\n"
+        "print('GPU', ember.cluster_resources().get('GPU'))\n"
+        f"print('SEEN', sorted(ember.get([f.remote({str(tmp_path)!r}), f.remote({str(tmp_path)!r})])))\n"
+        "ember.shutdown()\n")
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="5,7")
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "GPU 2.0" in done.stdout
+    assert "SEEN ['5', '7']" in done.stdout

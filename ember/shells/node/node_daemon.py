@@ -412,13 +412,16 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--num-cpus", type=float, default=os.cpu_count() or 1)
-    parser.add_argument("--num-gpus", type=float, default=0)
+    parser.add_argument("--num-gpus", type=float, default=None, help="default: the NVIDIA GPUs detected")
     parser.add_argument("--memory", type=float, default=0)
     parser.add_argument("--resources", default="{}")
     parser.add_argument("--object-store-memory", type=int, default=0)
     parser.add_argument("--spill-dir", default="", help="where spilled objects go (default <session>/spill)")
     parser.add_argument("--head", action="store_true")
     args = parser.parse_args()
+    if args.num_gpus is None:
+        from ember.shells.node.gpu_detect import detect_num_gpus
+        args.num_gpus = detect_num_gpus()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s",
                         stream=sys.stderr)
     install_uvloop()

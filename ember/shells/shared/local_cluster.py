@@ -14,6 +14,7 @@ from typing import Any, Optional
 from ember.shells.shared import processes
 from ember.shells.wire import addresses
 from ember.shells.wire import session
+from ember.shells.wire import discovery
 
 
 @dataclass
@@ -54,6 +55,8 @@ def start_head(*, host: str = "127.0.0.1", port: int = 0, tied_to_parent: bool,
     except Exception:
         stop_cluster(cluster)
         raise
+    # Recorded once it serves: `address="auto"`, `ember status` and `ember memory` find it.
+    discovery.record_cluster(session_dir, cluster.gcs_address, "init" if tied_to_parent else "start", gcs.pid)
     cluster.pids.append(node.pid)
     cluster.node_address = f"{addresses.advertised_host(host)}:{node_port}"
     return cluster
@@ -105,7 +108,8 @@ def node_args(*, num_cpus: Optional[float], num_gpus: Optional[float], resources
 
 
 def stop_cluster(cluster: StartedCluster) -> None:
-    # Node daemons first (they stop their workers), then the control store.
+    # Not found any more from here on; then node daemons (they stop their workers), then the control store.
+    session.remove_cluster_record(cluster.session_dir)
     for proc in reversed(cluster.procs):
         try:
             proc.send_signal(signal.SIGTERM)

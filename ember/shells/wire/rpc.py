@@ -45,6 +45,10 @@ class ConnectionLost(ConnectionError):
     """The connection closed before a reply arrived."""
 
 
+class TokenRefused(ConnectionLost):
+    """The server closed the connection on our authentication answer: it holds another token."""
+
+
 class Handler(Protocol):
     def handle_message(self, conn: "Connection", kind: int, request_id: int, msg: Any) -> None: ...
 
@@ -99,6 +103,7 @@ class Connection(asyncio.Protocol):
         self.closed = False
         self.peer = ""
         self.state: dict[str, Any] = {}  # per-connection facts the owner attaches
+        self._answered = False  # a client that sent its proof (the only frame it writes unsealed)
 
     # --- asyncio.Protocol ---------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -164,12 +169,19 @@ class Connection(asyncio.Protocol):
                 fut.set_exception(err)
         self._pending.clear()
         if not self.ready.done():
-            self.ready.set_exception(err)
+            self.ready.set_exception(self._handshake_error(err))
             self.ready.exception()  # mark retrieved
         try:
             self._handler.connection_lost(self)
         except Exception:
             log.exception("connection_lost handler failed")
+
+    def _handshake_error(self, err: ConnectionLost) -> ConnectionLost:
+        """A server that closes on the client's answer refused its token: say so."""
+        if self._answered and not self._is_server and not self._authed:
+            return TokenRefused(f"{self.peer} refused the cluster token (it closed the connection on the "
+                                "authentication answer)")
+        return err
 
     # --- handshake ------------------------------------------------------------------------
     def _handshake(self, msg: Any) -> None:
@@ -216,6 +228,7 @@ class Connection(asyncio.Protocol):
 
     # --- writing --------------------------------------------------------------------------
     def _write_now(self, payload: bytes) -> None:
+        self._answered = True
         if self._transport is not None and not self.closed:
             self._transport.write(frame_header(len(payload)) + payload)
 

@@ -38,6 +38,7 @@ from ember.shells.shared import serialization
 from ember.protocol.actor_spec import decode_creation_spec
 from ember.shells.worker import generators
 from ember.shells.worker.task_context import TaskContext
+from ember.logic.gpus import task_visible_devices
 
 log = logging.getLogger("ember.actor_executor")
 
@@ -202,7 +203,7 @@ class ActorExecutor:
         if spec.job_namespace:
             cw.namespace = spec.job_namespace
         if spec.running_resources.get("GPU"):
-            os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in msg.gpu_ids)
+            os.environ["CUDA_VISIBLE_DEVICES"] = task_visible_devices(list(msg.gpu_ids), self.executor._base_cuda)
         cw.actor_handle_meta = spec.handle_meta  # the public layer builds the handle (runtime_context)
 
     def _start_mode(self, spec: m.ActorCreationSpec) -> None:

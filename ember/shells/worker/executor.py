@@ -17,6 +17,7 @@ from ember.logic import task_states as ts
 from ember import exceptions as exc
 from ember.config import CONFIG
 from ember.object_ref import ObjectRef
+from ember.logic.gpus import task_visible_devices
 from ember.protocol import messages as m
 from ember.shells.wire import rpc
 from ember.shells.shared import serialization
@@ -119,7 +120,7 @@ class Executor:
     def _set_gpus(self, spec: m.TaskSpec) -> list:
         gpu_ids = list(spec.gpu_ids)
         if spec.resources.get("GPU"):
-            os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in gpu_ids)
+            os.environ["CUDA_VISIBLE_DEVICES"] = task_visible_devices(gpu_ids, self._base_cuda)
         elif self._base_cuda is None:
             os.environ.pop("CUDA_VISIBLE_DEVICES", None)
         else:
