@@ -5,7 +5,7 @@ import hashlib
 from typing import Any, Callable, Optional
 
 from ember import options as opt
-from ember.util.scheduling_strategies import to_wire
+from ember.util.scheduling_strategies import resolve as resolve_strategy, to_wire, with_placement
 from ember import lifecycle
 
 
@@ -50,11 +50,13 @@ class RemoteFunction:
         function_id, blob = self._export()
         max_retries = o["max_retries"]
         retry = o["retry_exceptions"]
+        strategy = resolve_strategy(o)
         plan = TaskPlan(function_id=function_id, blob=blob, name=o.get("name") or self._name,
-                        num_returns=o["num_returns"], resources=opt.resolve_task_resources(o),
+                        num_returns=o["num_returns"],
+                        resources=with_placement(strategy, opt.resolve_task_resources(o)),
                         max_retries=-1 if max_retries == -1 else int(max_retries),
                         retry_exceptions=list(retry) if isinstance(retry, (list, tuple)) else bool(retry),
-                        strategy=to_wire(o.get("scheduling_strategy")), runtime_env=o.get("runtime_env"))
+                        strategy=to_wire(strategy), runtime_env=o.get("runtime_env"))
         self._plans[id(task_options)] = (task_options, plan)
         return plan
 

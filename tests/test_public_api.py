@@ -29,11 +29,6 @@ _MISSING = object()
 # Ray paths whose ember counterpart is not written yet (lead / other owners).
 PENDING = frozenset({
     "ray.ObjectRefGenerator",
-    "ray.util.placement_group", "ray.util.get_placement_group", "ray.util.remove_placement_group",
-    "ray.util.get_current_placement_group", "ray.util.placement_group_table",
-    "ray.util.placement_group.PlacementGroup", "ray.util.placement_group.placement_group",
-    "ray.util.placement_group.get_placement_group", "ray.util.placement_group.remove_placement_group",
-    "ray.util.placement_group.get_current_placement_group", "ray.util.placement_group.placement_group_table",
     "ray.runtime_env.RuntimeEnv",
     "ray.job_submission.JobSubmissionClient", "ray.job_submission.JobStatus", "ray.job_submission.JobDetails",
     # members of classes not written yet
@@ -41,9 +36,6 @@ PENDING = frozenset({
     "ray.ObjectRefGenerator.__aiter__", "ray.ObjectRefGenerator.__anext__",
     "ray.ObjectRefGenerator.completed", "ray.ObjectRefGenerator.next_ready",
     "ray.ObjectRefGenerator.is_finished",
-    *(f"ray.util.placement_group.PlacementGroup.{m}" for m in (
-        "ready", "wait", "bundle_specs", "bundle_count", "id")),
-    "ray.runtime_context.RuntimeContext.get_placement_group_id",
 })
 
 

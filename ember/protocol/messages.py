@@ -583,3 +583,94 @@ class ActorCreationReply:
 class PushActorTask:
     spec: TaskSpec          # actor_id and sequence_no set; owner_address is the caller
     min_sequence_no: int    # every call of this caller below it is finished or abandoned
+
+
+# --- placement groups (235-259) ----------------------------------------------------------------
+@message(235)
+class PrepareBundles:
+    """Control store -> node daemon: reserve these bundles, all or none (phase 1)."""
+    pg_id: bytes
+    attempt: int
+    bundles: list           # [[index, resources dict]]
+    commit: bool            # the group's only node: prepare and commit at once
+
+
+@message(236)
+class BundlesPrepared:
+    is_ok: bool
+    message: str            # why not, when not ok
+
+
+@message(237)
+class CommitBundles:
+    """Control store -> node daemon: the reserved bundles become the group's resources (phase 2)."""
+    pg_id: bytes
+    attempt: int
+    indices: list
+
+
+@message(238)
+class CancelBundles:
+    """Control store -> node daemon: release these bundles (kills what runs in them)."""
+    pg_id: bytes
+    indices: list
+    is_removed: bool        # the group is gone: refuse its leases from now on
+
+
+@message(239)
+class CreatePlacementGroup:
+    pg_id: bytes
+    bundles: list           # [resources dict]
+    strategy: str
+    name: str
+    namespace: str
+    is_detached: bool
+    job_id: bytes
+
+
+@message(240)
+class WaitPlacementGroup:
+    pg_id: bytes
+    timeout_s: Optional[float]  # None: until it is created or removed
+
+
+@message(241)
+class RemovePlacementGroup:
+    pg_id: bytes
+
+
+@message(242)
+class GetPlacementGroup:
+    pg_id: Optional[bytes]  # by id, or by name in namespace
+    name: str
+    namespace: str
+
+
+@message(243)
+class PlacementGroupInfo:
+    pg_id: bytes
+    name: str
+    namespace: str
+    bundles: list           # [resources dict]
+    strategy: str
+    state: str              # PgState name
+    is_detached: bool
+    job_id: bytes
+    bundle_nodes: list      # per bundle: node id or None
+    bundle_addresses: list  # per bundle: node daemon address or ""
+
+
+@message(244)
+class ListPlacementGroups:
+    pass
+
+
+@message(245)
+class PlacementGroupList:
+    groups: list            # [PlacementGroupInfo]
+
+
+@message(246)
+class PlacementGroupRemoved:
+    """Published to node daemons (channel "placement_groups"): refuse the group's leases."""
+    pg_id: bytes

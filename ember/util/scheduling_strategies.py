@@ -23,7 +23,8 @@ class NodeAffinitySchedulingStrategy:
 
 
 class PlacementGroupSchedulingStrategy:
-    """Run inside a placement group's bundle (placement groups are not implemented yet)."""
+    """Run inside a placement group: in bundle ``placement_group_bundle_index``, or in any of
+    its bundles (-1)."""
 
     def __init__(self, placement_group: Any, placement_group_bundle_index: int = -1,
                  placement_group_capture_child_tasks: Optional[bool] = None) -> None:
@@ -33,7 +34,12 @@ class PlacementGroupSchedulingStrategy:
 
     @property
     def _ember_strategy(self) -> list:
-        raise NotImplementedError("placement groups are not implemented in ember yet")
+        return ["PLACEMENT_GROUP", self.placement_group.id.binary(), int(self.placement_group_bundle_index),
+                bool(self.placement_group_capture_child_tasks)]
+
+    def __repr__(self) -> str:
+        return (f"PlacementGroupSchedulingStrategy(placement_group={self.placement_group!r}, "
+                f"placement_group_bundle_index={self.placement_group_bundle_index})")
 
 
 SchedulingStrategyT = Union[None, str, NodeAffinitySchedulingStrategy, PlacementGroupSchedulingStrategy]
@@ -47,3 +53,26 @@ def to_wire(strategy: SchedulingStrategyT) -> list:
     if isinstance(strategy, str):
         raise ValueError(f"unknown scheduling strategy {strategy!r}; use 'DEFAULT', 'SPREAD' or a strategy object")
     return list(strategy._ember_strategy)
+
+
+def resolve(options: dict) -> SchedulingStrategyT:
+    """The strategy of resolved task/actor options, the legacy ``placement_group=`` option included."""
+    strategy = options.get("scheduling_strategy")
+    pg = options.get("placement_group", "default")
+    if strategy is None and pg not in ("default", None):
+        strategy = PlacementGroupSchedulingStrategy(pg, options.get("placement_group_bundle_index", -1),
+                                                    options.get("placement_group_capture_child_tasks"))
+    return strategy
+
+
+def with_placement(strategy: SchedulingStrategyT, resources: dict) -> dict:
+    """``resources`` rewritten to the group's bundle resources when ``strategy`` targets a
+    placement group (Ray's ``CPU_group_<i>_<pg>`` names); unchanged otherwise."""
+    if not isinstance(strategy, PlacementGroupSchedulingStrategy):
+        return resources
+    from ember.logic.bundle_resources import task_demand
+    from ember.util.placement_group import check_placement_group_index
+    pg = strategy.placement_group
+    index = int(strategy.placement_group_bundle_index)
+    check_placement_group_index(pg, index)
+    return task_demand(pg.id.hex(), index, resources)

@@ -119,6 +119,7 @@ class LeaseManager:
         self.node_id = node_id
         self.total = ResourceSet(total)
         self.available = self.total.copy()
+        self.reserved = ResourceSet()  # held by placement-group bundles (logic/node/bundles.py)
         self.gpus = GpuSlots(int(self.total.get("GPU")))
         self.max_starting = max(1, max_starting)
         self.queue: list[LeaseRequest] = []
@@ -224,10 +225,13 @@ class LeaseManager:
         kept: list[LeaseRequest] = []
         for req in self.queue:
             kind = req.strategy[0] if req.strategy else "DEFAULT"
-            if req.is_spillback or kind != "DEFAULT" or req.fit_shape.fits_in(self.available):
+            if kind == "PLACEMENT_GROUP" and not req.is_spillback and not req.fit_shape.fits_in(self.total):
+                target = next((n for n in sorted(self.view) if req.fit_shape.fits_in(self.view[n].total)), None)
+            elif req.is_spillback or kind != "DEFAULT" or req.fit_shape.fits_in(self.available):
                 kept.append(req)
                 continue
-            target = self._least_loaded(req.fit_shape)
+            else:
+                target = self._least_loaded(req.fit_shape)
             if target is None:
                 kept.append(req)
                 continue
@@ -254,6 +258,25 @@ class LeaseManager:
         self._dispatch(effects)
         return effects
 
+    def on_bundle_resources(self, change: Any) -> list[Effect]:
+        """Placement-group bundles were prepared, committed or cancelled here: apply the
+        ``bundles.ResourceChange`` (the caller checked that ``reserve`` fits ``available``)."""
+        self.available.subtract(change.reserve)
+        self.reserved.add(change.reserve)
+        self.total.add(change.add_total)
+        self.available.add(change.add_total)
+        self.total.subtract(change.remove_total)
+        self.available.subtract_allow_negative(change.remove_total)
+        self.reserved.subtract(change.unreserve)
+        self.available.add(change.unreserve)
+        for name in change.remove_total.units:  # a removed group leaves no zero entries behind
+            for rs in (self.total, self.available):
+                if rs.units.get(name) == 0:
+                    del rs.units[name]
+        effects: list[Effect] = []
+        self._dispatch(effects)
+        return effects
+
     # --- decisions ------------------------------------------------------------------------
     def _choose_node(self, req: LeaseRequest) -> Union[None, bytes, str]:
         """None: queue here. bytes: spill to that node. str: infeasible, with the reason."""
@@ -270,6 +293,10 @@ class LeaseManager:
                 return None if req.is_spillback else node_id
             elif not is_soft:
                 return f"{req.description}: node {node_id.hex()[:8]} is not alive or cannot fit {shape.to_dict()}"
+        if kind == "PLACEMENT_GROUP":  # wait here until some node holds the group's bundles
+            if req.is_spillback or shape.fits_in(self.total):
+                return None
+            return next((n for n in sorted(self.view) if shape.fits_in(self.view[n].total)), None)
         fits_here = shape.fits_in(self.total) and self._gpu_shape_ok(shape)
         if req.is_spillback:
             return None if fits_here else f"{req.description}: spilled here but cannot fit"
@@ -392,4 +419,5 @@ class LeaseManager:
             assert w is None or w.lease_id == lease.lease_id, "worker and lease disagree"
         check = self.available.copy()
         check.add(held)
+        check.add(self.reserved)
         assert check == self.total, f"available {self.available} + held {held} != total {self.total}"

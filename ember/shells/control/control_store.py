@@ -42,6 +42,8 @@ class ControlStore:
         self.extensions: list[Any] = []  # table managers added by later layers (actors, ...)
         from ember.shells.control.actor_manager import ActorManager
         self.extensions.append(ActorManager(self))
+        from ember.shells.control.placement_group_manager import PlacementGroupManager
+        self.extensions.append(PlacementGroupManager(self))
 
     # --- rpc.Handler ------------------------------------------------------------------------
     def handle_message(self, conn: rpc.Connection, kind: int, request_id: int, msg: Any) -> None:
@@ -111,6 +113,7 @@ class ControlStore:
         conn.state["node_id"] = i.node_id
         log.info("node %s registered at %s with %s", i.node_id.hex()[:8], i.address, i.resources_total)
         self.publish("nodes", b"", node_info(rec))
+        self._call_hooks("nodes_changed")
         return self._view()
 
     def _view(self) -> m.ClusterView:
@@ -120,6 +123,7 @@ class ControlStore:
         if not self.nodes.heartbeat(msg.node_id, msg.resources_available, msg.pending_demands,
                                     msg.object_store_used_bytes, time.monotonic()):
             raise LookupError("node is not registered or was declared dead; register again")
+        self._call_hooks("nodes_changed")  # placement groups waiting for room look again
         if msg.view_version == self.nodes.version:
             return m.ClusterView(self.nodes.version, [])
         return self._view()
@@ -135,10 +139,13 @@ class ControlStore:
     def _node_died(self, node_id: bytes) -> None:
         rec = self.nodes.nodes[node_id]
         self.publish("nodes", b"", node_info(rec))
+        self._call_hooks("node_died", node_id)
+
+    def _call_hooks(self, name: str, *args: Any) -> None:
         for ext in self.extensions:
-            hook = getattr(ext, "node_died", None)
+            hook = getattr(ext, name, None)
             if hook is not None:
-                hook(node_id)
+                hook(*args)
 
     async def expire_loop(self) -> None:
         while True:

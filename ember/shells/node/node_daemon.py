@@ -50,6 +50,8 @@ class NodeDaemon:
         store_dir = node_store_directory(os.path.basename(self.session_dir), self.node_id.hex())
         self.store = ShmStore(store_dir)
         self.objects = ObjectService(self, args.object_store_memory, args.spill_dir)
+        from ember.shells.node.bundle_service import BundleService
+        self.bundles = BundleService(self)
         self.address = ""
         self.gcs: Optional[rpc.Connection] = None
         self.peers = rpc.Peers(token, self, "node")
@@ -105,7 +107,8 @@ class NodeDaemon:
 
     # --- rpc.Handler ----------------------------------------------------------------------------
     def handle_message(self, conn: rpc.Connection, kind: int, request_id: int, msg: Any) -> None:
-        method = getattr(self, "on_" + type(msg).__name__, None) or getattr(self.objects, "on_" + type(msg).__name__, None)
+        name = "on_" + type(msg).__name__
+        method = getattr(self, name, None) or getattr(self.objects, name, None) or getattr(self.bundles, name, None)
         if method is None:
             if kind == codec.KIND_REQUEST:
                 conn.reply_error(request_id, "ValueError", f"node daemon does not handle {type(msg).__name__}")
@@ -156,6 +159,10 @@ class NodeDaemon:
         except ValueError as exc:
             conn.reply_error(request_id, "ValueError", str(exc))
             return
+        if self.bundles.refuses(msg.strategy):
+            from ember.shells.node.bundle_service import REMOVED_KIND, removed_message
+            conn.reply_error(request_id, REMOVED_KIND, removed_message(msg.strategy[1]))
+            return
         req = L.LeaseRequest((conn, request_id), conn, msg.job_id, resources, msg.strategy,
                              msg.is_spillback, msg.for_actor, msg.description, placement)
         self.run_effects(self.leases.on_lease_requested(req))
@@ -187,6 +194,11 @@ class NodeDaemon:
         if msg.channel == "jobs" and isinstance(msg.data, m.JobFinished):
             self.run_effects(self.leases.on_job_finished(msg.data.job_id))
             self.logs.job_finished(msg.data.job_id)
+        elif msg.channel == "placement_groups":
+            if isinstance(msg.data, m.ClusterView):
+                self._apply_view(msg.data)
+            elif isinstance(msg.data, m.PlacementGroupRemoved):
+                self.bundles.on_removed(msg.data)
 
     # --- zygote -------------------------------------------------------------------------------------
     async def start_zygote(self) -> None:
@@ -237,7 +249,7 @@ class NodeDaemon:
 
     # --- control store ----------------------------------------------------------------------------------
     def node_info(self) -> m.NodeInfo:
-        return m.NodeInfo(self.node_id, self.address, self.resources_total, self.leases.available.to_dict(),
+        return m.NodeInfo(self.node_id, self.address, self.leases.total.to_dict(), self.leases.available.to_dict(),
                           True, self.args.head, self.store.directory, {}, [], self.objects.used_bytes(),
                           self.objects.capacity_bytes)
 
@@ -255,6 +267,7 @@ class NodeDaemon:
         view = await self.gcs.request(m.RegisterNode(self.node_info()))
         self._apply_view(view)
         await self.gcs.request(m.Subscribe("jobs", b""))
+        await self.gcs.request(m.Subscribe("placement_groups", b""))
 
     async def _reconnect_gcs(self) -> None:
         deadline = time.monotonic() + 60

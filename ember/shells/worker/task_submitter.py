@@ -225,7 +225,10 @@ class TaskSubmitter:
                     await asyncio.sleep(CONFIG.infeasible_retry_s)
                     continue
         except rpc.RpcError as e:
-            self._fail_queue(ks, exc.RaySystemError(f"lease request for {ks.name} failed: {e.message}"))
+            if e.kind == "TaskPlacementGroupRemoved":
+                self._fail_queue(ks, exc.TaskPlacementGroupRemoved(e.message))
+            else:
+                self._fail_queue(ks, exc.RaySystemError(f"lease request for {ks.name} failed: {e.message}"))
         except (OSError, rpc.ConnectionLost, TimeoutError) as e:
             if not self.cw.is_shutdown:
                 log.warning("lease request for %s failed: %s; retrying", ks.name, e)
