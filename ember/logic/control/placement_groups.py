@@ -202,6 +202,7 @@ class PgTable:
         self.names: dict[tuple[str, str], bytes] = {}
         self.totals: dict[bytes, ResourceSet] = {}       # live nodes
         self.reserved: dict[bytes, ResourceSet] = {}     # node -> what this table reserved there
+        self._waiting: dict[bytes, None] = {}   # PENDING or RESCHEDULING groups, oldest first
         self._held_on: dict[bytes, dict[bytes, None]] = {}  # node -> groups with bundles there
         self._removed: list[bytes] = []
         self._removed_max = removed_max
@@ -236,6 +237,7 @@ class PgTable:
         if spec.name:
             self.names[(spec.namespace, spec.name)] = spec.pg_id
         self._log.record(spec.pg_id, None, _S.PENDING, ev.cause_id)
+        self._waiting[spec.pg_id] = None
         return self._try_place(rec, ev.cause_id)
 
     def _on_NodesChanged(self, ev: NodesChanged) -> list[Effect]:
@@ -245,11 +247,7 @@ class PgTable:
         for node_id, total in ev.nodes.items():
             self.totals[node_id] = ResourceSet(total)
             self.reserved.setdefault(node_id, ResourceSet())
-        for rec in list(self.groups.values()):
-            if rec.state in (_S.PENDING, _S.RESCHEDULING):
-                rec.is_blocked = False
-                effects += self._try_place(rec, ev.cause_id)
-        return effects
+        return effects + self._retry_pending(ev.cause_id)
 
     def _on_BundlesPrepared(self, ev: BundlesPrepared) -> list[Effect]:
         rec = self.groups.get(ev.pg_id)
@@ -365,10 +363,10 @@ class PgTable:
     # --- placing ------------------------------------------------------------------------------
     def _retry_pending(self, cause_id: str) -> list[Effect]:
         effects: list[Effect] = []
-        for rec in list(self.groups.values()):
-            if rec.state in (_S.PENDING, _S.RESCHEDULING):
-                rec.is_blocked = False
-                effects += self._try_place(rec, cause_id)
+        for pg_id in list(self._waiting):
+            rec = self.groups[pg_id]
+            rec.is_blocked = False
+            effects += self._try_place(rec, cause_id)
         return effects
 
     def _free(self) -> dict[bytes, ResourceSet]:
@@ -439,13 +437,18 @@ class PgTable:
         fsm.lookup(TRANSITIONS, f"placement group {rec.spec.pg_id.hex()}", rec.state, to, cause_id)
         self._log.record(rec.spec.pg_id, rec.state, to, cause_id, note=note)
         rec.state = to
+        if to in (_S.PENDING, _S.RESCHEDULING):
+            self._waiting[rec.spec.pg_id] = None
+        else:
+            self._waiting.pop(rec.spec.pg_id, None)
 
     # --- views ---------------------------------------------------------------------------------------
-    def bundle_resources_on(self, node_id: bytes) -> dict[str, float]:
-        """The group resources committed on ``node_id`` (as the node shows them)."""
+    def bundle_resources_on(self, node_id: bytes, pg_id: Optional[bytes] = None) -> dict[str, float]:
+        """The group resources committed on ``node_id`` (as the node shows them), of every
+        group or of ``pg_id`` only."""
         out: dict[str, float] = {}
-        for pg_id in self._held_on.get(node_id, {}):
-            rec = self.groups[pg_id]
+        for held in ([pg_id] if pg_id is not None else list(self._held_on.get(node_id, {}))):
+            rec = self.groups[held]
             if rec.state not in (_S.CREATED, _S.RESCHEDULING):
                 continue
             for i, n in rec.nodes.items():
@@ -471,5 +474,7 @@ class PgTable:
         for rec in self.groups.values():
             for n in rec.nodes.values():
                 assert rec.spec.pg_id in self._held_on.get(n, {}), f"{rec.spec.pg_id.hex()} unlisted on its node"
+        for pg_id, rec in self.groups.items():
+            assert (pg_id in self._waiting) == (rec.state in (_S.PENDING, _S.RESCHEDULING)), "waiting list is off"
         for key, pg_id in self.names.items():
             assert self.groups[pg_id].state is not _S.REMOVED, f"removed group still named {key}"

@@ -18,6 +18,7 @@ import logging
 import time
 from typing import Any, Optional
 
+from ember.logic.bundle_resources import committed_resources
 from ember.logic.control import placement_groups as P
 from ember.protocol import messages as m
 from ember.shells.wire import rpc
@@ -102,13 +103,21 @@ class PlacementGroupManager:
 
     def _cancel(self, eff: P.CancelBundles) -> None:
         rec = self.store.nodes.nodes.get(eff.node_id)
-        if rec is not None and rec.is_alive:
-            conn = self.peers.get_nowait(rec.address)
-            if conn is not None:
-                conn.send(m.CancelBundles(eff.pg_id, eff.indices, eff.is_removed))
-            else:
-                self._spawn(self._send_cancel(rec.address, eff))
-        self._refresh_node(eff.node_id)
+        if rec is None or not rec.is_alive:
+            return
+        conn = self.peers.get_nowait(rec.address)
+        if conn is not None:
+            conn.send(m.CancelBundles(eff.pg_id, eff.indices, eff.is_removed))
+        else:
+            self._spawn(self._send_cancel(rec.address, eff))
+        if eff.is_removed:  # its resources leave the node record now (only a removal had committed ones)
+            group = self.table.get(eff.pg_id)
+            if group is not None:
+                for i in eff.indices:
+                    for k in committed_resources(eff.pg_id.hex(), i, group.spec.bundles[i]):
+                        rec.resources_total.pop(k, None)
+                        rec.resources_available.pop(k, None)
+                self._bump_nodes()
 
     async def _send_cancel(self, address: str, eff: P.CancelBundles) -> None:
         try:
@@ -125,30 +134,27 @@ class PlacementGroupManager:
                 fut.set_result(info)
         if eff.state is P.PgState.CREATED and rec is not None:
             for node_id in set(rec.nodes.values()):
-                self._refresh_node(node_id, rec, +1)
+                self._show_created(node_id, rec)
+            self._bump_nodes()
         if eff.state is P.PgState.REMOVED:
             self.store.publish("placement_groups", b"", m.PlacementGroupRemoved(eff.pg_id))
             self._kill_actors(eff.pg_id)
         self._publish_view()
 
-    def _refresh_node(self, node_id: bytes, rec: Optional[P.PgRecord] = None, sign: int = 0) -> None:
-        """Make the node record show the group resources now (the next heartbeat confirms)."""
+    def _show_created(self, node_id: bytes, group: P.PgRecord) -> None:
+        """Make the node record show the group's resources now (the next heartbeat confirms)."""
         node = self.store.nodes.nodes.get(node_id)
         if node is None or not node.is_alive:
             return
-        base = {k: v for k, v in node.resources_total.items() if "_group_" not in k}
-        groups = self.table.bundle_resources_on(node_id)
-        avail = {k: v for k, v in node.resources_available.items() if "_group_" not in k or k in groups}
-        for k, v in groups.items():
-            if k not in node.resources_total:
-                avail[k] = v
-        if rec is not None and sign > 0:
-            for i, n in rec.nodes.items():
-                if n == node_id:
-                    for k, v in rec.spec.bundles[i].items():
-                        avail[k] = avail.get(k, 0.0) - v
-        node.resources_total = {**base, **groups}
-        node.resources_available = avail
+        shown = self.table.bundle_resources_on(node_id, group.spec.pg_id)
+        node.resources_total.update(shown)
+        node.resources_available.update(shown)
+        for i, n in group.nodes.items():
+            if n == node_id:
+                for k, v in group.spec.bundles[i].items():
+                    node.resources_available[k] = node.resources_available.get(k, 0.0) - v
+
+    def _bump_nodes(self) -> None:
         self.store.nodes.version += 1
         self._nodes_version = self.store.nodes.version
 
