@@ -9,6 +9,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import socket
 import threading
 import uuid
 from typing import Any, Optional
@@ -119,7 +120,8 @@ def init(address: Optional[str] = None, *, num_cpus: Optional[float] = None, num
                 gcs_address = address.split("://", 1)[-1]
             token = session.find_token(gcs_address)
         cw = cwmod.CoreWorker(mode="driver", token=token, node_address=node_address, gcs_address=gcs_address,
-                              worker_id=os.urandom(16), namespace=ns, log_to_driver=log_to_driver)
+                              worker_id=os.urandom(16), namespace=ns, log_to_driver=log_to_driver,
+                              host=_driver_host(gcs_address, kwargs.get("_node_ip_address")))
         try:
             cw.start()
         except BaseException:
@@ -131,6 +133,26 @@ def init(address: Optional[str] = None, *, num_cpus: Optional[float] = None, num
             atexit.register(shutdown)
             _atexit_registered = True
         return EmberContext(gcs_address, cw.node_id.hex(), cw.session_dir, ns)
+
+
+def _driver_host(gcs_address: str, node_ip_address: Optional[str]) -> str:
+    """The address the driver listens on: workers on other hosts must reach it (Ray's node IP).
+
+    ``_node_ip_address``; loopback for a head on loopback; else $EMBER_NODE_IP_ADDRESS, else this
+    machine's address on the route to the head."""
+    if node_ip_address:
+        return node_ip_address
+    head_host = gcs_address.rpartition(":")[0].strip("[]")
+    if head_host in ("", "127.0.0.1", "localhost", "::1"):
+        return "127.0.0.1"
+    if os.environ.get("EMBER_NODE_IP_ADDRESS"):
+        return os.environ["EMBER_NODE_IP_ADDRESS"]
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.connect((head_host, 9))  # no packet is sent: this only asks for the route
+            return str(sock.getsockname()[0])
+    except OSError:
+        return "127.0.0.1"
 
 
 def _stop_local_cluster() -> None:
