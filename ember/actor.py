@@ -14,7 +14,9 @@ from typing import Any, Callable, Optional
 
 from ember import exceptions as exc
 from ember import options as opt
-from ember.util.scheduling_strategies import resolve as resolve_strategy, to_wire, with_placement
+from ember.util.scheduling_strategies import (
+    captured_strategy, may_capture, resolve as resolve_strategy, to_wire, with_placement,
+)
 from ember import lifecycle
 
 __all__ = ["ActorClass", "ActorHandle", "ActorMethod", "ActorID", "method", "exit_actor"]
@@ -142,6 +144,8 @@ class ActorClass:
         _, blob = self._export()
         placement, running = opt.resolve_actor_resources(o)
         strategy = resolve_strategy(o)
+        if strategy is None and cw.mode == "worker" and may_capture(actor_options):
+            strategy = captured_strategy(cw)
         placement, running = with_placement(strategy, placement), with_placement(strategy, running)
         max_concurrency = o["max_concurrency"] or (1000 if self._is_async else 1)
         meta = {"class_name": self.__name__, "methods": self._methods, "is_async": self._is_async,

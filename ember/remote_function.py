@@ -5,7 +5,9 @@ import hashlib
 from typing import Any, Callable, Optional
 
 from ember import options as opt
-from ember.util.scheduling_strategies import resolve as resolve_strategy, to_wire, with_placement
+from ember.util.scheduling_strategies import (
+    captured_strategy, may_capture, resolve as resolve_strategy, to_wire, with_placement,
+)
 from ember import lifecycle
 
 
@@ -40,10 +42,12 @@ class RemoteFunction:
             self._function_id = hashlib.blake2b(self._blob, digest_size=16).digest()
         return self._function_id, self._blob
 
-    def _plan(self, task_options: dict[str, Any]) -> Any:
-        """The resolved options of one options dict (cached: the per-call path only submits)."""
+    def _plan(self, task_options: dict[str, Any], captured: Any = None) -> Any:
+        """The resolved options of one options dict (cached: the per-call path only submits);
+        ``captured``: the caller's placement group, for a task given no strategy."""
         from ember.shells.worker.task_submitter import TaskPlan
-        cached = self._plans.get(id(task_options))
+        key = id(task_options) if captured is None else (id(task_options), captured.placement_group.id)
+        cached = self._plans.get(key)
         if cached is not None and cached[0] is task_options:
             return cached[1]
         o = opt.with_defaults(task_options, opt.TASK)
@@ -51,18 +55,24 @@ class RemoteFunction:
         max_retries = o["max_retries"]
         retry = o["retry_exceptions"]
         strategy = resolve_strategy(o)
+        if captured is not None:
+            strategy = captured
         plan = TaskPlan(function_id=function_id, blob=blob, name=o.get("name") or self._name,
                         num_returns=o["num_returns"],
                         resources=with_placement(strategy, opt.resolve_task_resources(o)),
                         max_retries=-1 if max_retries == -1 else int(max_retries),
                         retry_exceptions=list(retry) if isinstance(retry, (list, tuple)) else bool(retry),
                         strategy=to_wire(strategy), runtime_env=o.get("runtime_env"))
-        self._plans[id(task_options)] = (task_options, plan)
+        self._plans[key] = (task_options, plan)
         return plan
 
     def _remote(self, args: tuple, kwargs: dict, task_options: dict[str, Any]) -> Any:
         cw = lifecycle.core_worker_or_init()
         plan = self._plan(task_options)
+        if cw.mode == "worker" and plan.strategy[0] == "DEFAULT" and may_capture(task_options):
+            captured = captured_strategy(cw)
+            if captured is not None:
+                plan = self._plan(task_options, captured)
         refs = cw.submit_task(plan, args, kwargs)
         if plan.num_returns == 1:
             return refs[0]

@@ -370,6 +370,7 @@ class TaskSpec:
     actor_id: Optional[bytes]
     sequence_no: int
     runtime_env: Optional[dict]
+    capture_child_tasks: bool = False  # placement groups: tasks it submits go into its group
 
 
 @message(71)
@@ -473,6 +474,7 @@ class ActorCreationSpec:
                             #  "is_async", "max_task_retries", "max_pending_calls"}
     name: str
     namespace: str
+    capture_child_tasks: bool = False  # placement groups: tasks it submits go into its group
 
 
 @message(101)

@@ -65,6 +65,31 @@ def resolve(options: dict) -> SchedulingStrategyT:
     return strategy
 
 
+def may_capture(options: dict) -> bool:
+    """A task or actor whose options name no strategy may be captured by its caller's group."""
+    return options.get("scheduling_strategy") is None and options.get("placement_group", "default") == "default"
+
+
+def captured_strategy(cw: Any) -> Optional[PlacementGroupSchedulingStrategy]:
+    """The group a task submitted now without a strategy goes into: the caller's, when the
+    caller runs in a group with ``placement_group_capture_child_tasks=True`` (else None)."""
+    task = getattr(cw.context, "task", None)
+    if task is not None and not task.actor_id:
+        if not task.spec.capture_child_tasks:
+            return None
+        resources = task.resources
+    elif getattr(cw, "actor_captures_child_tasks", False):
+        resources = cw.actor_resources
+    else:
+        return None
+    from ember.logic.bundle_resources import group_of
+    from ember.util.placement_group import PlacementGroup, PlacementGroupID
+    pg_hex = group_of(resources)
+    if pg_hex is None:
+        return None
+    return PlacementGroupSchedulingStrategy(PlacementGroup(PlacementGroupID.from_hex(pg_hex)), -1, True)
+
+
 def with_placement(strategy: SchedulingStrategyT, resources: dict) -> dict:
     """``resources`` rewritten to the group's bundle resources when ``strategy`` targets a
     placement group (Ray's ``CPU_group_<i>_<pg>`` names); unchanged otherwise."""
@@ -74,5 +99,6 @@ def with_placement(strategy: SchedulingStrategyT, resources: dict) -> dict:
     from ember.util.placement_group import check_placement_group_index
     pg = strategy.placement_group
     index = int(strategy.placement_group_bundle_index)
-    check_placement_group_index(pg, index)
+    if index != -1:
+        check_placement_group_index(pg, index)
     return task_demand(pg.id.hex(), index, resources)

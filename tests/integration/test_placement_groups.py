@@ -269,3 +269,35 @@ def test_a_pending_group_is_placed_when_a_node_joins(cluster: Cluster) -> None:
         assert pg.wait(30)
     finally:
         remove_placement_group(pg)
+
+
+@ember.remote(num_cpus=1)
+def child_group() -> str:
+    return ember.get_runtime_context().get_placement_group_id()
+
+
+@ember.remote(num_cpus=1)
+def parent_group() -> tuple[str, str]:
+    return ember.get_runtime_context().get_placement_group_id(), ember.get(child_group.remote())
+
+
+@ember.remote(num_cpus=0)
+class Parent:
+    def child(self) -> str:
+        return ember.get(child_group.remote())
+
+
+def test_capture_child_tasks_puts_children_in_the_group(cluster: Cluster) -> None:
+    pg = placement_group([{"CPU": 2}], strategy="STRICT_PACK")
+    try:
+        assert pg.wait(30)
+        capture = PlacementGroupSchedulingStrategy(pg, placement_group_capture_child_tasks=True)
+        mine, child = ember.get(parent_group.options(scheduling_strategy=capture).remote(), timeout=60)
+        assert mine == child == pg.id.hex()
+        mine, child = ember.get(parent_group.options(scheduling_strategy=in_group(pg)).remote(), timeout=60)
+        assert mine == pg.id.hex() and child is None  # not captured without the flag
+        parent = Parent.options(scheduling_strategy=capture).remote()
+        assert ember.get(parent.child.remote(), timeout=60) == pg.id.hex()
+        ember.kill(parent)
+    finally:
+        remove_placement_group(pg)

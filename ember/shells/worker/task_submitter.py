@@ -260,7 +260,8 @@ class TaskSubmitter:
             blob = rec.function_blob
         spec = m.TaskSpec(rec.task_id, self.cw.job_id, rec.function_id, blob, rec.name, rec.args, rec.kwarg_names,
                           rec.num_returns, self.cw.address, rec.max_retries, False, rec.attempt, rec.resources,
-                          lease.gpu_ids, None, 0, rec.runtime_env)
+                          lease.gpu_ids, None, 0, rec.runtime_env,
+                          rec.strategy[0] == "PLACEMENT_GROUP" and bool(rec.strategy[3]))
         assert lease.conn is not None
         try:
             fut = lease.conn.request_future(m.PushTask(spec))
