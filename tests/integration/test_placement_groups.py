@@ -211,7 +211,8 @@ def test_removal_kills_its_actors_and_tasks_and_frees_the_bundles(cluster: Clust
     assert ember.get(actor.where.remote(), timeout=60)[1] == pg.id.hex()
     running = sleep_s.options(scheduling_strategy=in_group(pg, 1), max_retries=1).remote(60)
     time.sleep(1.0)  # let the task start
-    remove_placement_group(pg)
+    remove_placement_group(pg)  # asynchronous, as in Ray: the table says when it is done
+    wait_for(lambda: placement_group_table(pg)["state"] == "REMOVED")
     with pytest.raises(exc.RayActorError, match="placement group"):
         ember.get(actor.where.remote(), timeout=60)
     with pytest.raises((exc.TaskPlacementGroupRemoved, exc.WorkerCrashedError)):
