@@ -60,6 +60,7 @@ class NodeInfo:
     pending_demands: list   # [[resource dict, count], ...]
     object_store_used_bytes: int
     object_store_capacity_bytes: int
+    load: Optional[list] = None  # [queued lease requests, mean task s] from the last heartbeat
 
 
 @message(11)
@@ -74,6 +75,7 @@ class Heartbeat:
     pending_demands: list
     object_store_used_bytes: int
     view_version: int       # the newest cluster view this node has
+    load: Optional[list] = None  # [queued lease requests, mean task s] (placement's load view)
 
 
 @message(13)
@@ -209,10 +211,13 @@ class RequestLease:
     job_id: bytes
     resources: dict
     strategy: list          # ["DEFAULT"] | ["SPREAD"] | ["NODE_AFFINITY", node_id, soft]
+    #                         | ["NODE_LABEL", hard {label: [op, values]}, soft {...}]
     is_spillback: bool      # granted here or queued here; never spilled again
     for_actor: bool
     description: str        # function or class name, for warnings and status
     placement_resources: Optional[dict] = None  # actors: the shape that must fit to grant (None: resources)
+    arg_bytes: Optional[dict] = None  # node daemon address -> bytes of the next task's arguments stored there
+    task_s: float = 0.0     # the owner's moving average of the key's task time (0: unknown)
 
 
 @message(43)

@@ -22,6 +22,109 @@ class NodeAffinitySchedulingStrategy:
         return f"NodeAffinitySchedulingStrategy(node_id={self.node_id!r}, soft={self.soft})"
 
 
+class _LabelExpression:
+    """One label match expression of NodeLabelSchedulingStrategy (Ray's In/NotIn/Exists/DoesNotExist)."""
+
+    _op = ""
+
+    def __init__(self, *values: str) -> None:
+        self.values = list(values)
+
+    def _to_wire(self) -> list:
+        return [self._op, list(self.values)]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(map(repr, self.values))})"
+
+    def __eq__(self, other: object) -> bool:
+        return type(self) is type(other) and self.values == other.values  # type: ignore[attr-defined]
+
+
+class In(_LabelExpression):
+    """The node's label value is one of ``values``."""
+
+    _op = "in"
+
+    def __init__(self, *values: str) -> None:
+        _check_values(type(self).__name__, values)
+        super().__init__(*values)
+
+
+class NotIn(_LabelExpression):
+    """The node has no such label, or its value is none of ``values``."""
+
+    _op = "not_in"
+
+    def __init__(self, *values: str) -> None:
+        _check_values(type(self).__name__, values)
+        super().__init__(*values)
+
+
+class Exists(_LabelExpression):
+    """The node has the label (any value)."""
+
+    _op = "exists"
+
+    def __init__(self) -> None:
+        super().__init__()
+
+
+class DoesNotExist(_LabelExpression):
+    """The node does not have the label."""
+
+    _op = "does_not_exist"
+
+    def __init__(self) -> None:
+        super().__init__()
+
+
+def _check_values(name: str, values: tuple) -> None:
+    if not values:
+        raise ValueError(f"{name} needs at least one value, e.g. {name}(\"a\")")
+    for value in values:
+        if not isinstance(value, str):
+            raise ValueError(f"the values of {name} must be strings, got {value!r} ({type(value).__name__})")
+
+
+def _selector_to_wire(name: str, selector: Optional[dict]) -> dict:
+    if selector is None:
+        return {}
+    if not isinstance(selector, dict):
+        raise ValueError(f"NodeLabelSchedulingStrategy's {name} must be a dict of label -> In/NotIn/Exists/"
+                         f"DoesNotExist, got {type(selector).__name__}")
+    out = {}
+    for key, expr in selector.items():
+        if not isinstance(key, str) or not key:
+            raise ValueError(f"NodeLabelSchedulingStrategy's {name} keys must be non-empty strings, got {key!r}")
+        if not isinstance(expr, _LabelExpression):
+            raise ValueError(f"NodeLabelSchedulingStrategy's {name}[{key!r}] must be In(...), NotIn(...), "
+                             f"Exists() or DoesNotExist(), got {expr!r}")
+        out[key] = expr._to_wire()
+    return out
+
+
+class NodeLabelSchedulingStrategy:
+    """Run on a node whose labels (``ember start --labels``, ``init(labels=)``) match ``hard``;
+    among those, prefer nodes that also match ``soft``."""
+
+    def __init__(self, hard: Optional[dict], *, soft: Optional[dict] = None,
+                 _spill_on_unavailable: bool = False, _fail_on_unavailable: bool = False) -> None:
+        if not hard and not soft:
+            raise ValueError("The `hard` and `soft` parameter of NodeLabelSchedulingStrategy cannot both be empty.")
+        self._wire = ["NODE_LABEL", _selector_to_wire("hard", hard), _selector_to_wire("soft", soft)]
+        self.hard = hard
+        self.soft = soft
+        self._spill_on_unavailable = _spill_on_unavailable
+        self._fail_on_unavailable = _fail_on_unavailable
+
+    @property
+    def _ember_strategy(self) -> list:
+        return list(self._wire)
+
+    def __repr__(self) -> str:
+        return f"NodeLabelSchedulingStrategy(hard={self.hard!r}, soft={self.soft!r})"
+
+
 class PlacementGroupSchedulingStrategy:
     """Run inside a placement group: in bundle ``placement_group_bundle_index``, or in any of
     its bundles (-1)."""
@@ -42,7 +145,8 @@ class PlacementGroupSchedulingStrategy:
                 f"placement_group_bundle_index={self.placement_group_bundle_index})")
 
 
-SchedulingStrategyT = Union[None, str, NodeAffinitySchedulingStrategy, PlacementGroupSchedulingStrategy]
+SchedulingStrategyT = Union[None, str, NodeAffinitySchedulingStrategy, PlacementGroupSchedulingStrategy,
+                            NodeLabelSchedulingStrategy]
 
 
 def to_wire(strategy: SchedulingStrategyT) -> list:

@@ -114,9 +114,9 @@ def test_worker_death_frees_its_lease(lm):
     assert lm.available.get("CPU") == 2 and not lm.leases
 
 
-def test_node_affinity_hard_to_unknown_node_is_infeasible(lm):
+def test_node_affinity_hard_to_unknown_node_is_unschedulable(lm):
     eff = lm.on_lease_requested(req(1, strategy=["NODE_AFFINITY", OTHER, False]))
-    assert isinstance(eff[0], L.RejectInfeasible)
+    assert isinstance(eff[0], L.RejectUnschedulable) and "not a node of this cluster" in eff[0].message
 
 
 def test_node_affinity_soft_falls_back_here(lm):

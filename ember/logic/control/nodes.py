@@ -7,6 +7,7 @@ can ask for the view only when it moved.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Optional
 
 
 @dataclass
@@ -23,6 +24,7 @@ class NodeRecord:
     pending_demands: list = field(default_factory=list)
     object_store_used_bytes: int = 0
     object_store_capacity_bytes: int = 0
+    load: list = field(default_factory=list)   # [queued lease requests, mean task s]
 
 
 class NodeTable:
@@ -38,7 +40,7 @@ class NodeTable:
         self.version += 1
 
     def heartbeat(self, node_id: bytes, available: dict, demands: list, store_used_bytes: int,
-                  now: float) -> bool:
+                  now: float, load: Optional[list] = None) -> bool:
         """Record a heartbeat; False when the node is unknown or already declared dead."""
         rec = self.nodes.get(node_id)
         if rec is None or not rec.is_alive:
@@ -48,6 +50,10 @@ class NodeTable:
             rec.resources_available = available
             self.version += 1
         rec.pending_demands = demands
+        if load is not None:
+            if (rec.load[:1] or [0]) != load[:1]:  # the queue length moved: other nodes should see it
+                self.version += 1
+            rec.load = list(load)
         rec.object_store_used_bytes = store_used_bytes
         return True
 

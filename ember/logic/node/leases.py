@@ -2,9 +2,10 @@
 
 Rule 1: a lease holds its resources on this node from grant to return.
 Rule 2: a request that can never fit any known node is answered "infeasible" (the owner
-        warns and asks again later); one that fits elsewhere *now* while this node is
-        busy is spilled to the least-loaded such node, once (a spilled request is never
-        spilled again).
+        warns and asks again later); otherwise ``logic/placement.py`` decides whether this
+        node keeps it or spills it to another node, once (a spilled request is never spilled
+        again). A hard node affinity to a dead or unknown node is "unschedulable": the owner
+        fails the task.
 Rule 3: workers belong to one job; an idle worker of the job is reused before a new one
         is started.
 
@@ -18,7 +19,9 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any, Optional, Union
 
-from ember.logic.resources import UNIT, GpuSlots, ResourceSet
+from ember.logic import placement
+from ember.logic.placement import NodeLoad, PlacementParams
+from ember.logic.resources import GpuSlots, ResourceSet
 
 
 class WorkerState(enum.Enum):
@@ -48,6 +51,8 @@ class LeaseRequest:
     for_actor: bool = False
     description: str = ""
     placement: Optional[ResourceSet] = None  # actors: must fit to grant; the lease holds ``resources``
+    arg_bytes: dict = field(default_factory=dict)  # node address -> bytes of the next task's arguments there
+    task_s: float = 0.0          # the owner's moving average of this key's task time (0: unknown)
 
     @property
     def fit_shape(self) -> ResourceSet:
@@ -66,13 +71,7 @@ class Lease:
     for_actor: bool = False      # the worker hosts an actor: the control store decides its end
 
 
-@dataclass
-class NodeView:
-    node_id: bytes
-    address: str
-    total: ResourceSet
-    available: ResourceSet
-    is_alive: bool = True
+NodeView = NodeLoad  # another node as the latest cluster view shows it
 
 
 # --- effects ----------------------------------------------------------------------------
@@ -100,6 +99,13 @@ class RejectInfeasible:
 
 
 @dataclass
+class RejectUnschedulable:
+    """The request can never run (hard affinity to a dead or unknown node): fail it."""
+    req_id: Any
+    message: str
+
+
+@dataclass
 class StartWorker:
     worker_id: bytes
     job_id: bytes
@@ -111,12 +117,23 @@ class KillWorker:
     reason: str
 
 
-Effect = Union[GrantLease, SpillLease, RejectInfeasible, StartWorker, KillWorker]
+Effect = Union[GrantLease, SpillLease, RejectInfeasible, RejectUnschedulable, StartWorker, KillWorker]
+
+
+@dataclass
+class Unschedulable:
+    message: str
 
 
 class LeaseManager:
-    def __init__(self, node_id: bytes, total: dict[str, float], *, max_starting: int = 4) -> None:
+    def __init__(self, node_id: bytes, total: dict[str, float], *, max_starting: int = 4,
+                 labels: Optional[dict[str, str]] = None, params: PlacementParams = PlacementParams()) -> None:
         self.node_id = node_id
+        self.address = ""            # set by the shell once it listens (matches arg_bytes keys)
+        self.labels = dict(labels or {})
+        self.params = params
+        self.mean_task_s = 0.0
+        self.dead_nodes: set[bytes] = set()
         self.total = ResourceSet(total)
         self.available = self.total.copy()
         self.reserved = ResourceSet()  # held by placement-group bundles (logic/node/bundles.py)
@@ -127,7 +144,7 @@ class LeaseManager:
         self.leases: dict[bytes, Lease] = {}
         self.view: dict[bytes, NodeView] = {}
         self._seq = 0
-        self._spread_next = 0
+        self._spread_last: Optional[bytes] = None
 
     # --- ids ------------------------------------------------------------------------------
     def _new_id(self, kind: bytes) -> bytes:
@@ -137,13 +154,15 @@ class LeaseManager:
     # --- events ---------------------------------------------------------------------------
     def on_lease_requested(self, req: LeaseRequest) -> list[Effect]:
         effects: list[Effect] = []
+        if req.task_s > 0:
+            self.mean_task_s = req.task_s if self.mean_task_s == 0 else 0.8 * self.mean_task_s + 0.2 * req.task_s
         target = self._choose_node(req)
+        if isinstance(target, Unschedulable):
+            return [RejectUnschedulable(req.req_id, target.message)]
         if isinstance(target, str):
             return [RejectInfeasible(req.req_id, target)]
         if target is not None:
-            view = self.view[target]
-            view.available.subtract_allow_negative(req.fit_shape)
-            return [SpillLease(req.req_id, target, view.address)]
+            return [self._spill(req, target)]
         self.queue.append(req)
         self._dispatch(effects)
         return effects
@@ -221,6 +240,8 @@ class LeaseManager:
         """A fresher view of the other nodes: requests waiting here for resources that another
         node now has free are spilled there."""
         self.view = {n.node_id: n for n in nodes if n.node_id != self.node_id and n.is_alive}
+        self.dead_nodes |= {n.node_id for n in nodes if not n.is_alive}
+        self.dead_nodes -= set(self.view)
         effects: list[Effect] = []
         kept: list[LeaseRequest] = []
         for req in self.queue:
@@ -231,12 +252,11 @@ class LeaseManager:
                 kept.append(req)
                 continue
             else:
-                target = self._least_loaded(req.fit_shape)
+                target = self._replace(req)
             if target is None:
                 kept.append(req)
                 continue
-            self.view[target].available.subtract_allow_negative(req.fit_shape)
-            effects.append(SpillLease(req.req_id, target, self.view[target].address))
+            effects.append(self._spill(req, target))
         self.queue = kept
         return effects
 
@@ -278,8 +298,9 @@ class LeaseManager:
         return effects
 
     # --- decisions ------------------------------------------------------------------------
-    def _choose_node(self, req: LeaseRequest) -> Union[None, bytes, str]:
-        """None: queue here. bytes: spill to that node. str: infeasible, with the reason."""
+    def _choose_node(self, req: LeaseRequest) -> Union[None, bytes, str, "Unschedulable"]:
+        """None: queue here. bytes: spill to that node. str: infeasible, with the reason.
+        Unschedulable: can never run (fail it)."""
         kind = req.strategy[0] if req.strategy else "DEFAULT"
         shape = req.fit_shape
         if kind == "NODE_AFFINITY":
@@ -292,34 +313,62 @@ class LeaseManager:
             elif node_id in self.view and shape.fits_in(self.view[node_id].total):
                 return None if req.is_spillback else node_id
             elif not is_soft:
-                return f"{req.description}: node {node_id.hex()[:8]} is not alive or cannot fit {shape.to_dict()}"
+                if node_id not in self.view:
+                    state = "dead" if node_id in self.dead_nodes else "not a node of this cluster"
+                    return Unschedulable(f"{req.description}: the node {node_id.hex()} required by "
+                                         f"NodeAffinitySchedulingStrategy(soft=False) is {state}")
+                return f"{req.description}: node {node_id.hex()[:8]} cannot fit {shape.to_dict()}"
+            kind = "DEFAULT"
         if kind == "PLACEMENT_GROUP":  # wait here until some node holds the group's bundles
             if req.is_spillback or shape.fits_in(self.total):
                 return None
             return next((n for n in sorted(self.view) if shape.fits_in(self.view[n].total)), None)
-        fits_here = shape.fits_in(self.total) and self._gpu_shape_ok(shape)
+        fits_here = shape.fits_in(self.total) and placement.gpu_shape_ok(shape)
         if req.is_spillback:
             return None if fits_here else f"{req.description}: spilled here but cannot fit"
+        hard = soft = None
+        if kind == "NODE_LABEL":
+            hard, soft = req.strategy[1] or None, req.strategy[2] or None
+            for selector in (hard, soft):
+                problem = None if selector is None else placement.selector_error(selector)
+                if problem is not None:
+                    return Unschedulable(f"{req.description}: {problem}")
+        pick = placement.choose(self._local_load(shape), list(self.view.values()), shape,
+                                strategy="SPREAD" if kind == "SPREAD" else "DEFAULT", hard=hard, soft=soft,
+                                arg_bytes=req.arg_bytes, task_s=req.task_s, params=self.params,
+                                spread_after=self._spread_last, local_ok=fits_here)
+        if isinstance(pick, str):
+            return f"{req.description}: {pick}"
         if kind == "SPREAD":
-            candidates = [self.node_id] if fits_here else []
-            candidates += sorted(n for n, v in self.view.items() if shape.fits_in(v.available))
-            if candidates:
-                pick = candidates[self._spread_next % len(candidates)]
-                self._spread_next += 1
-                if pick != self.node_id:
-                    return pick
-                return None
-        if fits_here:
-            if shape.fits_in(self._uncommitted()):
-                return None
-            best = self._least_loaded(shape)
-            return best  # None: queue here
-        for node_id in sorted(self.view):
-            if shape.fits_in(self.view[node_id].total):
-                best = self._least_loaded(shape)
-                return best if best is not None else node_id
-        return (f"No node can ever fit {req.description} requiring {shape.to_dict()}; "
-                f"cluster totals: {[self.total.to_dict()] + [v.total.to_dict() for v in self.view.values()]}")
+            self._spread_last = pick.node_id
+        return None if pick.node_id == self.node_id else pick.node_id
+
+    def _replace(self, req: LeaseRequest) -> Optional[bytes]:
+        """A queued DEFAULT request that cannot run here now: another node per the policy, or None."""
+        shape = req.fit_shape
+        local = self._local_load(shape)
+        local.available = self.available.copy()
+        local.queued = max(1, local.queued)
+        pick = placement.choose(local, list(self.view.values()), shape, arg_bytes=req.arg_bytes,
+                                task_s=req.task_s, params=self.params)
+        if isinstance(pick, str) or pick.node_id == self.node_id or not placement.fits_now(pick, shape):
+            return None
+        return pick.node_id
+
+    def _spill(self, req: LeaseRequest, target: bytes) -> SpillLease:
+        """Send the request to ``target`` and count it in that node's view until the next heartbeat."""
+        view = self.view[target]
+        if not placement.fits_now(view, req.fit_shape):
+            view.queued += 1
+        view.available.subtract_allow_negative(req.fit_shape)
+        return SpillLease(req.req_id, target, view.address)
+
+    def _local_load(self, shape: ResourceSet) -> NodeLoad:
+        """This node for a decision: free means free after what queued requests will take."""
+        uncommitted = self._uncommitted()
+        queued = 0 if shape.fits_in(uncommitted) else len(self.queue)
+        return NodeLoad(self.node_id, self.address, self.total, uncommitted, True, self.labels, queued,
+                        self.mean_task_s)
 
     def _uncommitted(self) -> ResourceSet:
         """Available resources minus what requests already queued here will take."""
@@ -327,20 +376,6 @@ class LeaseManager:
         for queued in self.queue:
             left.subtract_allow_negative(queued.resources)
         return left
-
-    def _gpu_shape_ok(self, rs: ResourceSet) -> bool:
-        units = rs.units.get("GPU", 0)
-        return units <= UNIT or units % UNIT == 0
-
-    def _least_loaded(self, rs: ResourceSet) -> Optional[bytes]:
-        best, best_free = None, -1
-        for node_id in sorted(self.view):
-            v = self.view[node_id]
-            if rs.fits_in(v.available):
-                free = v.available.units.get("CPU", 0)
-                if free > best_free:
-                    best, best_free = node_id, free
-        return best
 
     def _idle_worker(self, job_id: bytes) -> Optional[Worker]:
         for w in self.workers.values():
@@ -407,6 +442,10 @@ class LeaseManager:
             key = tuple(sorted(req.fit_shape.to_dict().items()))
             shapes[key] = shapes.get(key, 0) + 1
         return [[dict(k), n] for k, n in shapes.items()]
+
+    def load_report(self) -> list[Any]:
+        """What heartbeats carry for other nodes' placement decisions: [queued, mean task s]."""
+        return [len(self.queue), self.mean_task_s]
 
     def check_invariants(self) -> None:
         held = ResourceSet()

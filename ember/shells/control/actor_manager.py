@@ -162,7 +162,14 @@ class ActorManager:
             try:
                 conn = await self.peers.get(address)
                 reply = await conn.request(req)
-            except (OSError, rpc.ConnectionLost, TimeoutError, rpc.RpcError) as e:
+            except rpc.RpcError as e:
+                if e.kind != "Unschedulable":
+                    log.warning("lease for actor %s on %s failed: %s; retrying", eff.actor_id.hex()[:12], address, e)
+                    await asyncio.sleep(0.5)
+                    address, is_spillback = self._node_address(spec.owner_node_address), False
+                    continue
+                reply = m.LeaseInfeasible(e.message)  # actors are not failed for it (yet): they wait, warned
+            except (OSError, rpc.ConnectionLost, TimeoutError) as e:
                 log.warning("lease for actor %s on %s failed: %s; retrying", eff.actor_id.hex()[:12], address, e)
                 await asyncio.sleep(0.5)
                 address, is_spillback = self._node_address(spec.owner_node_address), False

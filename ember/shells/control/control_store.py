@@ -28,7 +28,7 @@ log = logging.getLogger("ember.gcs")
 def node_info(rec: NodeRecord) -> m.NodeInfo:
     return m.NodeInfo(rec.node_id, rec.address, rec.resources_total, rec.resources_available,
                       rec.is_alive, rec.is_head, rec.store_dir, rec.labels, rec.pending_demands,
-                      rec.object_store_used_bytes, rec.object_store_capacity_bytes)
+                      rec.object_store_used_bytes, rec.object_store_capacity_bytes, rec.load or None)
 
 
 class ControlStore:
@@ -121,7 +121,7 @@ class ControlStore:
 
     def on_Heartbeat(self, conn: rpc.Connection, msg: m.Heartbeat) -> m.ClusterView:
         if not self.nodes.heartbeat(msg.node_id, msg.resources_available, msg.pending_demands,
-                                    msg.object_store_used_bytes, time.monotonic()):
+                                    msg.object_store_used_bytes, time.monotonic(), msg.load):
             raise LookupError("node is not registered or was declared dead; register again")
         self._call_hooks("nodes_changed")  # placement groups waiting for room look again
         if msg.view_version == self.nodes.version:

@@ -22,6 +22,7 @@ import psutil
 
 from ember.config import CONFIG
 from ember.logic.node import leases as L
+from ember.logic.placement import POLICIES, PlacementParams
 from ember.logic.resources import ResourceSet
 from ember.protocol import codec
 from ember.protocol import messages as m
@@ -46,7 +47,9 @@ class NodeDaemon:
         # Ray's default for the schedulable "memory" resource: most of what is available now.
         resources["memory"] = float(args.memory or int(psutil.virtual_memory().available * 0.7))
         self.resources_total = {k: float(v) for k, v in resources.items() if v}
-        self.leases = L.LeaseManager(self.node_id, self.resources_total, max_starting=CONFIG.max_workers_starting)
+        self.labels = {str(k): str(v) for k, v in json.loads(args.labels or "{}").items()}
+        self.leases = L.LeaseManager(self.node_id, self.resources_total, max_starting=CONFIG.max_workers_starting,
+                                     labels=self.labels, params=placement_params())
         store_dir = node_store_directory(os.path.basename(self.session_dir), self.node_id.hex())
         self.store = ShmStore(store_dir)
         self.objects = ObjectService(self, args.object_store_memory, args.spill_dir)
@@ -78,6 +81,9 @@ class NodeDaemon:
             elif isinstance(eff, L.RejectInfeasible):
                 conn, request_id = eff.req_id
                 conn.reply(request_id, m.LeaseInfeasible(eff.message))
+            elif isinstance(eff, L.RejectUnschedulable):
+                conn, request_id = eff.req_id
+                conn.reply_error(request_id, "Unschedulable", eff.message)
             elif isinstance(eff, L.StartWorker):
                 self._fork_worker(eff.worker_id, eff.job_id)
             elif isinstance(eff, L.KillWorker):
@@ -164,7 +170,8 @@ class NodeDaemon:
             conn.reply_error(request_id, REMOVED_KIND, removed_message(msg.strategy[1]))
             return
         req = L.LeaseRequest((conn, request_id), conn, msg.job_id, resources, msg.strategy,
-                             msg.is_spillback, msg.for_actor, msg.description, placement)
+                             msg.is_spillback, msg.for_actor, msg.description, placement,
+                             dict(msg.arg_bytes or {}), msg.task_s)
         self.run_effects(self.leases.on_lease_requested(req))
 
     def on_ReturnLease(self, conn: rpc.Connection, request_id: int, msg: m.ReturnLease) -> None:
@@ -250,7 +257,7 @@ class NodeDaemon:
     # --- control store ----------------------------------------------------------------------------------
     def node_info(self) -> m.NodeInfo:
         return m.NodeInfo(self.node_id, self.address, self.leases.total.to_dict(), self.leases.available.to_dict(),
-                          True, self.args.head, self.store.directory, {}, [], self.objects.used_bytes(),
+                          True, self.args.head, self.store.directory, self.labels, [], self.objects.used_bytes(),
                           self.objects.capacity_bytes)
 
     async def connect_gcs(self, wait_s: float = 0.0) -> None:
@@ -286,7 +293,8 @@ class NodeDaemon:
             return
         self.view_version = view.version
         nodes = [L.NodeView(n.node_id, n.address, ResourceSet(n.resources_total),
-                            ResourceSet({k: max(0.0, v) for k, v in n.resources_available.items()}), n.is_alive)
+                            ResourceSet({k: max(0.0, v) for k, v in n.resources_available.items()}), n.is_alive,
+                            dict(n.labels or {}), *(_load_fields(n.load)))
                  for n in view.nodes]
         self.run_effects(self.leases.on_cluster_view(nodes))
 
@@ -296,7 +304,7 @@ class NodeDaemon:
             if self.gcs is None or self.gcs.closed:
                 continue
             hb = m.Heartbeat(self.node_id, self.leases.available.to_dict(), self.leases.pending_demands(),
-                             self.objects.used_bytes(), self.view_version)
+                             self.objects.used_bytes(), self.view_version, self.leases.load_report())
             try:
                 view = await self.gcs.request(hb, timeout_s=CONFIG.heartbeat_timeout_s)
                 self._apply_view(view)
@@ -319,6 +327,21 @@ class NodeDaemon:
         self.objects.close()
 
 
+def placement_params() -> PlacementParams:
+    if CONFIG.scheduling_policy not in POLICIES:
+        raise ValueError(f"EMBER_SCHEDULING_POLICY must be one of {POLICIES}, got {CONFIG.scheduling_policy!r}")
+    return PlacementParams(policy=CONFIG.scheduling_policy, bandwidth_bytes_per_s=CONFIG.scheduler_bandwidth_bytes_per_s,
+                           keep_margin_s=CONFIG.scheduler_keep_margin_s,
+                           spread_threshold=CONFIG.scheduler_spread_threshold)
+
+
+def _load_fields(load: Optional[list]) -> tuple[int, float]:
+    """[queued, mean task s] from a heartbeat (absent before the node's first one)."""
+    if not load or len(load) < 2:
+        return 0, 0.0
+    return int(load[0]), float(load[1])
+
+
 async def _main(args: argparse.Namespace) -> None:
     token = session.read_token(args.token_file)
     daemon = NodeDaemon(args, token)
@@ -330,6 +353,7 @@ async def _main(args: argparse.Namespace) -> None:
     server = await rpc.serve(daemon, args.host, args.port, token)
     port = server.sockets[0].getsockname()[1]
     daemon.address = f"{args.host}:{port}"
+    daemon.leases.address = daemon.address
     await daemon.start_zygote()
     await daemon.connect_gcs(wait_s=CONFIG.connect_timeout_s)
     sys.stdout.write(f"READY {port}\n")
@@ -358,6 +382,7 @@ def main() -> None:
     parser.add_argument("--num-gpus", type=float, default=0)
     parser.add_argument("--memory", type=float, default=0)
     parser.add_argument("--resources", default="{}")
+    parser.add_argument("--labels", default="{}", help='node labels as JSON, e.g. \'{"zone": "a"}\'')
     parser.add_argument("--object-store-memory", type=int, default=0)
     parser.add_argument("--spill-dir", default="", help="where spilled objects go (default <session>/spill)")
     parser.add_argument("--head", action="store_true")

@@ -182,32 +182,38 @@ class TaskSubmitter:
             if lease.linger is None and not lease.is_dead:
                 lease.linger = self.cw.loop.call_later(CONFIG.lease_linger_s, self._return_lease, ks, lease)
 
-    def _locality_raylet(self, ks: KeyState) -> Any:
-        """The node daemon holding most of the next task's argument bytes, if not ours."""
+    def _arg_bytes(self, ks: KeyState) -> dict[str, int]:
+        """Node daemon address -> bytes of the next task's stored arguments there."""
+        out: dict[str, int] = {}
         if not ks.q.queue:
-            return None
+            return out
         store = self.cw.store
-        locations = []
         for arg in ks.q.queue[0].args:
             if arg[0] == 1:
                 e = store.get(arg[1])
                 if e is not None and e.node_address:
-                    locations.append((e.node_address, e.size))
-        address = task_policy.preferred_node(locations, self.cw.node_address, CONFIG.locality_min_bytes)
+                    out[e.node_address] = out.get(e.node_address, 0) + e.size
+        return out
+
+    def _locality_raylet(self, arg_bytes: dict[str, int]) -> Any:
+        """The node daemon holding most of the next task's argument bytes, if not ours."""
+        address = task_policy.preferred_node(list(arg_bytes.items()), self.cw.node_address, CONFIG.locality_min_bytes)
         return self.cw.peers.get(address) if address else None
 
     async def _request_lease(self, ks: KeyState) -> None:
         raylet = self.cw.raylet
         is_spillback = False
         try:
-            remote = self._locality_raylet(ks)
+            arg_bytes = self._arg_bytes(ks)
+            remote = self._locality_raylet(arg_bytes)
             if remote is not None:
                 try:
                     raylet = await remote
                 except (OSError, rpc.ConnectionLost, TimeoutError):
                     raylet = self.cw.raylet
             while ks.q.queue:
-                req = m.RequestLease(self.cw.job_id, ks.resources, ks.strategy, is_spillback, False, ks.name)
+                req = m.RequestLease(self.cw.job_id, ks.resources, ks.strategy, is_spillback, False, ks.name, None,
+                                     arg_bytes or None, ks.q.mean_task_s or 0.0)
                 reply = await raylet.request(req)
                 if isinstance(reply, m.LeaseGranted):
                     await self._lease_granted(ks, reply, raylet)
@@ -227,6 +233,8 @@ class TaskSubmitter:
         except rpc.RpcError as e:
             if e.kind == "TaskPlacementGroupRemoved":
                 self._fail_queue(ks, exc.TaskPlacementGroupRemoved(e.message))
+            elif e.kind == "Unschedulable":
+                self._fail_queue(ks, exc.TaskUnschedulableError(e.message))
             else:
                 self._fail_queue(ks, exc.RaySystemError(f"lease request for {ks.name} failed: {e.message}"))
         except (OSError, rpc.ConnectionLost, TimeoutError) as e:
@@ -403,7 +411,7 @@ class TaskPlan:
         self.retry_exceptions = retry_exceptions
         self.strategy = strategy
         self.runtime_env = runtime_env
-        self.key = (function_id, tuple(sorted(resources.items())), tuple(strategy),
+        self.key = (function_id, tuple(sorted(resources.items())), repr(strategy),
                     repr(runtime_env) if runtime_env else "")
 
 
