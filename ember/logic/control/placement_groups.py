@@ -221,6 +221,10 @@ class PgTable:
     def get(self, pg_id: bytes) -> Optional[PgRecord]:
         return self.groups.get(pg_id)
 
+    def has_waiting(self) -> bool:
+        """Is some group PENDING or RESCHEDULING (so node changes matter)?"""
+        return bool(self._waiting)
+
     def lookup_named(self, name: str, namespace: str) -> Optional[bytes]:
         return self.names.get((namespace, name))
 

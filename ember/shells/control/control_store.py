@@ -123,7 +123,7 @@ class ControlStore:
         if not self.nodes.heartbeat(msg.node_id, msg.resources_available, msg.pending_demands,
                                     msg.object_store_used_bytes, time.monotonic(), msg.load):
             raise LookupError("node is not registered or was declared dead; register again")
-        self._call_hooks("nodes_changed")  # placement groups waiting for room look again
+        self._call_hooks("heartbeat_seen")  # placement groups waiting for room look again
         if msg.view_version == self.nodes.version:
             return m.ClusterView(self.nodes.version, [])
         return self._view()

@@ -248,6 +248,11 @@ class PlacementGroupManager:
     def nodes_changed(self) -> None:
         self._sync_nodes()
 
+    def heartbeat_seen(self) -> None:
+        """Availability may have moved: only groups waiting for room care (none: nothing to do)."""
+        if self.table.has_waiting():
+            self._sync_nodes()
+
     def node_died(self, node_id: bytes) -> None:
         self._nodes_version = self.store.nodes.version
         self.handle(P.NodeDied(node_id, self._cause("node-died")))

@@ -30,6 +30,7 @@ class PgClient:
         self.cw.post(self._request_into, msg, fut)
 
     def remove(self, pg_id: bytes) -> None:
+        self.created.pop(pg_id, None)  # wait() on it now asks the control store (REMOVED)
         self.cw.post(self._request_into, m.RemovePlacementGroup(pg_id), None)
 
     def wait(self, pg_id: bytes, timeout_s: Optional[float]) -> m.PlacementGroupInfo:
