@@ -5,7 +5,9 @@ every node at its own IP; this process is the driver.
 - the two-phase commit rolls back for real: a host busy with a task refuses its bundle, the
   bundles the other hosts had prepared are released (their CPUs are free again), and the group
   is placed once the task ends;
-- a group too big for the cluster waits (with a warning) until a host that fits joins.
+- a group too big for the cluster waits (with a warning) until a host that fits joins;
+- when a host holding a bundle dies, that bundle is re-reserved on another host (the last test:
+  it kills a host).
 """
 from __future__ import annotations
 
@@ -20,7 +22,9 @@ from ember.util.scheduling_strategies import NodeAffinitySchedulingStrategy, Pla
 
 pytestmark = pytest.mark.timeout(240)
 
-three_hosts = bed_fixture([HostSpec(num_cpus=1)] * 3)
+# Hosts 1 and 2 (and the one that joins later) carry "worker_host": groups asking for it stay off
+# the head, so a test can kill the host of a bundle without killing the cluster.
+three_hosts = bed_fixture([HostSpec(num_cpus=1)] + [HostSpec(num_cpus=1, resources={"worker_host": 1})] * 2)
 
 
 @ember.remote(num_cpus=1)
@@ -89,12 +93,32 @@ def test_a_group_waits_for_a_host_that_fits_to_join(three_hosts: NetBed) -> None
     pg = placement_group([{"CPU": 2}], strategy="STRICT_PACK")
     try:
         assert not pg.wait(1.0)
-        three_hosts.add_host(HostSpec(num_cpus=2))
+        three_hosts.add_host(HostSpec(num_cpus=2, resources={"worker_host": 1}))
         assert pg.wait(60)
         new_node = placement_group_table(pg)["bundles_to_node_id"][0]
         assert new_node not in {three_hosts.node_id(i) for i in range(3)}
         ran = ember.get(node_id.options(scheduling_strategy=PlacementGroupSchedulingStrategy(pg, 0)).remote(),
                         timeout=60)
         assert ran == new_node
+    finally:
+        remove_placement_group(pg)
+
+
+def test_a_bundle_lost_with_its_host_is_re_reserved_elsewhere(three_hosts: NetBed) -> None:
+    three_hosts.wait_nodes(4)  # the host added by the previous test
+    pg = placement_group([{"CPU": 1, "worker_host": 1}] * 2, strategy="STRICT_SPREAD")
+    try:
+        assert pg.wait(30)
+        before = placement_group_table(pg)["bundles_to_node_id"]
+        hosts = {three_hosts.node_id(i): i for i in range(4)}
+        lost = hosts[before[1]]
+        three_hosts.kill_host(lost)
+        after = wait_for(lambda: (lambda t: t["bundles_to_node_id"] if t["state"] == "CREATED"
+                                  and t["bundles_to_node_id"].get(1) not in (None, before[1]) else None)(
+                                      placement_group_table(pg)), 60)
+        assert after[0] == before[0] and after[1] not in (before[0], before[1])
+        ran = ember.get(node_id.options(scheduling_strategy=PlacementGroupSchedulingStrategy(pg, 1)).remote(),
+                        timeout=60)
+        assert ran == after[1]
     finally:
         remove_placement_group(pg)
