@@ -128,18 +128,20 @@ class PlacementGroupManager:
 
     def _changed(self, eff: P.PgChanged) -> None:
         rec = self.table.get(eff.pg_id)
-        info = self.info(eff.pg_id)
-        for fut in self.waiters.pop(eff.pg_id, []):
-            if not fut.done():
-                fut.set_result(info)
+        waiting = self.waiters.pop(eff.pg_id, [])
+        if waiting:
+            info = self.info(eff.pg_id)
+            for fut in waiting:
+                if not fut.done():
+                    fut.set_result(info)
         if eff.state is P.PgState.CREATED and rec is not None:
             for node_id in set(rec.nodes.values()):
                 self._show_created(node_id, rec)
             self._bump_nodes()
+            self._publish_view()  # removals need none: nodes refuse a removed group's leases
         if eff.state is P.PgState.REMOVED:
             self.store.publish("placement_groups", b"", m.PlacementGroupRemoved(eff.pg_id))
             self._kill_actors(eff.pg_id)
-        self._publish_view()
 
     def _show_created(self, node_id: bytes, group: P.PgRecord) -> None:
         """Make the node record show the group's resources now (the next heartbeat confirms)."""
