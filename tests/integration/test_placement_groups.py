@@ -302,3 +302,36 @@ def test_capture_child_tasks_puts_children_in_the_group(cluster: Cluster) -> Non
         ember.kill(parent)
     finally:
         remove_placement_group(pg)
+
+
+def test_work_submitted_before_the_group_is_ready_waits_for_it(cluster: Cluster) -> None:
+    blocker = placement_group([{"CPU": 2}, {"CPU": 2}], strategy="STRICT_SPREAD")
+    assert blocker.wait(30)
+    pg = placement_group([{"CPU": 1}, {"CPU": 1}], strategy="STRICT_SPREAD")
+    try:
+        task = where.options(scheduling_strategy=in_group(pg, 1)).remote()
+        actor = Member.options(scheduling_strategy=in_group(pg, 0)).remote()
+        ready, _ = ember.wait([task], timeout=1.0)
+        assert not ready  # no room yet: pending, neither failed nor run elsewhere
+        remove_placement_group(blocker)
+        assert pg.wait(30)
+        nodes = placement_group_table(pg)["bundles_to_node_id"]
+        assert ember.get(task, timeout=60)[:2] == (nodes[1], pg.id.hex())
+        assert ember.get(actor.where.remote(), timeout=60) == (nodes[0], pg.id.hex())
+        ember.kill(actor)
+    finally:
+        remove_placement_group(pg)
+        remove_placement_group(blocker)
+
+
+def test_a_duplicate_name_fails_the_second_group(cluster: Cluster) -> None:
+    first = placement_group([{"CPU": 0.1}], name="twin")
+    try:
+        assert first.wait(30)
+        second = placement_group([{"CPU": 0.1}], name="twin")
+        with pytest.raises(ValueError, match="same name already exists"):
+            second.wait(30)
+        with pytest.raises(ValueError, match="same name already exists"):
+            ember.get(second.ready(), timeout=30)
+    finally:
+        remove_placement_group(first)
