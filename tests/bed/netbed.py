@@ -27,7 +27,8 @@ API (stable: other issues build on it)
 ``bed_unavailable_reason() -> str | None``       why namespaces cannot be made here (not root, no ``ip``...)
 ``HostSpec(num_cpus=1, num_gpus=None, resources=None, labels=None, object_store_memory=None,
           extra_args=())``                        what ``ember start`` is given on one host
-``NetBed(hosts=3 | [HostSpec...], env={...}, root_dir=None)``  context manager; ``start()`` / ``stop()``
+``NetBed(hosts=3 | [HostSpec...], env={...}, root_dir=None, link_rate_mbit=None)``  context manager;
+  ``start()`` / ``stop()``; ``link_rate_mbit`` shapes every host's link both ways (tc tbf), as a real NIC
   ``.hosts: list[Host]``   ``Host(index, netns, ip, veth, tmpdir, spec)``; ``.head`` is ``hosts[0]``
   ``.address``             "10.213.K.2:6379", the head's control store;  ``.token`` the cluster token
   ``.bridge_ip``           10.213.K.1, the driver's address
@@ -35,6 +36,7 @@ API (stable: other issues build on it)
   ``.node_id(i)``          the NodeID (hex) of host i, from ``ember.nodes()`` (needs ``connect()``)
   ``.wait_nodes(n_alive, timeout_s)``  poll ``ember.nodes()`` until exactly n_alive nodes are alive
   ``.cut(i)`` / ``.restore(i)`` / ``with bed.partitioned(i):``   take host i's link down / up
+  ``.set_link_rate(i, mbit | None)``   shape (or unshape) host i's link, both directions
   ``.add_host(spec) -> Host``   a new host joins the running cluster
   ``.kill_host(i)``        SIGKILL every process in host i's namespace (a machine dying)
   ``.stop_host(i)``        ``ember stop`` on host i (a clean leave)
@@ -188,7 +190,8 @@ class NetBed:
     """N ember hosts in network namespaces on one bridge; see the module docstring."""
 
     def __init__(self, hosts: Union[int, Sequence[HostSpec]] = 3, *, env: Optional[dict[str, str]] = None,
-                 root_dir: Optional[str] = None, start_timeout_s: float = 120) -> None:
+                 root_dir: Optional[str] = None, start_timeout_s: float = 120,
+                 link_rate_mbit: Optional[float] = None) -> None:
         specs = [HostSpec() for _ in range(hosts)] if isinstance(hosts, int) else list(hosts)
         if not specs:
             raise ValueError("a bed needs at least one host")
@@ -198,6 +201,7 @@ class NetBed:
         self._given_root = root_dir
         self.root_dir = ""
         self.start_timeout_s = start_timeout_s
+        self.link_rate_mbit = link_rate_mbit
         self.hosts: list[Host] = []
         self.subnet = -1
         self.bridge = f"ebr{self.run_id}"
@@ -321,6 +325,8 @@ class NetBed:
         _ip("-n", host.netns, "addr", "add", f"{host.ip}/24", "dev", "eth0")
         _ip("-n", host.netns, "link", "set", "eth0", "up")
         self.hosts.append(host)
+        if self.link_rate_mbit:
+            self.set_link_rate(index, self.link_rate_mbit)
         return host
 
     def _host_env(self, host: Host) -> dict[str, str]:
@@ -396,6 +402,19 @@ class NetBed:
     def restore(self, i: int) -> None:
         _ip("link", "set", self.hosts[i].veth, "up")
         self.hosts[i].is_cut = False
+
+    def set_link_rate(self, i: int, mbit: Optional[float]) -> None:
+        """Shape host i's link to ``mbit`` megabits/s each way (token bucket), or remove the shaping."""
+        host = self.hosts[i]
+        for prefix, dev in (([], host.veth), (["ip", "netns", "exec", host.netns], "eth0")):
+            if mbit:
+                argv = [*prefix, "tc", "qdisc", "replace", "dev", dev, "root", "tbf", "rate", f"{mbit}mbit",
+                        "burst", "256kb", "latency", "50ms"]
+            else:
+                argv = [*prefix, "tc", "qdisc", "del", "dev", dev, "root"]
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+            if mbit and done.returncode != 0:
+                raise RuntimeError(f"`{' '.join(argv)}` failed: {done.stderr.strip()}")
 
     @contextlib.contextmanager
     def partitioned(self, i: int) -> Iterator[Host]:

@@ -53,6 +53,7 @@ class LeaseRequest:
     placement: Optional[ResourceSet] = None  # actors: must fit to grant; the lease holds ``resources``
     arg_bytes: dict = field(default_factory=dict)  # node address -> bytes of the next task's arguments there
     task_s: float = 0.0          # the owner's moving average of this key's task time (0: unknown)
+    has_fresh_view: bool = False  # decided again after a view refresh: an unknown node is truly unknown
 
     @property
     def fit_shape(self) -> ResourceSet:
@@ -117,12 +118,21 @@ class KillWorker:
     reason: str
 
 
-Effect = Union[GrantLease, SpillLease, RejectInfeasible, RejectUnschedulable, StartWorker, KillWorker]
+@dataclass
+class RefreshView:
+    """Fetch the whole cluster view now (a request names a node this view does not know yet)."""
+
+
+Effect = Union[GrantLease, SpillLease, RejectInfeasible, RejectUnschedulable, RefreshView, StartWorker, KillWorker]
 
 
 @dataclass
 class Unschedulable:
     message: str
+
+
+class _AwaitView:
+    """Decide again once a fresh cluster view has arrived."""
 
 
 class LeaseManager:
@@ -134,6 +144,7 @@ class LeaseManager:
         self.params = params
         self.mean_task_s = 0.0
         self.dead_nodes: set[bytes] = set()
+        self.parked: list[LeaseRequest] = []  # waiting for a fresh view (they name an unknown node)
         self.total = ResourceSet(total)
         self.available = self.total.copy()
         self.reserved = ResourceSet()  # held by placement-group bundles (logic/node/bundles.py)
@@ -156,7 +167,14 @@ class LeaseManager:
         effects: list[Effect] = []
         if req.task_s > 0:
             self.mean_task_s = req.task_s if self.mean_task_s == 0 else 0.8 * self.mean_task_s + 0.2 * req.task_s
+        return self._place(req)
+
+    def _place(self, req: LeaseRequest) -> list[Effect]:
+        effects: list[Effect] = []
         target = self._choose_node(req)
+        if isinstance(target, _AwaitView):
+            self.parked.append(req)
+            return [RefreshView()] if len(self.parked) == 1 else []
         if isinstance(target, Unschedulable):
             return [RejectUnschedulable(req.req_id, target.message)]
         if isinstance(target, str):
@@ -207,6 +225,7 @@ class LeaseManager:
     def on_client_disconnected(self, client_id: Any) -> list[Effect]:
         """A driver or worker went away: drop its queued requests and kill its workers."""
         self.queue = [r for r in self.queue if r.client_id != client_id]
+        self.parked = [r for r in self.parked if r.client_id != client_id]
         effects: list[Effect] = []
         for lease in [l for l in self.leases.values() if l.client_id == client_id]:
             self._release(lease.lease_id)
@@ -243,6 +262,10 @@ class LeaseManager:
         self.dead_nodes |= {n.node_id for n in nodes if not n.is_alive}
         self.dead_nodes -= set(self.view)
         effects: list[Effect] = []
+        parked, self.parked = self.parked, []
+        for req in parked:
+            req.has_fresh_view = True
+            effects += self._place(req)
         kept: list[LeaseRequest] = []
         for req in self.queue:
             kind = req.strategy[0] if req.strategy else "DEFAULT"
@@ -298,7 +321,7 @@ class LeaseManager:
         return effects
 
     # --- decisions ------------------------------------------------------------------------
-    def _choose_node(self, req: LeaseRequest) -> Union[None, bytes, str, "Unschedulable"]:
+    def _choose_node(self, req: LeaseRequest) -> Union[None, bytes, str, "Unschedulable", "_AwaitView"]:
         """None: queue here. bytes: spill to that node. str: infeasible, with the reason.
         Unschedulable: can never run (fail it)."""
         kind = req.strategy[0] if req.strategy else "DEFAULT"
@@ -313,6 +336,8 @@ class LeaseManager:
             elif node_id in self.view and shape.fits_in(self.view[node_id].total):
                 return None if req.is_spillback else node_id
             elif not is_soft:
+                if node_id not in self.view and node_id not in self.dead_nodes and not req.has_fresh_view:
+                    return _AwaitView()
                 if node_id not in self.view:
                     state = "dead" if node_id in self.dead_nodes else "not a node of this cluster"
                     return Unschedulable(f"{req.description}: the node {node_id.hex()} required by "

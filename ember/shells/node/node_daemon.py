@@ -66,6 +66,7 @@ class NodeDaemon:
         self.zygote: Optional[asyncio.subprocess.Process] = None
         self.logs = LogMonitor(self)
         self.view_version = -1
+        self.view_wanted = asyncio.Event()  # heartbeat now and ask for the whole view
         self.stopping = asyncio.Event()
 
     # --- effects ----------------------------------------------------------------------------
@@ -84,6 +85,8 @@ class NodeDaemon:
             elif isinstance(eff, L.RejectUnschedulable):
                 conn, request_id = eff.req_id
                 conn.reply_error(request_id, "Unschedulable", eff.message)
+            elif isinstance(eff, L.RefreshView):
+                self.view_wanted.set()
             elif isinstance(eff, L.StartWorker):
                 self._fork_worker(eff.worker_id, eff.job_id)
             elif isinstance(eff, L.KillWorker):
@@ -300,11 +303,18 @@ class NodeDaemon:
 
     async def heartbeat_loop(self) -> None:
         while not self.stopping.is_set():
-            await asyncio.sleep(CONFIG.heartbeat_interval_s)
+            try:
+                async with asyncio.timeout(CONFIG.heartbeat_interval_s):
+                    await self.view_wanted.wait()
+            except TimeoutError:
+                pass
+            is_forced = self.view_wanted.is_set()
+            self.view_wanted.clear()
             if self.gcs is None or self.gcs.closed:
                 continue
             hb = m.Heartbeat(self.node_id, self.leases.available.to_dict(), self.leases.pending_demands(),
-                             self.objects.used_bytes(), self.view_version, self.leases.load_report())
+                             self.objects.used_bytes(), -1 if is_forced else self.view_version,
+                             self.leases.load_report())
             try:
                 view = await self.gcs.request(hb, timeout_s=CONFIG.heartbeat_timeout_s)
                 self._apply_view(view)
