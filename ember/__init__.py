@@ -17,6 +17,7 @@ _EXPORTS = {
     "is_initialized": "ember.api", "kill": "ember.api", "method": "ember.api", "nodes": "ember.api",
     "put": "ember.api", "remote": "ember.api", "shutdown": "ember.api", "wait": "ember.api",
     "get_runtime_context": "ember.runtime_context",
+    "PlacementGroupID": "ember.util.placement_group",
 }
 _SUBMODULES = {"actor", "exceptions", "util"}
 
