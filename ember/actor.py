@@ -146,7 +146,9 @@ class ActorClass:
         strategy = resolve_strategy(o)
         if strategy is None and cw.mode == "worker" and may_capture(actor_options):
             strategy = captured_strategy(cw)
-        placement, running = with_placement(strategy, placement), with_placement(strategy, running)
+        needs_hidden_cpu = placement != running  # the default actor: 1 CPU to be created, 0 to run
+        running = with_placement(strategy, running, self.__name__)
+        placement = with_placement(strategy, placement, self.__name__, is_actor_placement=needs_hidden_cpu)
         max_concurrency = o["max_concurrency"] or (1000 if self._is_async else 1)
         meta = {"class_name": self.__name__, "methods": self._methods, "is_async": self._is_async,
                 "max_task_retries": int(o["max_task_retries"]), "max_pending_calls": int(o["max_pending_calls"])}

@@ -59,7 +59,7 @@ class RemoteFunction:
             strategy = captured
         plan = TaskPlan(function_id=function_id, blob=blob, name=o.get("name") or self._name,
                         num_returns=o["num_returns"],
-                        resources=with_placement(strategy, opt.resolve_task_resources(o)),
+                        resources=with_placement(strategy, opt.resolve_task_resources(o), self._name),
                         max_retries=-1 if max_retries == -1 else int(max_retries),
                         retry_exceptions=list(retry) if isinstance(retry, (list, tuple)) else bool(retry),
                         strategy=to_wire(strategy), runtime_env=o.get("runtime_env"))

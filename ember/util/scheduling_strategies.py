@@ -137,6 +137,8 @@ class PlacementGroupSchedulingStrategy:
 
     @property
     def _ember_strategy(self) -> list:
+        if self.placement_group is None:  # Ray's way to opt out of a parent's captured group
+            return ["DEFAULT"]
         return ["PLACEMENT_GROUP", self.placement_group.id.binary(), int(self.placement_group_bundle_index),
                 bool(self.placement_group_capture_child_tasks)]
 
@@ -194,15 +196,31 @@ def captured_strategy(cw: Any) -> Optional[PlacementGroupSchedulingStrategy]:
     return PlacementGroupSchedulingStrategy(PlacementGroup(PlacementGroupID.from_hex(pg_hex)), -1, True)
 
 
-def with_placement(strategy: SchedulingStrategyT, resources: dict) -> dict:
+def with_placement(strategy: SchedulingStrategyT, resources: dict, what: str = "the task",
+                   is_actor_placement: bool = False) -> dict:
     """``resources`` rewritten to the group's bundle resources when ``strategy`` targets a
-    placement group (Ray's ``CPU_group_<i>_<pg>`` names); unchanged otherwise."""
-    if not isinstance(strategy, PlacementGroupSchedulingStrategy):
+    placement group (Ray's ``CPU_group_<i>_<pg>`` names); unchanged otherwise.  A demand that
+    fits no bundle it may use raises Ray's ValueError (``is_actor_placement``: the hidden
+    1 CPU an actor needs to be created, with Ray's message for it)."""
+    if not isinstance(strategy, PlacementGroupSchedulingStrategy) or strategy.placement_group is None:
         return resources
     from ember.logic.bundle_resources import task_demand
     from ember.util.placement_group import check_placement_group_index
     pg = strategy.placement_group
     index = int(strategy.placement_group_bundle_index)
-    if index != -1:
-        check_placement_group_index(pg, index)
+    check_placement_group_index(pg, index)
+    _check_fits(pg.bundle_specs, index, resources, what, is_actor_placement)
     return task_demand(pg.id.hex(), index, resources)
+
+
+def _check_fits(bundles: list, index: int, resources: dict, what: str, is_actor_placement: bool) -> None:
+    usable = bundles if index == -1 else [bundles[index]]
+    if any(all(b.get(k, 0.0) >= v for k, v in resources.items() if v > 0) for b in usable):
+        return
+    shown = [{k: float(v) for k, v in b.items()} for b in bundles]
+    if is_actor_placement:
+        raise ValueError(f"Cannot schedule {what} with the placement group because the actor requires "
+                         f"{resources.get('CPU', 0)} CPU for creation, but it cannot fit into any bundles for "
+                         f"the placement group, {shown}. Consider creating a placement group with CPU resources.")
+    raise ValueError(f"Cannot schedule {what} with the placement group because the resource request "
+                     f"{resources} cannot fit into any bundles for the placement group, {shown}.")

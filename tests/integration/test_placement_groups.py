@@ -335,3 +335,25 @@ def test_a_duplicate_name_fails_the_second_group(cluster: Cluster) -> None:
             ember.get(second.ready(), timeout=30)
     finally:
         remove_placement_group(first)
+
+
+@ember.remote
+class Plain:
+    def ok(self) -> bool:
+        return True
+
+
+def test_a_demand_no_bundle_can_hold_is_refused_with_rays_message(cluster: Cluster) -> None:
+    pg = placement_group([{"special": 1}])
+    try:
+        with pytest.raises(ValueError, match=r"Cannot schedule where with the placement group because the resource "
+                                             r"request \{'CPU': 1.0\} cannot fit into any bundles"):
+            where.options(scheduling_strategy=in_group(pg)).remote()
+        with pytest.raises(ValueError, match="the actor requires 1.0 CPU for creation, but it cannot fit"):
+            Plain.options(scheduling_strategy=in_group(pg)).remote()
+        # PlacementGroupSchedulingStrategy(placement_group=None): Ray's way to run outside any group.
+        node, pg_hex, _ = ember.get(where.options(scheduling_strategy=PlacementGroupSchedulingStrategy(None)).remote(),
+                                    timeout=60)
+        assert pg_hex is None
+    finally:
+        remove_placement_group(pg)
