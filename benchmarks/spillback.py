@@ -10,7 +10,7 @@ between real machines (the placement policy assumes 125 MB/s, ``EMBER_SCHEDULER_
 
 1. eight argument blobs (8-32 MiB) are made on hosts 1-3 (hard node affinity), as a job's data
    would lie on the nodes that produced it;
-2. the measured part: 64 tasks are submitted at once, of three kinds (three remote functions,
+2. the measured part: 128 tasks are submitted at once, of three kinds (three remote functions,
    so three scheduling keys), interleaved: short (20 ms), medium (150 ms) and long (600 ms)
    sleeps; half of the medium and long ones take one of the blobs as argument (the task touches
    every page of it).
@@ -37,7 +37,7 @@ from bed.netbed import HostSpec, NetBed, bed_unavailable_reason  # noqa: E402
 POLICIES = ("wait", "hybrid", "least_loaded")
 HOSTS = 4
 CPUS_PER_HOST = 2
-TASKS = 64
+TASKS = 128
 BLOBS = 8
 SEED = 7
 LINK_MBIT = 1000
@@ -46,7 +46,7 @@ LINK_MBIT = 1000
 def _workload(seed: int) -> list[tuple[str, float, int]]:
     """(kind, sleep_s, blob index or -1) for every measured task, in submission order."""
     rng = random.Random(seed)
-    kinds = [("short", 0.02)] * 32 + [("medium", 0.15)] * 20 + [("long", 0.6)] * 12
+    kinds = [("short", 0.02)] * 64 + [("medium", 0.15)] * 40 + [("long", 0.6)] * 24
     rng.shuffle(kinds)
     out = []
     for kind, sleep_s in kinds[:TASKS]:

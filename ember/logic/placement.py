@@ -9,7 +9,7 @@ Rule 1 (feasibility): a node is a candidate only when it is alive, the request's
 Rule 2 (policies for DEFAULT, ``Config.scheduling_policy``):
         - ``"wait"`` (the seed's policy, the default): the node with the lowest estimated cost,
           ``wait_s + missing_argument_bytes / bandwidth``; ``wait_s`` is 0 where the shape fits
-          what is free now and nothing waits there, else ``(queued + 0.5) x mean task time / slots``
+          what is free now and nothing waits there, else ``(queued + 1) x mean slot hold time / slots``
           for the shape. The node keeps the request while its own cost is within
           ``keep_margin_s`` of the best (it can run it soon), so a stale view never bounces work.
         - ``"hybrid"`` (Ray's default): local node first, then the others in id order; the first
@@ -127,8 +127,9 @@ def wait_s(node: NodeLoad, shape: ResourceSet, task_s: float, params: PlacementP
     if fits_now(node, shape):
         return 0.0
     mean = node.mean_task_s or task_s or params.default_task_s
-    # The running tasks are half done on average; each queued request needs a whole task time.
-    return (node.queued + 0.5) * mean / slots(node, shape)
+    # A slot frees after a whole hold time at worst (owners keep leases for their backlog), and each
+    # request queued ahead takes one more.
+    return (node.queued + 1) * mean / slots(node, shape)
 
 
 def transfer_s(node: NodeLoad, arg_bytes: Mapping[str, int], params: PlacementParams) -> float:

@@ -218,6 +218,7 @@ class RequestLease:
     placement_resources: Optional[dict] = None  # actors: the shape that must fit to grant (None: resources)
     arg_bytes: Optional[dict] = None  # node daemon address -> bytes of the next task's arguments stored there
     task_s: float = 0.0     # the owner's moving average of the key's task time (0: unknown)
+    spill_hops: int = 0     # spillbacks this request followed (task owners count them; 0: not counted)
 
 
 @message(43)

@@ -184,3 +184,17 @@ def test_node_affinity_to_a_dead_node_is_unschedulable_at_once(lm):
     lm.on_cluster_view([L.NodeView(OTHER, "other:1", ResourceSet({"CPU": 4}), ResourceSet(), False)])
     eff = lm.on_lease_requested(req(1, strategy=["NODE_AFFINITY", OTHER, False]))
     assert [type(e) for e in eff] == [L.RejectUnschedulable] and "is dead" in eff[0].message
+
+
+def test_a_busy_spillback_target_passes_the_request_on_once():
+    lm = L.LeaseManager(NODE, {"CPU": 1})
+    register_all(lm, lm.on_lease_requested(req(1)))  # the only CPU is taken
+    free = b"F" * 16
+    lm.on_cluster_view([L.NodeView(free, "free:1", ResourceSet({"CPU": 2}), ResourceSet({"CPU": 2}))])
+    first = L.LeaseRequest(2, "c", JOB, ResourceSet({"CPU": 1}), ["DEFAULT"], True, spill_hops=1)
+    eff = lm.on_lease_requested(first)
+    assert [(type(e), getattr(e, "node_id", None)) for e in eff] == [(L.SpillLease, free)]
+    again = L.LeaseRequest(3, "c", JOB, ResourceSet({"CPU": 1}), ["DEFAULT"], True, spill_hops=2)
+    assert lm.on_lease_requested(again) == []  # second hop: it waits here
+    legacy = L.LeaseRequest(4, "c", JOB, ResourceSet({"CPU": 1}), ["DEFAULT"], True)  # hops not counted
+    assert lm.on_lease_requested(legacy) == []

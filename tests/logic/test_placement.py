@@ -37,20 +37,20 @@ def test_wait_spills_to_the_lowest_estimated_wait() -> None:
 
 
 def test_wait_weighs_queue_by_task_time_and_slots() -> None:
-    # b: (2 queued + 0.5) x 0.1 s / 4 slots = 0.06 s; c: 0.5 x 2 s / 4 = 0.25 s
+    # b: (2 queued + 1) x 0.1 s / 4 slots = 0.075 s; c: 1 x 2 s / 4 = 0.5 s
     local = node("a", free=0, queued=9, mean_s=1.0)
     assert pick(local, [node("b", free=0, queued=2, mean_s=0.1), node("c", free=0, queued=0, mean_s=2.0)]) == "b"
 
 
 def test_wait_counts_bytes_a_node_lacks() -> None:
-    local = node("a", free=0, queued=0, mean_s=0.1)  # waits ~0.0125 s, but lacks 100 MB (0.8 s)
+    local = node("a", free=0, queued=0, mean_s=0.1)  # waits 0.025 s, but lacks 100 MB (0.8 s)
     args = {"b:1": 100_000_000}
     assert pick(local, [node("b", free=0, queued=0, mean_s=0.1)], arg_bytes=args) == "b"
     assert pick(local, [node("b", free=4)], arg_bytes={"a:1": 100_000_000}) == "a"
 
 
 def test_wait_keeps_within_the_margin() -> None:
-    local = node("a", free=0, queued=0, mean_s=0.04)  # 0.5 x 0.04 s / 4 slots = 0.005 s
+    local = node("a", free=0, queued=0, mean_s=0.04)  # 1 x 0.04 s / 4 slots = 0.01 s
     params = P.PlacementParams(keep_margin_s=0.02)
     assert pick(local, [node("b")], params=params) == "a"
     assert pick(local, [node("b")], params=P.PlacementParams(keep_margin_s=0.0)) == "b"
@@ -154,6 +154,7 @@ class ModelCluster:
         self.by_id = {lm.node_id: lm for lm in self.nodes}
         self.granted: dict[int, tuple[L.LeaseManager, bytes]] = {}
         self.infeasible: set[int] = set()
+        self.hops: dict[int, int] = {}
 
     def refresh_views(self) -> None:
         for lm in self.nodes:
@@ -176,8 +177,9 @@ class ModelCluster:
                 self.granted[e.req_id] = (lm, e.lease_id)
             elif isinstance(e, L.SpillLease):
                 target = self.by_id[e.node_id]
+                self.hops[e.req_id] = self.hops.get(e.req_id, 0) + 1  # owners count the hops they follow
                 req = L.LeaseRequest(e.req_id, "owner", b"J", ResourceSet(self._shape_of[e.req_id]),
-                                     self._strategy_of[e.req_id], True)
+                                     self._strategy_of[e.req_id], True, spill_hops=self.hops[e.req_id])
                 pending += [(target, x) for x in target.on_lease_requested(req)]
             elif isinstance(e, L.RejectInfeasible):
                 self.infeasible.add(e.req_id)

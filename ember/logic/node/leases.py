@@ -54,6 +54,7 @@ class LeaseRequest:
     arg_bytes: dict = field(default_factory=dict)  # node address -> bytes of the next task's arguments there
     task_s: float = 0.0          # the owner's moving average of this key's task time (0: unknown)
     has_fresh_view: bool = False  # decided again after a view refresh: an unknown node is truly unknown
+    spill_hops: int = 0          # spillbacks followed so far (0: not counted: never spilled again)
 
     @property
     def fit_shape(self) -> ResourceSet:
@@ -70,6 +71,8 @@ class Lease:
     gpu_assignment: list = field(default_factory=list)
     is_blocked: bool = False
     for_actor: bool = False      # the worker hosts an actor: the control store decides its end
+    task_s: float = 0.0          # the owner's mean task time for the lease's key (0: unknown)
+    granted_s: float = 0.0       # when it was granted (the shell's clock; 0: unknown)
 
 
 NodeView = NodeLoad  # another node as the latest cluster view shows it
@@ -126,6 +129,9 @@ class RefreshView:
 Effect = Union[GrantLease, SpillLease, RejectInfeasible, RejectUnschedulable, RefreshView, StartWorker, KillWorker]
 
 
+MAX_SPILL_HOPS = 2  # a request sent on by a busy spillback target goes on once more, then waits
+
+
 @dataclass
 class Unschedulable:
     message: str
@@ -143,6 +149,8 @@ class LeaseManager:
         self.labels = dict(labels or {})
         self.params = params
         self.mean_task_s = 0.0
+        self.mean_hold_s = 0.0       # moving average of how long a lease holds its slot (0: none returned yet)
+        self._now = 0.0              # the time of the event being handled (given by the shell)
         self.dead_nodes: set[bytes] = set()
         self.parked: list[LeaseRequest] = []  # waiting for a fresh view (they name an unknown node)
         self.total = ResourceSet(total)
@@ -163,10 +171,9 @@ class LeaseManager:
         return kind + self.node_id[:7] + self._seq.to_bytes(8, "little")
 
     # --- events ---------------------------------------------------------------------------
-    def on_lease_requested(self, req: LeaseRequest) -> list[Effect]:
+    def on_lease_requested(self, req: LeaseRequest, now: float = 0.0) -> list[Effect]:
+        self._now = now
         effects: list[Effect] = []
-        if req.task_s > 0:
-            self.mean_task_s = req.task_s if self.mean_task_s == 0 else 0.8 * self.mean_task_s + 0.2 * req.task_s
         return self._place(req)
 
     def _place(self, req: LeaseRequest) -> list[Effect]:
@@ -185,7 +192,8 @@ class LeaseManager:
         self._dispatch(effects)
         return effects
 
-    def on_worker_registered(self, worker_id: bytes, address: str) -> list[Effect]:
+    def on_worker_registered(self, worker_id: bytes, address: str, now: float = 0.0) -> list[Effect]:
+        self._now = now
         w = self.workers.get(worker_id)
         if w is None or w.state is not WorkerState.STARTING:
             return [KillWorker(worker_id, "unknown or duplicate worker registration")]
@@ -205,10 +213,14 @@ class LeaseManager:
         self._dispatch(effects)
         return effects
 
-    def on_lease_returned(self, lease_id: bytes, is_worker_dead: bool) -> list[Effect]:
+    def on_lease_returned(self, lease_id: bytes, is_worker_dead: bool, now: float = 0.0) -> list[Effect]:
+        self._now = now
         lease = self.leases.get(lease_id)
         if lease is None:
             return []
+        if now > lease.granted_s > 0:
+            held_s = now - lease.granted_s
+            self.mean_hold_s = held_s if self.mean_hold_s == 0 else 0.8 * self.mean_hold_s + 0.2 * held_s
         effects: list[Effect] = []
         self._release(lease_id)
         w = self.workers.get(lease.worker_id)
@@ -350,7 +362,11 @@ class LeaseManager:
             return next((n for n in sorted(self.view) if shape.fits_in(self.view[n].total)), None)
         fits_here = shape.fits_in(self.total) and placement.gpu_shape_ok(shape)
         if req.is_spillback:
-            return None if fits_here else f"{req.description}: spilled here but cannot fit"
+            if not fits_here:
+                return f"{req.description}: spilled here but cannot fit"
+            if kind == "DEFAULT" and 0 < req.spill_hops < MAX_SPILL_HOPS and not shape.fits_in(self._uncommitted()):
+                return self._replace(req)  # sent here on a stale view: pass it on to a node free now, once
+            return None
         hard = soft = None
         if kind == "NODE_LABEL":
             hard, soft = req.strategy[1] or None, req.strategy[2] or None
@@ -393,7 +409,17 @@ class LeaseManager:
         uncommitted = self._uncommitted()
         queued = 0 if shape.fits_in(uncommitted) else len(self.queue)
         return NodeLoad(self.node_id, self.address, self.total, uncommitted, True, self.labels, queued,
-                        self.mean_task_s)
+                        self._mean_task_s())
+
+    def _mean_task_s(self) -> float:
+        """How long a slot stays taken: owners reuse a lease for their key's backlog, so once leases
+        have come back this is their mean hold time; before, the owners' mean task time of what runs
+        and waits here."""
+        if self.mean_hold_s > 0:
+            return self.mean_hold_s
+        known = [l.task_s for l in self.leases.values() if l.task_s > 0]
+        known += [r.task_s for r in self.queue if r.task_s > 0]
+        return sum(known) / len(known) if known else self.mean_task_s
 
     def _uncommitted(self) -> ResourceSet:
         """Available resources minus what requests already queued here will take."""
@@ -437,7 +463,9 @@ class LeaseManager:
         gpu_assignment = self.gpus.assign(req.resources.units.get("GPU", 0))
         self.available.subtract(req.resources)
         self.leases[lease_id] = Lease(lease_id, w.worker_id, req.client_id, req.resources, gpu_assignment,
-                                      for_actor=req.for_actor)
+                                      for_actor=req.for_actor, task_s=req.task_s, granted_s=self._now)
+        if req.task_s > 0:
+            self.mean_task_s = req.task_s if self.mean_task_s == 0 else 0.8 * self.mean_task_s + 0.2 * req.task_s
         w.state = WorkerState.LEASED
         w.lease_id = lease_id
         return GrantLease(req.req_id, lease_id, w.worker_id, w.address,
@@ -470,7 +498,7 @@ class LeaseManager:
 
     def load_report(self) -> list[Any]:
         """What heartbeats carry for other nodes' placement decisions: [queued, mean task s]."""
-        return [len(self.queue), self.mean_task_s]
+        return [len(self.queue), self._mean_task_s()]
 
     def check_invariants(self) -> None:
         held = ResourceSet()

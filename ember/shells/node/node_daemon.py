@@ -159,7 +159,7 @@ class NodeDaemon:
         self.pid_workers[msg.pid] = msg.worker_id
         self.logs.set_pid(msg.worker_id, msg.pid)
         conn.reply(request_id, reply)
-        self.run_effects(self.leases.on_worker_registered(msg.worker_id, msg.address))
+        self.run_effects(self.leases.on_worker_registered(msg.worker_id, msg.address, time.monotonic()))
 
     def on_RequestLease(self, conn: rpc.Connection, request_id: int, msg: m.RequestLease) -> None:
         try:
@@ -174,11 +174,11 @@ class NodeDaemon:
             return
         req = L.LeaseRequest((conn, request_id), conn, msg.job_id, resources, msg.strategy,
                              msg.is_spillback, msg.for_actor, msg.description, placement,
-                             dict(msg.arg_bytes or {}), msg.task_s)
-        self.run_effects(self.leases.on_lease_requested(req))
+                             dict(msg.arg_bytes or {}), msg.task_s, spill_hops=msg.spill_hops)
+        self.run_effects(self.leases.on_lease_requested(req, time.monotonic()))
 
     def on_ReturnLease(self, conn: rpc.Connection, request_id: int, msg: m.ReturnLease) -> None:
-        self.run_effects(self.leases.on_lease_returned(msg.lease_id, msg.is_worker_dead))
+        self.run_effects(self.leases.on_lease_returned(msg.lease_id, msg.is_worker_dead, time.monotonic()))
 
     def on_WorkerBlocked(self, conn: rpc.Connection, request_id: int, msg: m.WorkerBlocked) -> None:
         w = self.leases.workers.get(msg.worker_id)

@@ -202,7 +202,7 @@ class TaskSubmitter:
 
     async def _request_lease(self, ks: KeyState) -> None:
         raylet = self.cw.raylet
-        is_spillback = False
+        is_spillback, hops = False, 0
         try:
             arg_bytes = self._arg_bytes(ks)
             remote = self._locality_raylet(arg_bytes)
@@ -213,21 +213,21 @@ class TaskSubmitter:
                     raylet = self.cw.raylet
             while ks.q.queue:
                 req = m.RequestLease(self.cw.job_id, ks.resources, ks.strategy, is_spillback, False, ks.name, None,
-                                     arg_bytes or None, ks.q.mean_task_s or 0.0)
+                                     arg_bytes or None, ks.q.mean_task_s or 0.0, hops)
                 reply = await raylet.request(req)
                 if isinstance(reply, m.LeaseGranted):
                     await self._lease_granted(ks, reply, raylet)
                     return
                 if isinstance(reply, m.LeaseSpillback):
                     raylet = await self.cw.peers.get(reply.address)
-                    is_spillback = True
+                    is_spillback, hops = True, hops + 1
                     continue
                 if isinstance(reply, m.LeaseInfeasible):
                     if not ks.warned_infeasible:
                         ks.warned_infeasible = True
                         sys.stderr.write(f"Warning: the task {ks.name} cannot be scheduled right now: "
                                          f"{reply.message}. It will wait until a node that fits joins.\n")
-                    raylet, is_spillback = self.cw.raylet, False
+                    raylet, is_spillback, hops = self.cw.raylet, False, 0
                     await asyncio.sleep(CONFIG.infeasible_retry_s)
                     continue
         except rpc.RpcError as e:
