@@ -189,22 +189,27 @@ def test_node_prepares_all_or_nothing_and_commit_shows_group_resources():
 
 # --- the property: nothing is ever over-committed ----------------------------------------------------
 bundle = st.dictionaries(st.sampled_from(["CPU", "GPU", "x"]), st.integers(1, 3), min_size=1, max_size=2)
+D = b"D" * 16
+
 op = st.one_of(
     st.tuples(st.just("create"), st.lists(bundle, min_size=1, max_size=4),
               st.sampled_from(["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"])),
     st.tuples(st.just("remove"), st.integers(0, 20)),
     st.tuples(st.just("answer"), st.booleans()),
     st.tuples(st.just("nodes"), st.booleans()),
+    st.tuples(st.just("kill"), st.sampled_from([A, B, C, D])),
 )
 
 
 @settings(max_examples=150, deadline=None)
 @given(st.lists(op, max_size=40))
 def test_no_node_is_ever_over_committed(ops):
-    """Real node bundle tables answer the control store's table; after every step no node
-    reserves more than it has, and a CREATED group holds every bundle on live nodes."""
-    caps = {A: {"CPU": 4, "GPU": 2, "x": 3}, B: {"CPU": 3, "x": 2}, C: {"CPU": 2, "GPU": 1}}
+    """Real node bundle tables answer the control store's table, in random orders, while nodes
+    die; after every step no node reserves more than it has, and at the end a CREATED group
+    holds every bundle on live nodes and a PENDING or REMOVED one holds none."""
+    caps = {A: {"CPU": 4, "GPU": 2, "x": 3}, B: {"CPU": 3, "x": 2}, C: {"CPU": 2, "GPU": 1}, D: {"CPU": 2, "x": 1}}
     nodes = {n: (LeaseManager(n, c), BundleTable()) for n, c in caps.items()}
+    alive = set(caps)
     t = P.PgTable()
     inbox: list = t.handle(P.NodesChanged(caps))
     created = 0
@@ -215,7 +220,11 @@ def test_no_node_is_ever_over_committed(ops):
         elif o[0] == "remove" and created:
             inbox += t.handle(P.PgRemoveRequested(bytes([o[1] % created])))
         elif o[0] == "nodes":
-            inbox += t.handle(P.NodesChanged(caps))
+            inbox += t.handle(P.NodesChanged({n: caps[n] for n in alive}))
+        elif o[0] == "kill" and o[1] in alive and len(alive) > 1:
+            alive.discard(o[1])
+            del nodes[o[1]]  # its reservations die with it
+            inbox += t.handle(P.NodeDied(o[1]))
         elif o[0] == "answer" and inbox:
             e = inbox.pop(0 if o[1] else -1)
             inbox += _deliver(t, nodes, e)
@@ -230,11 +239,17 @@ def test_no_node_is_ever_over_committed(ops):
         held = sorted(i for (p, i) in sum((list(bt.bundles) for _, bt in nodes.values()), []) if p == pg_id)
         if rec.state is P.PgState.CREATED:
             assert held == list(range(len(rec.spec.bundles)))
+            assert set(rec.nodes.values()) <= alive
         elif rec.state in (P.PgState.REMOVED, P.PgState.PENDING):
             assert held == []
 
 
 def _deliver(t, nodes, e):
+    """Carry one effect to its node, as the shells do (a dead node: a prepare fails, the rest is lost)."""
+    if isinstance(e, (P.PrepareBundles, P.CommitBundles, P.CancelBundles)) and e.node_id not in nodes:
+        if isinstance(e, P.PrepareBundles):
+            return t.handle(P.BundlesPrepared(e.pg_id, e.attempt, e.node_id, False, "node unreachable"))
+        return []
     if isinstance(e, P.PrepareBundles):
         lm, bt = nodes[e.node_id]
         reason, change = bt.prepare(e.pg_id, [(i, r) for i, r in e.bundles], lm.available)

@@ -339,8 +339,7 @@ class PgTable:
 
     def _on_NodeDied(self, ev: NodeDied) -> list[Effect]:
         self.totals.pop(ev.node_id, None)
-        self.reserved.pop(ev.node_id, None)
-        self._held_on.pop(ev.node_id, None)
+        self.reserved.pop(ev.node_id, None)  # what it held died with it; groups drop it below
         effects: list[Effect] = []
         for rec in list(self.groups.values()):
             lost = sorted(i for i, n in rec.nodes.items() if n == ev.node_id)
@@ -358,10 +357,13 @@ class PgTable:
                 continue
             for i in lost:
                 del rec.nodes[i]
+            self._drop_held(rec, {ev.node_id})
             if rec.state in (_S.CREATED, _S.COMMITTING):
                 rec.waiting.discard(ev.node_id)
                 self._move(rec, _S.RESCHEDULING, ev.cause_id, note=f"lost bundles {lost}")
                 effects += self._try_place(rec, ev.cause_id)
+        if not self._held_on.get(ev.node_id, True):
+            del self._held_on[ev.node_id]
         return effects
 
     # --- placing ------------------------------------------------------------------------------
