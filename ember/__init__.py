@@ -19,6 +19,7 @@ _EXPORTS = {
     "get_runtime_context": "ember.runtime_context",
     "ObjectRefGenerator": "ember.shells.worker.generators",
     "DynamicObjectRefGenerator": "ember.shells.worker.generators",
+    "PlacementGroupID": "ember.util.placement_group",
 }
 _SUBMODULES = {"actor", "exceptions", "util"}
 

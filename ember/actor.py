@@ -14,7 +14,9 @@ from typing import Any, Callable, Optional
 
 from ember import exceptions as exc
 from ember import options as opt
-from ember.util.scheduling_strategies import to_wire
+from ember.util.scheduling_strategies import (
+    captured_strategy, may_capture, resolve as resolve_strategy, to_wire, with_placement,
+)
 from ember import lifecycle, runtime_env
 from ember.logic.owner import generators
 
@@ -161,6 +163,12 @@ class ActorClass:
         groups = _concurrency_groups(o.get("concurrency_groups"), self._methods, self.__name__)
         _, blob = self._export()
         placement, running = opt.resolve_actor_resources(o)
+        strategy = resolve_strategy(o)
+        if strategy is None and cw.mode == "worker" and may_capture(actor_options):
+            strategy = captured_strategy(cw)
+        needs_hidden_cpu = placement != running  # the default actor: 1 CPU to be created, 0 to run
+        running = with_placement(strategy, running, self.__name__)
+        placement = with_placement(strategy, placement, self.__name__, is_actor_placement=needs_hidden_cpu)
         max_concurrency = o["max_concurrency"] or (1000 if self._is_async else 1)
         meta = {"class_name": self.__name__, "methods": self._methods, "is_async": self._is_async,
                 "max_task_retries": int(o["max_task_retries"]), "max_pending_calls": int(o["max_pending_calls"]),
@@ -172,7 +180,7 @@ class ActorClass:
             class_name=self.__name__, class_blob=blob, args=args, kwargs=kwargs, handle_meta=meta,
             name=o.get("name") or "", namespace=o.get("namespace"), is_detached=o.get("lifetime") == "detached",
             get_if_exists=bool(o.get("get_if_exists")), placement_resources=placement,
-            running_resources=running, strategy=to_wire(o.get("scheduling_strategy")),
+            running_resources=running, strategy=to_wire(strategy),
             max_restarts=int(o["max_restarts"]), max_concurrency=int(max_concurrency))
         return ActorHandle(actor_id, meta, is_counted=True)
 

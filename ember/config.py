@@ -42,6 +42,10 @@ class Config:
     driver_prestart_workers: int = 1  # 0: a driver's node daemon starts no workers ahead (the job server)
     handshake_timeout_s: float = 10.0
     handshake_pending_max: int = 256
+    scheduling_policy: str = "wait"            # DEFAULT placement: "wait" (seed), "hybrid" (Ray), "least_loaded"
+    scheduler_bandwidth_bytes_per_s: float = 125e6   # the placement policy's estimate of node-to-node bandwidth
+    scheduler_keep_margin_s: float = 0.02      # a node keeps a request whose estimated cost is this close to the best
+    scheduler_spread_threshold: float = 0.5    # "hybrid": pack onto a node until it is this utilized
 
     @classmethod
     def from_env(cls) -> "Config":

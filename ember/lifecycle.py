@@ -95,6 +95,9 @@ def init(address: Optional[str] = None, *, num_cpus: Optional[float] = None, num
                 if name in resources:
                     raise ValueError(f"Use the '{name.lower()}s' argument (num_{name.lower()}s) instead of "
                                      f"resources={{'{name}': ...}}")
+        if labels is not None and (not isinstance(labels, dict) or not all(
+                isinstance(k, str) and k and isinstance(v, str) for k, v in labels.items())):
+            raise ValueError(f"labels must be a dict of non-empty string keys to string values, got {labels!r}")
         decision = discovery.resolve(address)
         if isinstance(decision, NotFound):
             raise ConnectionError(decision.message)
@@ -112,7 +115,7 @@ def init(address: Optional[str] = None, *, num_cpus: Optional[float] = None, num
             node_args = local_cluster.node_args(num_cpus=num_cpus if num_cpus is not None else (os.cpu_count() or 1),
                                                 num_gpus=num_gpus, resources=resources,
                                                 object_store_memory=object_store_memory,
-                                                memory=kwargs.get("_memory"), spill_dir=spill_dir)
+                                                memory=kwargs.get("_memory"), spill_dir=spill_dir, labels=labels)
             node_ip = kwargs.get("_node_ip_address")
             if node_ip:
                 addresses.check_listen_host(node_ip)
@@ -130,8 +133,8 @@ def init(address: Optional[str] = None, *, num_cpus: Optional[float] = None, num
                     _stop_local_cluster()
                     raise
         else:
-            if num_cpus is not None or num_gpus is not None or resources is not None:
-                raise ValueError("When connecting to an existing cluster, num_cpus, num_gpus and resources "
+            if num_cpus is not None or num_gpus is not None or resources is not None or labels is not None:
+                raise ValueError("When connecting to an existing cluster, num_cpus, num_gpus, resources and labels "
                                  "must not be provided.")
             gcs_address = decision.address
             log.info("Connecting to existing ember cluster at address: %s (%s)", gcs_address, decision.reason)

@@ -6,7 +6,9 @@ import inspect
 from typing import Any, Callable, Optional
 
 from ember import options as opt
-from ember.util.scheduling_strategies import to_wire
+from ember.util.scheduling_strategies import (
+    captured_strategy, may_capture, resolve as resolve_strategy, to_wire, with_placement,
+)
 from ember import lifecycle, runtime_env
 from ember.logic.owner import generators
 
@@ -42,10 +44,12 @@ class RemoteFunction:
             self._function_id = hashlib.blake2b(self._blob, digest_size=16).digest()
         return self._function_id, self._blob
 
-    def _plan(self, task_options: dict[str, Any]) -> Any:
-        """The resolved options of one options dict (cached: the per-call path only submits)."""
+    def _plan(self, task_options: dict[str, Any], captured: Any = None) -> Any:
+        """The resolved options of one options dict (cached: the per-call path only submits);
+        ``captured``: the caller's placement group, for a task given no strategy."""
         from ember.shells.worker.task_submitter import TaskPlan
-        cached = self._plans.get(id(task_options))
+        key = id(task_options) if captured is None else (id(task_options), captured.placement_group.id)
+        cached = self._plans.get(key)
         if cached is not None and cached[0] is task_options:
             return cached[1]
         o = opt.with_defaults(task_options, opt.TASK)
@@ -58,18 +62,26 @@ class RemoteFunction:
         function_id, blob = self._export()
         max_retries = o["max_retries"]
         retry = o["retry_exceptions"]
+        strategy = resolve_strategy(o)
+        if captured is not None:
+            strategy = captured
         plan = TaskPlan(function_id=function_id, blob=blob, name=o.get("name") or self._name,
-                        num_returns=num_returns, resources=opt.resolve_task_resources(o),
+                        num_returns=num_returns,
+                        resources=with_placement(strategy, opt.resolve_task_resources(o), self._name),
                         max_retries=-1 if max_retries == -1 else int(max_retries),
                         retry_exceptions=list(retry) if isinstance(retry, (list, tuple)) else bool(retry),
-                        strategy=to_wire(o.get("scheduling_strategy")),
+                        strategy=to_wire(strategy),
                         runtime_env=runtime_env.for_submission(o.get("runtime_env"), lifecycle.core_worker_or_init()))
-        self._plans[id(task_options)] = (task_options, plan)
+        self._plans[key] = (task_options, plan)
         return plan
 
     def _remote(self, args: tuple, kwargs: dict, task_options: dict[str, Any]) -> Any:
         cw = lifecycle.core_worker_or_init()
         plan = self._plan(task_options)
+        if cw.mode == "worker" and plan.strategy[0] == "DEFAULT" and may_capture(task_options):
+            captured = captured_strategy(cw)
+            if captured is not None:
+                plan = self._plan(task_options, captured)
         refs = cw.submit_task(plan, args, kwargs)
         if plan.num_returns == 1 or plan.num_returns < 0:   # one ref, or a generator task's ObjectRefGenerator
             return refs[0]

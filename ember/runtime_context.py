@@ -37,6 +37,11 @@ class RuntimeContext:
     def get_actor_name(self) -> Optional[str]:
         return getattr(self._cw, "actor_name", None)
 
+    def get_placement_group_id(self) -> Optional[str]:
+        """The hex id of the placement group this task or actor runs in, or None."""
+        from ember.util.placement_group import current_placement_group_id
+        return current_placement_group_id(self._cw)
+
     @property
     def namespace(self) -> str:
         return self._cw.get_namespace()

@@ -28,15 +28,6 @@ _MISSING = object()
 
 # Ray paths whose ember counterpart is not written yet (lead / other owners).
 PENDING = frozenset({
-    "ray.util.placement_group", "ray.util.get_placement_group", "ray.util.remove_placement_group",
-    "ray.util.get_current_placement_group", "ray.util.placement_group_table",
-    "ray.util.placement_group.PlacementGroup", "ray.util.placement_group.placement_group",
-    "ray.util.placement_group.get_placement_group", "ray.util.placement_group.remove_placement_group",
-    "ray.util.placement_group.get_current_placement_group", "ray.util.placement_group.placement_group_table",
-    # members of classes not written yet
-    *(f"ray.util.placement_group.PlacementGroup.{m}" for m in (
-        "ready", "wait", "bundle_specs", "bundle_count", "id")),
-    "ray.runtime_context.RuntimeContext.get_placement_group_id",
 })
 
 

@@ -51,6 +51,37 @@ class _ResourcesParam(click.ParamType):
         return {str(k): float(v) for k, v in parsed.items()}
 
 
+class _LabelsParam(click.ParamType):
+    """``--labels '{"zone": "a"}'``: a JSON object of string node labels."""
+
+    name = "json"
+
+    def convert(self, value: Any, param: Optional[click.Parameter], ctx: Optional[click.Context]) -> dict:
+        if isinstance(value, dict):
+            parsed: Any = value
+        else:
+            try:
+                parsed = json.loads(value)
+            except ValueError as exc:
+                self.fail(f"{value!r} is not valid JSON ({exc})", param, ctx)
+        if not isinstance(parsed, dict):
+            self.fail(f"{value!r} must be a JSON object such as '{{\"zone\": \"a\"}}'", param, ctx)
+        problem = labels_error(parsed)
+        if problem:
+            self.fail(problem, param, ctx)
+        return {str(k): str(v) for k, v in parsed.items()}
+
+
+def labels_error(labels: dict) -> Optional[str]:
+    """Why node labels are malformed (keys and values must be non-empty strings), or None."""
+    for key, value in labels.items():
+        if not isinstance(key, str) or not key:
+            return f"label keys must be non-empty strings, got {key!r}"
+        if not isinstance(value, str):
+            return f"label {key!r} must have a string value, got {value!r}"
+    return None
+
+
 def check_port_free(host: str, port: int) -> None:
     """Raise ``click.ClickException`` when ``host:port`` cannot be bound (already in use)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -292,6 +323,8 @@ def _stop_started(procs: list[subprocess.Popen]) -> None:
 @click.option("--num-gpus", type=click.FloatRange(min=0), default=None, help="GPUs of this node.")
 @click.option("--resources", type=_ResourcesParam(), default=None,
               help='Custom resources as JSON, e.g. \'{"special": 1}\'.')
+@click.option("--labels", type=_LabelsParam(), default=None,
+              help='Node labels as JSON, e.g. \'{"zone": "a"}\' (for NodeLabelSchedulingStrategy).')
 @click.option("--memory", type=click.IntRange(min=0), default=None,
               help="Memory (bytes) this node offers as the 'memory' resource.")
 @click.option("--object-store-memory", type=click.IntRange(min=0), default=None,
@@ -312,7 +345,8 @@ def _stop_started(procs: list[subprocess.Popen]) -> None:
               help="PEM CA certificate: mutual TLS, peers must present a certificate signed by it.")
 def start(is_head: bool, address: Optional[str], port: Optional[int], node_ip_address: Optional[str],
           num_cpus: Optional[float], num_gpus: Optional[float], resources: Optional[dict],
-          memory: Optional[int], object_store_memory: Optional[int], token_file: Optional[str], block: bool,
+          labels: Optional[dict], memory: Optional[int], object_store_memory: Optional[int],
+          token_file: Optional[str], block: bool,
           include_dashboard: bool, dashboard_host: str, dashboard_port: int,
           tls_cert: Optional[str], tls_key: Optional[str], tls_ca: Optional[str]) -> None:
     """Start ember's processes on this machine: a head (--head) or a node joining one (--address).
@@ -335,7 +369,7 @@ def start(is_head: bool, address: Optional[str], port: Optional[int], node_ip_ad
     if port is not None and not is_head:
         raise click.UsageError("--port is the head's control store port; use it with --head")
     extra = local_cluster.node_args(num_cpus=num_cpus, num_gpus=num_gpus, resources=resources,
-                                    object_store_memory=object_store_memory, memory=memory)
+                                    object_store_memory=object_store_memory, memory=memory, labels=labels)
     if is_head:
         host = node_ip_address or "127.0.0.1"
         dashboard = (dashboard_host, dashboard_port) if include_dashboard else None

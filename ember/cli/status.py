@@ -39,6 +39,34 @@ async def fetch_nodes(address: str, token: bytes, timeout_s: float = _CONNECT_TI
     return list(reply.nodes)
 
 
+async def fetch_placement_groups(address: str, token: bytes,
+                                 timeout_s: float = _CONNECT_TIMEOUT_S) -> list[m.PlacementGroupInfo]:
+    conn = await rpc.connect(address, token, _NoCalls(), "client", timeout_s)
+    try:
+        reply = await conn.request(m.ListPlacementGroups(), timeout_s=timeout_s)
+    finally:
+        conn.close()
+    return list(reply.groups)
+
+
+def _group_lines(groups: list[m.PlacementGroupInfo]) -> list[str]:
+    """One line per group that is not removed: id, name, strategy, state and bundles."""
+    live = [g for g in groups if g.state != "REMOVED"]
+    if not live:
+        return [" (no placement groups)"]
+    out = []
+    for g in live:
+        name = f" {g.name!r}" if g.name else ""
+        bundles = ", ".join("{" + ", ".join(f"{k}: {float(v)}" for k, v in sorted(b.items())) + "}"
+                            for b in g.bundles)
+        detached = " detached" if g.is_detached else ""
+        out.append(f" pg_{g.pg_id.hex()}{name} {g.strategy} {g.state}{detached} [{bundles}]")
+    removed = len(groups) - len(live)
+    if removed:
+        out.append(f" ({removed} removed)")
+    return out
+
+
 async def fetch_store_stats(nodes: list[m.NodeInfo], token: bytes,
                             timeout_s: float = _CONNECT_TIMEOUT_S) -> dict[bytes, m.NodeStatsReply]:
     """Each live node's ``NodeStatsReply`` (object counts, spilled bytes); silent nodes are left out."""
@@ -76,6 +104,8 @@ def _resource_lines(alive: list[m.NodeInfo], stats: Optional[dict[bytes, m.NodeS
     used: dict[str, float] = {}
     for node in alive:
         for name, amount in node.resources_total.items():
+            if "_group_" in name:  # a placement group's bundle resources: listed under "Placement groups"
+                continue
             total[name] = total.get(name, 0.0) + float(amount)
             free = max(0.0, float(node.resources_available.get(name, 0.0)))
             used[name] = used.get(name, 0.0) + max(0.0, float(amount) - free)
@@ -115,7 +145,8 @@ def _node_line(node: m.NodeInfo) -> str:
 
 
 def format_status(nodes: list[m.NodeInfo], now_s: float, address: str = "",
-                  stats: Optional[dict[bytes, m.NodeStatsReply]] = None) -> str:
+                  stats: Optional[dict[bytes, m.NodeStatsReply]] = None,
+                  groups: Optional[list[m.PlacementGroupInfo]] = None) -> str:
     alive = [n for n in nodes if n.is_alive]
     dead = [n for n in nodes if not n.is_alive]
     stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now_s))
@@ -131,6 +162,9 @@ def format_status(nodes: list[m.NodeInfo], now_s: float, address: str = "",
     out += _resource_lines(alive, stats)
     out += ["", "Demands:"]
     out += _demand_lines(alive)
+    if groups is not None:
+        out += ["", "Placement groups", _RULE]
+        out += _group_lines(groups)
     return "\n".join(out)
 
 
@@ -198,4 +232,9 @@ def status(address: Optional[str], token_file: Optional[str]) -> None:
             f"could not reach the ember control store at {gcs_address} ({exc or type(exc).__name__}). "
             "Is the cluster running? Start one with `ember start --head`.") from None
     stats = asyncio.run(fetch_store_stats(nodes, cluster_token_value))
-    click.echo(format_status(nodes, time.time(), gcs_address, stats))
+    try:
+        groups: Optional[list[m.PlacementGroupInfo]] = asyncio.run(
+            fetch_placement_groups(gcs_address, cluster_token_value))
+    except (OSError, TimeoutError, rpc.ConnectionLost, rpc.RpcError):
+        groups = None
+    click.echo(format_status(nodes, time.time(), gcs_address, stats, groups))

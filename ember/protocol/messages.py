@@ -60,6 +60,7 @@ class NodeInfo:
     pending_demands: list   # [[resource dict, count], ...]
     object_store_used_bytes: int
     object_store_capacity_bytes: int
+    load: Optional[list] = None  # [queued lease requests, mean task s] from the last heartbeat
 
 
 @message(11)
@@ -74,6 +75,7 @@ class Heartbeat:
     pending_demands: list
     object_store_used_bytes: int
     view_version: int       # the newest cluster view this node has
+    load: Optional[list] = None  # [queued lease requests, mean task s] (placement's load view)
 
 
 @message(13)
@@ -210,11 +212,15 @@ class RequestLease:
     job_id: bytes
     resources: dict
     strategy: list          # ["DEFAULT"] | ["SPREAD"] | ["NODE_AFFINITY", node_id, soft]
+    #                         | ["NODE_LABEL", hard {label: [op, values]}, soft {...}]
     is_spillback: bool      # granted here or queued here; never spilled again
     for_actor: bool
     description: str        # function or class name, for warnings and status
     placement_resources: Optional[dict] = None  # actors: the shape that must fit to grant (None: resources)
     runtime_env: Optional[dict] = None  # checked, packages uploaded; workers are pooled per distinct env
+    arg_bytes: Optional[dict] = None  # node daemon address -> bytes of the next task's arguments stored there
+    task_s: float = 0.0     # the owner's moving average of the key's task time (0: unknown)
+    spill_hops: int = 0     # spillbacks this request followed (task owners count them; 0: not counted)
 
 
 @message(43)
@@ -372,6 +378,7 @@ class TaskSpec:
     actor_id: Optional[bytes]
     sequence_no: int
     runtime_env: Optional[dict]
+    capture_child_tasks: bool = False  # placement groups: tasks it submits go into its group
 
 
 @message(71)
@@ -475,6 +482,7 @@ class ActorCreationSpec:
                             #  "is_async", "max_task_retries", "max_pending_calls"}
     name: str
     namespace: str
+    capture_child_tasks: bool = False  # placement groups: tasks it submits go into its group
 
 
 @message(101)
@@ -681,3 +689,94 @@ class ReadableAt:
     """Reply to ``EnsureReadable``: ``spill_path`` to map, or "" when the object's file is
     in the store (open it there)."""
     spill_path: str
+
+
+# --- placement groups (235-259) ----------------------------------------------------------------
+@message(235)
+class PrepareBundles:
+    """Control store -> node daemon: reserve these bundles, all or none (phase 1)."""
+    pg_id: bytes
+    attempt: int
+    bundles: list           # [[index, resources dict]]
+    commit: bool            # the group's only node: prepare and commit at once
+
+
+@message(236)
+class BundlesPrepared:
+    is_ok: bool
+    message: str            # why not, when not ok
+
+
+@message(237)
+class CommitBundles:
+    """Control store -> node daemon: the reserved bundles become the group's resources (phase 2)."""
+    pg_id: bytes
+    attempt: int
+    indices: list
+
+
+@message(238)
+class CancelBundles:
+    """Control store -> node daemon: release these bundles (kills what runs in them)."""
+    pg_id: bytes
+    indices: list
+    is_removed: bool        # the group is gone: refuse its leases from now on
+
+
+@message(239)
+class CreatePlacementGroup:
+    pg_id: bytes
+    bundles: list           # [resources dict]
+    strategy: str
+    name: str
+    namespace: str
+    is_detached: bool
+    job_id: bytes
+
+
+@message(240)
+class WaitPlacementGroup:
+    pg_id: bytes
+    timeout_s: Optional[float]  # None: until it is created or removed
+
+
+@message(241)
+class RemovePlacementGroup:
+    pg_id: bytes
+
+
+@message(242)
+class GetPlacementGroup:
+    pg_id: Optional[bytes]  # by id, or by name in namespace
+    name: str
+    namespace: str
+
+
+@message(243)
+class PlacementGroupInfo:
+    pg_id: bytes
+    name: str
+    namespace: str
+    bundles: list           # [resources dict]
+    strategy: str
+    state: str              # PgState name
+    is_detached: bool
+    job_id: bytes
+    bundle_nodes: list      # per bundle: node id or None
+    bundle_addresses: list  # per bundle: node daemon address or ""
+
+
+@message(244)
+class ListPlacementGroups:
+    pass
+
+
+@message(245)
+class PlacementGroupList:
+    groups: list            # [PlacementGroupInfo]
+
+
+@message(246)
+class PlacementGroupRemoved:
+    """Published to node daemons (channel "placement_groups"): refuse the group's leases."""
+    pg_id: bytes

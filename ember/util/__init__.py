@@ -4,6 +4,10 @@ from __future__ import annotations
 from typing import Any, Union
 
 from ember.util.actor_pool import ActorPool
+from ember.util.placement_group import (
+    PlacementGroup, get_current_placement_group, get_placement_group, placement_group, placement_group_table,
+    remove_placement_group,
+)
 from ember.util.serialization import deregister_serializer, inspect_serializability, register_serializer
 
 
@@ -24,5 +28,6 @@ def list_named_actors(all_namespaces: bool = False) -> list[Union[str, dict[str,
     return [name for _, name in found]
 
 
-__all__ = ["ActorPool", "deregister_serializer", "get_node_ip_address", "inspect_serializability",
-           "list_named_actors", "register_serializer"]
+__all__ = ["ActorPool", "PlacementGroup", "deregister_serializer", "get_current_placement_group",
+           "get_node_ip_address", "get_placement_group", "inspect_serializability", "list_named_actors",
+           "placement_group", "placement_group_table", "register_serializer", "remove_placement_group"]

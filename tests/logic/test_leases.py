@@ -124,9 +124,10 @@ def test_worker_death_frees_its_lease(lm):
     assert lm.available.get("CPU") == 2 and not lm.leases
 
 
-def test_node_affinity_hard_to_unknown_node_is_infeasible(lm):
-    eff = lm.on_lease_requested(req(1, strategy=["NODE_AFFINITY", OTHER, False]))
-    assert isinstance(eff[0], L.RejectInfeasible)
+def test_node_affinity_hard_to_unknown_node_is_unschedulable(lm):
+    lm.on_lease_requested(req(1, strategy=["NODE_AFFINITY", OTHER, False]))
+    eff = lm.on_cluster_view([])  # the fresh view does not know it either
+    assert isinstance(eff[0], L.RejectUnschedulable) and "not a node of this cluster" in eff[0].message
 
 
 def test_node_affinity_soft_falls_back_here(lm):
@@ -172,3 +173,38 @@ def test_queued_request_spills_when_the_view_shows_a_free_node():
     eff = lm.on_cluster_view([free])
     assert isinstance(eff[0], L.SpillLease) and eff[0].req_id == 2 and lm.queue == []
     lm.check_invariants()
+
+
+def test_node_affinity_to_a_node_not_in_the_view_yet_waits_for_a_fresh_view(lm):
+    eff = lm.on_lease_requested(req(1, strategy=["NODE_AFFINITY", OTHER, False]))
+    assert [type(e) for e in eff] == [L.RefreshView]
+    assert lm.on_lease_requested(req(2, strategy=["NODE_AFFINITY", OTHER, False])) == []  # one refresh at a time
+    view = [L.NodeView(OTHER, "other:1", ResourceSet({"CPU": 4}), ResourceSet({"CPU": 4}))]
+    eff = lm.on_cluster_view(view)
+    assert [(type(e), e.req_id) for e in eff] == [(L.SpillLease, 1), (L.SpillLease, 2)]
+
+
+def test_node_affinity_to_a_node_unknown_after_a_fresh_view_is_unschedulable(lm):
+    assert [type(e) for e in lm.on_lease_requested(req(1, strategy=["NODE_AFFINITY", OTHER, False]))] == [L.RefreshView]
+    eff = lm.on_cluster_view([])
+    assert [type(e) for e in eff] == [L.RejectUnschedulable] and "not a node of this cluster" in eff[0].message
+
+
+def test_node_affinity_to_a_dead_node_is_unschedulable_at_once(lm):
+    lm.on_cluster_view([L.NodeView(OTHER, "other:1", ResourceSet({"CPU": 4}), ResourceSet(), False)])
+    eff = lm.on_lease_requested(req(1, strategy=["NODE_AFFINITY", OTHER, False]))
+    assert [type(e) for e in eff] == [L.RejectUnschedulable] and "is dead" in eff[0].message
+
+
+def test_a_busy_spillback_target_passes_the_request_on_once():
+    lm = L.LeaseManager(NODE, {"CPU": 1})
+    register_all(lm, lm.on_lease_requested(req(1)))  # the only CPU is taken
+    free = b"F" * 16
+    lm.on_cluster_view([L.NodeView(free, "free:1", ResourceSet({"CPU": 2}), ResourceSet({"CPU": 2}))])
+    first = L.LeaseRequest(2, "c", JOB, ResourceSet({"CPU": 1}), ["DEFAULT"], True, spill_hops=1)
+    eff = lm.on_lease_requested(first)
+    assert [(type(e), getattr(e, "node_id", None)) for e in eff] == [(L.SpillLease, free)]
+    again = L.LeaseRequest(3, "c", JOB, ResourceSet({"CPU": 1}), ["DEFAULT"], True, spill_hops=2)
+    assert lm.on_lease_requested(again) == []  # second hop: it waits here
+    legacy = L.LeaseRequest(4, "c", JOB, ResourceSet({"CPU": 1}), ["DEFAULT"], True)  # hops not counted
+    assert lm.on_lease_requested(legacy) == []

@@ -158,6 +158,7 @@ class ActorKilled:
     actor_id: bytes
     no_restart: bool
     cause_id: str
+    message: str = "The actor was killed by ray.kill()."  # placement-group removal says so
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -322,7 +322,7 @@ class ActorTable:
         rec = self._find(ev.actor_id, ev.cause_id, now, "killed")
         if rec is None:
             return []
-        death = DeathCause(DeathKind.KILLED, "The actor was killed by ray.kill().")
+        death = DeathCause(DeathKind.KILLED, ev.message)
         if ev.no_restart:
             return self._move(rec, _S.DEAD, ev.cause_id, now, death=death, kill_worker=True)
         if rec.worker_id is None:

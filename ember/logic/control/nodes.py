@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import Optional
 
 
 class NodeVerdict(enum.Enum):
@@ -43,6 +44,7 @@ class NodeRecord:
     pending_demands: list = field(default_factory=list)
     object_store_used_bytes: int = 0
     object_store_capacity_bytes: int = 0
+    load: list = field(default_factory=list)   # [queued lease requests, mean task s]
 
 
 class NodeTable:
@@ -63,7 +65,7 @@ class NodeTable:
         return NodeVerdict.ACCEPTED
 
     def heartbeat(self, node_id: bytes, available: dict, demands: list, store_used_bytes: int,
-                  now: float) -> NodeVerdict:
+                  now: float, load: Optional[list] = None) -> NodeVerdict:
         """Record a heartbeat: ALIVE, or UNKNOWN (register again), or DEAD (exit)."""
         rec = self.nodes.get(node_id)
         if rec is None:
@@ -75,6 +77,10 @@ class NodeTable:
             rec.resources_available = available
             self.version += 1
         rec.pending_demands = demands
+        if load is not None:
+            if (rec.load[:1] or [0]) != load[:1]:  # the queue length moved: other nodes should see it
+                self.version += 1
+            rec.load = list(load)
         rec.object_store_used_bytes = store_used_bytes
         return NodeVerdict.ALIVE
 

@@ -2,9 +2,10 @@
 
 Rule 1: a lease holds its resources on this node from grant to return.
 Rule 2: a request that can never fit any known node is answered "infeasible" (the owner
-        warns and asks again later); one that fits elsewhere *now* while this node is
-        busy is spilled to the least-loaded such node, once (a spilled request is never
-        spilled again).
+        warns and asks again later); otherwise ``logic/placement.py`` decides whether this
+        node keeps it or spills it to another node, once (a spilled request is never spilled
+        again). A hard node affinity to a dead or unknown node is "unschedulable": the owner
+        fails the task.
 Rule 3: workers belong to one job and one runtime env (``env_key``, "" for none); an idle
         worker of the same job and env is reused before a new one is started.  A worker whose
         env could not be set up fails the requests queued for that job and env.
@@ -19,7 +20,9 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any, Optional, Union
 
-from ember.logic.resources import UNIT, GpuSlots, ResourceSet
+from ember.logic import placement
+from ember.logic.placement import NodeLoad, PlacementParams
+from ember.logic.resources import GpuSlots, ResourceSet
 
 
 class WorkerState(enum.Enum):
@@ -51,6 +54,10 @@ class LeaseRequest:
     description: str = ""
     placement: Optional[ResourceSet] = None  # actors: must fit to grant; the lease holds ``resources``
     env_key: str = ""            # the runtime env its worker needs ("" for none)
+    arg_bytes: dict = field(default_factory=dict)  # node address -> bytes of the next task's arguments there
+    task_s: float = 0.0          # the owner's moving average of this key's task time (0: unknown)
+    has_fresh_view: bool = False  # decided again after a view refresh: an unknown node is truly unknown
+    spill_hops: int = 0          # spillbacks followed so far (0: not counted: never spilled again)
 
     @property
     def fit_shape(self) -> ResourceSet:
@@ -67,15 +74,11 @@ class Lease:
     gpu_assignment: list = field(default_factory=list)
     is_blocked: bool = False
     for_actor: bool = False      # the worker hosts an actor: the control store decides its end
+    task_s: float = 0.0          # the owner's mean task time for the lease's key (0: unknown)
+    granted_s: float = 0.0       # when it was granted (the shell's clock; 0: unknown)
 
 
-@dataclass
-class NodeView:
-    node_id: bytes
-    address: str
-    total: ResourceSet
-    available: ResourceSet
-    is_alive: bool = True
+NodeView = NodeLoad  # another node as the latest cluster view shows it
 
 
 # --- effects ----------------------------------------------------------------------------
@@ -103,6 +106,13 @@ class RejectInfeasible:
 
 
 @dataclass
+class RejectUnschedulable:
+    """The request can never run (hard affinity to a dead or unknown node): fail it."""
+    req_id: Any
+    message: str
+
+
+@dataclass
 class StartWorker:
     worker_id: bytes
     job_id: bytes
@@ -122,14 +132,42 @@ class KillWorker:
     reason: str
 
 
-Effect = Union[GrantLease, SpillLease, RejectInfeasible, StartWorker, KillWorker, FailLease]
+@dataclass
+class RefreshView:
+    """Fetch the whole cluster view now (a request names a node this view does not know yet)."""
+
+
+Effect = Union[GrantLease, SpillLease, RejectInfeasible, RejectUnschedulable, RefreshView, StartWorker, KillWorker,
+               FailLease]
+
+
+MAX_SPILL_HOPS = 2  # a request sent on by a busy spillback target goes on once more, then waits
+
+
+@dataclass
+class Unschedulable:
+    message: str
+
+
+class _AwaitView:
+    """Decide again once a fresh cluster view has arrived."""
 
 
 class LeaseManager:
-    def __init__(self, node_id: bytes, total: dict[str, float], *, max_starting: int = 4) -> None:
+    def __init__(self, node_id: bytes, total: dict[str, float], *, max_starting: int = 4,
+                 labels: Optional[dict[str, str]] = None, params: PlacementParams = PlacementParams()) -> None:
         self.node_id = node_id
+        self.address = ""            # set by the shell once it listens (matches arg_bytes keys)
+        self.labels = dict(labels or {})
+        self.params = params
+        self.mean_task_s = 0.0
+        self.mean_hold_s = 0.0       # moving average of how long a lease holds its slot (0: none returned yet)
+        self._now = 0.0              # the time of the event being handled (given by the shell)
+        self.dead_nodes: set[bytes] = set()
+        self.parked: list[LeaseRequest] = []  # waiting for a fresh view (they name an unknown node)
         self.total = ResourceSet(total)
         self.available = self.total.copy()
+        self.reserved = ResourceSet()  # held by placement-group bundles (logic/node/bundles.py)
         self.gpus = GpuSlots(int(self.total.get("GPU")))
         self.max_starting = max(1, max_starting)
         self.queue: list[LeaseRequest] = []
@@ -137,7 +175,7 @@ class LeaseManager:
         self.leases: dict[bytes, Lease] = {}
         self.view: dict[bytes, NodeView] = {}
         self._seq = 0
-        self._spread_next = 0
+        self._spread_last: Optional[bytes] = None
 
     # --- ids ------------------------------------------------------------------------------
     def _new_id(self, kind: bytes) -> bytes:
@@ -145,20 +183,29 @@ class LeaseManager:
         return kind + self.node_id[:7] + self._seq.to_bytes(8, "little")
 
     # --- events ---------------------------------------------------------------------------
-    def on_lease_requested(self, req: LeaseRequest) -> list[Effect]:
+    def on_lease_requested(self, req: LeaseRequest, now: float = 0.0) -> list[Effect]:
+        self._now = now
+        effects: list[Effect] = []
+        return self._place(req)
+
+    def _place(self, req: LeaseRequest) -> list[Effect]:
         effects: list[Effect] = []
         target = self._choose_node(req)
+        if isinstance(target, _AwaitView):
+            self.parked.append(req)
+            return [RefreshView()] if len(self.parked) == 1 else []
+        if isinstance(target, Unschedulable):
+            return [RejectUnschedulable(req.req_id, target.message)]
         if isinstance(target, str):
             return [RejectInfeasible(req.req_id, target)]
         if target is not None:
-            view = self.view[target]
-            view.available.subtract_allow_negative(req.fit_shape)
-            return [SpillLease(req.req_id, target, view.address)]
+            return [self._spill(req, target)]
         self.queue.append(req)
         self._dispatch(effects)
         return effects
 
-    def on_worker_registered(self, worker_id: bytes, address: str) -> list[Effect]:
+    def on_worker_registered(self, worker_id: bytes, address: str, now: float = 0.0) -> list[Effect]:
+        self._now = now
         w = self.workers.get(worker_id)
         if w is None or w.state is not WorkerState.STARTING:
             return [KillWorker(worker_id, "unknown or duplicate worker registration")]
@@ -194,10 +241,14 @@ class LeaseManager:
         self._dispatch(effects)
         return effects
 
-    def on_lease_returned(self, lease_id: bytes, is_worker_dead: bool) -> list[Effect]:
+    def on_lease_returned(self, lease_id: bytes, is_worker_dead: bool, now: float = 0.0) -> list[Effect]:
+        self._now = now
         lease = self.leases.get(lease_id)
         if lease is None:
             return []
+        if now > lease.granted_s > 0:
+            held_s = now - lease.granted_s
+            self.mean_hold_s = held_s if self.mean_hold_s == 0 else 0.8 * self.mean_hold_s + 0.2 * held_s
         effects: list[Effect] = []
         self._release(lease_id)
         w = self.workers.get(lease.worker_id)
@@ -217,6 +268,7 @@ class LeaseManager:
         Actor workers stay: their lease holder is the control store, and losing it must not
         kill running actors (a head that comes back finds them; Ray's raylet keeps them too)."""
         self.queue = [r for r in self.queue if r.client_id != client_id]
+        self.parked = [r for r in self.parked if r.client_id != client_id]
         effects: list[Effect] = []
         for lease in [l for l in self.leases.values() if l.client_id == client_id and not l.for_actor]:
             self._release(lease.lease_id)
@@ -250,19 +302,27 @@ class LeaseManager:
         """A fresher view of the other nodes: requests waiting here for resources that another
         node now has free are spilled there."""
         self.view = {n.node_id: n for n in nodes if n.node_id != self.node_id and n.is_alive}
+        self.dead_nodes |= {n.node_id for n in nodes if not n.is_alive}
+        self.dead_nodes -= set(self.view)
         effects: list[Effect] = []
+        parked, self.parked = self.parked, []
+        for req in parked:
+            req.has_fresh_view = True
+            effects += self._place(req)
         kept: list[LeaseRequest] = []
         for req in self.queue:
             kind = req.strategy[0] if req.strategy else "DEFAULT"
-            if req.is_spillback or kind != "DEFAULT" or req.fit_shape.fits_in(self.available):
+            if kind == "PLACEMENT_GROUP" and not req.is_spillback and not req.fit_shape.fits_in(self.total):
+                target = next((n for n in sorted(self.view) if req.fit_shape.fits_in(self.view[n].total)), None)
+            elif req.is_spillback or kind != "DEFAULT" or req.fit_shape.fits_in(self.available):
                 kept.append(req)
                 continue
-            target = self._least_loaded(req.fit_shape)
+            else:
+                target = self._replace(req)
             if target is None:
                 kept.append(req)
                 continue
-            self.view[target].available.subtract_allow_negative(req.fit_shape)
-            effects.append(SpillLease(req.req_id, target, self.view[target].address))
+            effects.append(self._spill(req, target))
         self.queue = kept
         return effects
 
@@ -285,9 +345,29 @@ class LeaseManager:
         self._dispatch(effects)
         return effects
 
+    def on_bundle_resources(self, change: Any) -> list[Effect]:
+        """Placement-group bundles were prepared, committed or cancelled here: apply the
+        ``bundles.ResourceChange`` (the caller checked that ``reserve`` fits ``available``)."""
+        self.available.subtract(change.reserve)
+        self.reserved.add(change.reserve)
+        self.total.add(change.add_total)
+        self.available.add(change.add_total)
+        self.total.subtract(change.remove_total)
+        self.available.subtract_allow_negative(change.remove_total)
+        self.reserved.subtract(change.unreserve)
+        self.available.add(change.unreserve)
+        for name in change.remove_total.units:  # a removed group leaves no zero entries behind
+            for rs in (self.total, self.available):
+                if rs.units.get(name) == 0:
+                    del rs.units[name]
+        effects: list[Effect] = []
+        self._dispatch(effects)
+        return effects
+
     # --- decisions ------------------------------------------------------------------------
-    def _choose_node(self, req: LeaseRequest) -> Union[None, bytes, str]:
-        """None: queue here. bytes: spill to that node. str: infeasible, with the reason."""
+    def _choose_node(self, req: LeaseRequest) -> Union[None, bytes, str, "Unschedulable", "_AwaitView"]:
+        """None: queue here. bytes: spill to that node. str: infeasible, with the reason.
+        Unschedulable: can never run (fail it)."""
         kind = req.strategy[0] if req.strategy else "DEFAULT"
         shape = req.fit_shape
         if kind == "NODE_AFFINITY":
@@ -300,30 +380,78 @@ class LeaseManager:
             elif node_id in self.view and shape.fits_in(self.view[node_id].total):
                 return None if req.is_spillback else node_id
             elif not is_soft:
-                return f"{req.description}: node {node_id.hex()[:8]} is not alive or cannot fit {shape.to_dict()}"
-        fits_here = shape.fits_in(self.total) and self._gpu_shape_ok(shape)
+                if node_id not in self.view and node_id not in self.dead_nodes and not req.has_fresh_view:
+                    return _AwaitView()
+                if node_id not in self.view:
+                    state = "dead" if node_id in self.dead_nodes else "not a node of this cluster"
+                    return Unschedulable(f"{req.description}: the node {node_id.hex()} required by "
+                                         f"NodeAffinitySchedulingStrategy(soft=False) is {state}")
+                return f"{req.description}: node {node_id.hex()[:8]} cannot fit {shape.to_dict()}"
+            kind = "DEFAULT"
+        if kind == "PLACEMENT_GROUP":  # wait here until some node holds the group's bundles
+            if req.is_spillback or shape.fits_in(self.total):
+                return None
+            return next((n for n in sorted(self.view) if shape.fits_in(self.view[n].total)), None)
+        fits_here = shape.fits_in(self.total) and placement.gpu_shape_ok(shape)
         if req.is_spillback:
-            return None if fits_here else f"{req.description}: spilled here but cannot fit"
+            if not fits_here:
+                return f"{req.description}: spilled here but cannot fit"
+            if kind == "DEFAULT" and 0 < req.spill_hops < MAX_SPILL_HOPS and not shape.fits_in(self._uncommitted()):
+                return self._replace(req)  # sent here on a stale view: pass it on to a node free now, once
+            return None
+        hard = soft = None
+        if kind == "NODE_LABEL":
+            hard, soft = req.strategy[1] or None, req.strategy[2] or None
+            for selector in (hard, soft):
+                problem = None if selector is None else placement.selector_error(selector)
+                if problem is not None:
+                    return Unschedulable(f"{req.description}: {problem}")
+        pick = placement.choose(self._local_load(shape), list(self.view.values()), shape,
+                                strategy="SPREAD" if kind == "SPREAD" else "DEFAULT", hard=hard, soft=soft,
+                                arg_bytes=req.arg_bytes, task_s=req.task_s, params=self.params,
+                                spread_after=self._spread_last, local_ok=fits_here)
+        if isinstance(pick, str):
+            return f"{req.description}: {pick}"
         if kind == "SPREAD":
-            candidates = [self.node_id] if fits_here else []
-            candidates += sorted(n for n, v in self.view.items() if shape.fits_in(v.available))
-            if candidates:
-                pick = candidates[self._spread_next % len(candidates)]
-                self._spread_next += 1
-                if pick != self.node_id:
-                    return pick
-                return None
-        if fits_here:
-            if shape.fits_in(self._uncommitted()):
-                return None
-            best = self._least_loaded(shape)
-            return best  # None: queue here
-        for node_id in sorted(self.view):
-            if shape.fits_in(self.view[node_id].total):
-                best = self._least_loaded(shape)
-                return best if best is not None else node_id
-        return (f"No node can ever fit {req.description} requiring {shape.to_dict()}; "
-                f"cluster totals: {[self.total.to_dict()] + [v.total.to_dict() for v in self.view.values()]}")
+            self._spread_last = pick.node_id
+        return None if pick.node_id == self.node_id else pick.node_id
+
+    def _replace(self, req: LeaseRequest) -> Optional[bytes]:
+        """A queued DEFAULT request that cannot run here now: another node per the policy, or None."""
+        shape = req.fit_shape
+        local = self._local_load(shape)
+        local.available = self.available.copy()
+        local.queued = max(1, local.queued)
+        pick = placement.choose(local, list(self.view.values()), shape, arg_bytes=req.arg_bytes,
+                                task_s=req.task_s, params=self.params)
+        if isinstance(pick, str) or pick.node_id == self.node_id or not placement.fits_now(pick, shape):
+            return None
+        return pick.node_id
+
+    def _spill(self, req: LeaseRequest, target: bytes) -> SpillLease:
+        """Send the request to ``target`` and count it in that node's view until the next heartbeat."""
+        view = self.view[target]
+        if not placement.fits_now(view, req.fit_shape):
+            view.queued += 1
+        view.available.subtract_allow_negative(req.fit_shape)
+        return SpillLease(req.req_id, target, view.address)
+
+    def _local_load(self, shape: ResourceSet) -> NodeLoad:
+        """This node for a decision: free means free after what queued requests will take."""
+        uncommitted = self._uncommitted()
+        queued = 0 if shape.fits_in(uncommitted) else len(self.queue)
+        return NodeLoad(self.node_id, self.address, self.total, uncommitted, True, self.labels, queued,
+                        self._mean_task_s())
+
+    def _mean_task_s(self) -> float:
+        """How long a slot stays taken: owners reuse a lease for their key's backlog, so once leases
+        have come back this is their mean hold time; before, the owners' mean task time of what runs
+        and waits here."""
+        if self.mean_hold_s > 0:
+            return self.mean_hold_s
+        known = [l.task_s for l in self.leases.values() if l.task_s > 0]
+        known += [r.task_s for r in self.queue if r.task_s > 0]
+        return sum(known) / len(known) if known else self.mean_task_s
 
     def _uncommitted(self) -> ResourceSet:
         """Available resources minus what requests already queued here will take."""
@@ -332,19 +460,6 @@ class LeaseManager:
             left.subtract_allow_negative(queued.resources)
         return left
 
-    def _gpu_shape_ok(self, rs: ResourceSet) -> bool:
-        units = rs.units.get("GPU", 0)
-        return units <= UNIT or units % UNIT == 0
-
-    def _least_loaded(self, rs: ResourceSet) -> Optional[bytes]:
-        best, best_free = None, -1
-        for node_id in sorted(self.view):
-            v = self.view[node_id]
-            if rs.fits_in(v.available):
-                free = v.available.units.get("CPU", 0)
-                if free > best_free:
-                    best, best_free = node_id, free
-        return best
 
     def _dispatch(self, effects: list[Effect]) -> None:
         if not self.queue:
@@ -388,7 +503,9 @@ class LeaseManager:
         gpu_assignment = self.gpus.assign(req.resources.units.get("GPU", 0))
         self.available.subtract(req.resources)
         self.leases[lease_id] = Lease(lease_id, w.worker_id, req.client_id, req.resources, gpu_assignment,
-                                      for_actor=req.for_actor)
+                                      for_actor=req.for_actor, task_s=req.task_s, granted_s=self._now)
+        if req.task_s > 0:
+            self.mean_task_s = req.task_s if self.mean_task_s == 0 else 0.8 * self.mean_task_s + 0.2 * req.task_s
         w.state = WorkerState.LEASED
         w.lease_id = lease_id
         return GrantLease(req.req_id, lease_id, w.worker_id, w.address,
@@ -419,6 +536,10 @@ class LeaseManager:
             shapes[key] = shapes.get(key, 0) + 1
         return [[dict(k), n] for k, n in shapes.items()]
 
+    def load_report(self) -> list[Any]:
+        """What heartbeats carry for other nodes' placement decisions: [queued, mean task s]."""
+        return [len(self.queue), self._mean_task_s()]
+
     def check_invariants(self) -> None:
         held = ResourceSet()
         for lease in self.leases.values():
@@ -430,4 +551,5 @@ class LeaseManager:
             assert w is None or w.lease_id == lease.lease_id, "worker and lease disagree"
         check = self.available.copy()
         check.add(held)
+        check.add(self.reserved)
         assert check == self.total, f"available {self.available} + held {held} != total {self.total}"

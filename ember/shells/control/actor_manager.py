@@ -140,12 +140,19 @@ class ActorManager:
         best = max(alive, key=lambda r: (r.resources_available.get("CPU", 0.0), r.address))
         return best.address
 
+    def _is_group_removed(self, pg_id: bytes) -> bool:
+        pgs = next((e for e in self.store.extensions if hasattr(e, "is_removed")), None)
+        return pgs is not None and pgs.is_removed(pg_id)
+
     async def _lease_worker(self, eff: A.ScheduleActor, spec: m.ActorCreationSpec,
                             strategy: list) -> Optional[tuple[m.LeaseGranted, rpc.Connection]]:
         """A granted lease for the actor, or None once the actor no longer wants one."""
         address = self._node_address(spec.owner_node_address)
         is_spillback, warned = False, False
         while self._wants_worker(eff.actor_id, eff.incarnation):
+            if strategy[0] == "PLACEMENT_GROUP" and self._is_group_removed(strategy[1]):
+                self.kill_actors_in_group(strategy[1])
+                return None
             if address is None:
                 await asyncio.sleep(CONFIG.infeasible_retry_s)
                 address = self._node_address(spec.owner_node_address)
@@ -159,10 +166,12 @@ class ActorManager:
                 if e.kind == "RuntimeEnvSetupError":
                     self._runtime_env_failed(eff.actor_id, e.message)
                     return None
-                log.warning("lease for actor %s on %s failed: %s; retrying", eff.actor_id.hex()[:12], address, e)
-                await asyncio.sleep(0.5)
-                address, is_spillback = self._node_address(spec.owner_node_address), False
-                continue
+                if e.kind != "Unschedulable":
+                    log.warning("lease for actor %s on %s failed: %s; retrying", eff.actor_id.hex()[:12], address, e)
+                    await asyncio.sleep(0.5)
+                    address, is_spillback = self._node_address(spec.owner_node_address), False
+                    continue
+                reply = m.LeaseInfeasible(e.message)  # actors are not failed for it (yet): they wait, warned
             except (OSError, rpc.ConnectionLost, TimeoutError) as e:
                 log.warning("lease for actor %s on %s failed: %s; retrying", eff.actor_id.hex()[:12], address, e)
                 await asyncio.sleep(0.5)
@@ -305,6 +314,15 @@ class ActorManager:
         for rec in self.table.list_actors({"node_id": node_id}):
             self.last_failure[rec.actor_id] = f"The actor's node {node_id.hex()} died."
         self.handle(A.NodeDied(node_id=node_id, cause_id=self._cause("node-died")))
+
+    def kill_actors_in_group(self, pg_id: bytes) -> None:
+        """A placement group was removed: its actors die without restart (Ray's behaviour)."""
+        for rec in self.table.list_actors():
+            strategy = rec.spec.scheduling_strategy
+            if rec.state is not A.ActorState.DEAD and strategy and strategy[0] == "PLACEMENT_GROUP" \
+                    and strategy[1] == pg_id:
+                self.handle(A.ActorKilled(actor_id=rec.actor_id, no_restart=True, cause_id=self._cause("pg-removed"),
+                                          message="The placement group corresponding to this Actor has been removed."))
 
     def job_finished(self, job_id: bytes) -> None:
         self.handle(A.JobFinished(job_id=job_id, cause_id=self._cause("job-finished")))

@@ -34,7 +34,7 @@ class NodeDeclaredDead(Exception):
 def node_info(rec: NodeRecord) -> m.NodeInfo:
     return m.NodeInfo(rec.node_id, rec.address, rec.resources_total, rec.resources_available,
                       rec.is_alive, rec.is_head, rec.store_dir, rec.labels, rec.pending_demands,
-                      rec.object_store_used_bytes, rec.object_store_capacity_bytes)
+                      rec.object_store_used_bytes, rec.object_store_capacity_bytes, rec.load or None)
 
 
 class ControlStore:
@@ -50,6 +50,8 @@ class ControlStore:
         self.extensions.append(ActorManager(self))
         from ember.shells.control.state_service import StateService
         self.extensions.append(StateService(self))
+        from ember.shells.control.placement_group_manager import PlacementGroupManager
+        self.extensions.append(PlacementGroupManager(self))
 
     # --- rpc.Handler ------------------------------------------------------------------------
     def handle_message(self, conn: rpc.Connection, kind: int, request_id: int, msg: Any) -> None:
@@ -124,6 +126,7 @@ class ControlStore:
         conn.state["node_id"] = i.node_id
         log.info("node %s registered at %s with %s", i.node_id.hex()[:8], i.address, i.resources_total)
         self.publish("nodes", b"", node_info(rec))
+        self._call_hooks("nodes_changed")
         return self._view()
 
     def _view(self) -> m.ClusterView:
@@ -131,12 +134,13 @@ class ControlStore:
 
     def on_Heartbeat(self, conn: rpc.Connection, msg: m.Heartbeat) -> m.ClusterView:
         verdict = self.nodes.heartbeat(msg.node_id, msg.resources_available, msg.pending_demands,
-                                       msg.object_store_used_bytes, time.monotonic())
+                                       msg.object_store_used_bytes, time.monotonic(), msg.load)
         if verdict is NodeVerdict.DEAD:
             raise NodeDeclaredDead(f"node {msg.node_id.hex()} was declared dead (missed heartbeats); "
                                    "its actors were restarted elsewhere: exit")
         if verdict is NodeVerdict.UNKNOWN:
             raise LookupError("node is not registered here; register again")
+        self._call_hooks("heartbeat_seen")  # placement groups waiting for room look again
         if msg.view_version == self.nodes.version:
             return m.ClusterView(self.nodes.version, [])
         return self._view()
@@ -152,10 +156,13 @@ class ControlStore:
     def _node_died(self, node_id: bytes) -> None:
         rec = self.nodes.nodes[node_id]
         self.publish("nodes", b"", node_info(rec))
+        self._call_hooks("node_died", node_id)
+
+    def _call_hooks(self, name: str, *args: Any) -> None:
         for ext in self.extensions:
-            hook = getattr(ext, "node_died", None)
+            hook = getattr(ext, name, None)
             if hook is not None:
-                hook(node_id)
+                hook(*args)
 
     async def expire_loop(self) -> None:
         while True:

@@ -22,6 +22,7 @@ import psutil
 
 from ember.config import CONFIG
 from ember.logic.node import leases as L
+from ember.logic.placement import POLICIES, PlacementParams
 from ember.logic.resources import ResourceSet
 from ember.protocol import codec
 from ember.protocol import messages as m
@@ -48,11 +49,15 @@ class NodeDaemon:
         # Ray's default for the schedulable "memory" resource: most of what is available now.
         resources["memory"] = float(args.memory or int(psutil.virtual_memory().available * 0.7))
         self.resources_total = {k: float(v) for k, v in resources.items() if v}
-        self.leases = L.LeaseManager(self.node_id, self.resources_total, max_starting=CONFIG.max_workers_starting)
+        self.labels = {str(k): str(v) for k, v in json.loads(args.labels or "{}").items()}
+        self.leases = L.LeaseManager(self.node_id, self.resources_total, max_starting=CONFIG.max_workers_starting,
+                                     labels=self.labels, params=placement_params())
         store_dir = node_store_directory(os.path.basename(self.session_dir), self.node_id.hex(),
                                          CONFIG.shm_dir)
         self.store = ShmStore(store_dir)
         self.objects = ObjectService(self, args.object_store_memory, args.spill_dir)
+        from ember.shells.node.bundle_service import BundleService
+        self.bundles = BundleService(self)
         self.address = ""
         self.gcs: Optional[rpc.Connection] = None
         self.peers = rpc.Peers(token, self, "node")
@@ -65,6 +70,7 @@ class NodeDaemon:
         self.logs = LogMonitor(self)
         self.runtime_envs = RuntimeEnvAgent(self)
         self.view_version = -1
+        self.view_wanted = asyncio.Event()  # heartbeat now and ask for the whole view
         self.stopping = asyncio.Event()
         self.exit_reason = ""  # set when the daemon must exit with an error (declared dead, head lost)
         self._reconnect_task: Optional[asyncio.Task] = None
@@ -82,6 +88,11 @@ class NodeDaemon:
             elif isinstance(eff, L.RejectInfeasible):
                 conn, request_id = eff.req_id
                 conn.reply(request_id, m.LeaseInfeasible(eff.message))
+            elif isinstance(eff, L.RejectUnschedulable):
+                conn, request_id = eff.req_id
+                conn.reply_error(request_id, "Unschedulable", eff.message)
+            elif isinstance(eff, L.RefreshView):
+                self.view_wanted.set()
             elif isinstance(eff, L.StartWorker):
                 if eff.env_key:
                     self.runtime_envs.start_worker(eff.worker_id, eff.job_id, eff.env_key)
@@ -118,7 +129,8 @@ class NodeDaemon:
 
     # --- rpc.Handler ----------------------------------------------------------------------------
     def handle_message(self, conn: rpc.Connection, kind: int, request_id: int, msg: Any) -> None:
-        method = getattr(self, "on_" + type(msg).__name__, None) or getattr(self.objects, "on_" + type(msg).__name__, None)
+        name = "on_" + type(msg).__name__
+        method = getattr(self, name, None) or getattr(self.objects, name, None) or getattr(self.bundles, name, None)
         if method is None:
             if kind == codec.KIND_REQUEST:
                 conn.reply_error(request_id, "ValueError", f"node daemon does not handle {type(msg).__name__}")
@@ -163,7 +175,7 @@ class NodeDaemon:
         self.pid_workers[msg.pid] = msg.worker_id
         self.logs.set_pid(msg.worker_id, msg.pid)
         conn.reply(request_id, reply)
-        self.run_effects(self.leases.on_worker_registered(msg.worker_id, msg.address))
+        self.run_effects(self.leases.on_worker_registered(msg.worker_id, msg.address, time.monotonic()))
 
     def on_RequestLease(self, conn: rpc.Connection, request_id: int, msg: m.RequestLease) -> None:
         if self.stopping.is_set():
@@ -176,13 +188,18 @@ class NodeDaemon:
         except ValueError as exc:
             conn.reply_error(request_id, "ValueError", str(exc))
             return
+        if self.bundles.refuses(msg.strategy):
+            from ember.shells.node.bundle_service import REMOVED_KIND, removed_message
+            conn.reply_error(request_id, REMOVED_KIND, removed_message(msg.strategy[1]))
+            return
         req = L.LeaseRequest((conn, request_id), conn, msg.job_id, resources, msg.strategy,
                              msg.is_spillback, msg.for_actor, msg.description, placement,
-                             self.runtime_envs.remember(msg.runtime_env))
-        self.run_effects(self.leases.on_lease_requested(req))
+                             self.runtime_envs.remember(msg.runtime_env),
+                             dict(msg.arg_bytes or {}), msg.task_s, spill_hops=msg.spill_hops)
+        self.run_effects(self.leases.on_lease_requested(req, time.monotonic()))
 
     def on_ReturnLease(self, conn: rpc.Connection, request_id: int, msg: m.ReturnLease) -> None:
-        self.run_effects(self.leases.on_lease_returned(msg.lease_id, msg.is_worker_dead))
+        self.run_effects(self.leases.on_lease_returned(msg.lease_id, msg.is_worker_dead, time.monotonic()))
 
     def on_WorkerBlocked(self, conn: rpc.Connection, request_id: int, msg: m.WorkerBlocked) -> None:
         w = self.leases.workers.get(msg.worker_id)
@@ -208,6 +225,11 @@ class NodeDaemon:
         if msg.channel == "jobs" and isinstance(msg.data, m.JobFinished):
             self.run_effects(self.leases.on_job_finished(msg.data.job_id))
             self.logs.job_finished(msg.data.job_id)
+        elif msg.channel == "placement_groups":
+            if isinstance(msg.data, m.ClusterView):
+                self._apply_view(msg.data)
+            elif isinstance(msg.data, m.PlacementGroupRemoved):
+                self.bundles.on_removed(msg.data)
 
     # --- zygote -------------------------------------------------------------------------------------
     async def start_zygote(self) -> None:
@@ -258,8 +280,8 @@ class NodeDaemon:
 
     # --- control store ----------------------------------------------------------------------------------
     def node_info(self) -> m.NodeInfo:
-        return m.NodeInfo(self.node_id, self.address, self.resources_total, self.leases.available.to_dict(),
-                          True, self.args.head, self.store.directory, {}, [], self.objects.used_bytes(),
+        return m.NodeInfo(self.node_id, self.address, self.leases.total.to_dict(), self.leases.available.to_dict(),
+                          True, self.args.head, self.store.directory, self.labels, [], self.objects.used_bytes(),
                           self.objects.capacity_bytes)
 
     async def connect_gcs(self, wait_s: float = 0.0) -> None:
@@ -275,6 +297,7 @@ class NodeDaemon:
                 await asyncio.sleep(0.01)
         await self._register()
         await self.gcs.request(m.Subscribe("jobs", b""))
+        await self.gcs.request(m.Subscribe("placement_groups", b""))
 
     async def _register(self) -> None:
         assert self.gcs is not None
@@ -330,17 +353,25 @@ class NodeDaemon:
             return
         self.view_version = view.version
         nodes = [L.NodeView(n.node_id, n.address, ResourceSet(n.resources_total),
-                            ResourceSet({k: max(0.0, v) for k, v in n.resources_available.items()}), n.is_alive)
+                            ResourceSet({k: max(0.0, v) for k, v in n.resources_available.items()}), n.is_alive,
+                            dict(n.labels or {}), *(_load_fields(n.load)))
                  for n in view.nodes]
         self.run_effects(self.leases.on_cluster_view(nodes))
 
     async def heartbeat_loop(self) -> None:
         while not self.stopping.is_set():
-            await asyncio.sleep(CONFIG.heartbeat_interval_s)
+            try:
+                async with asyncio.timeout(CONFIG.heartbeat_interval_s):
+                    await self.view_wanted.wait()
+            except TimeoutError:
+                pass
+            is_forced = self.view_wanted.is_set()
+            self.view_wanted.clear()
             if self.gcs is None or self.gcs.closed:
                 continue
             hb = m.Heartbeat(self.node_id, self.leases.available.to_dict(), self.leases.pending_demands(),
-                             self.objects.used_bytes(), self.view_version)
+                             self.objects.used_bytes(), -1 if is_forced else self.view_version,
+                             self.leases.load_report())
             try:
                 view = await self.gcs.request(hb, timeout_s=CONFIG.heartbeat_timeout_s)
                 self._apply_view(view)
@@ -369,6 +400,21 @@ class NodeDaemon:
         self.objects.close()
 
 
+def placement_params() -> PlacementParams:
+    if CONFIG.scheduling_policy not in POLICIES:
+        raise ValueError(f"EMBER_SCHEDULING_POLICY must be one of {POLICIES}, got {CONFIG.scheduling_policy!r}")
+    return PlacementParams(policy=CONFIG.scheduling_policy, bandwidth_bytes_per_s=CONFIG.scheduler_bandwidth_bytes_per_s,
+                           keep_margin_s=CONFIG.scheduler_keep_margin_s,
+                           spread_threshold=CONFIG.scheduler_spread_threshold)
+
+
+def _load_fields(load: Optional[list]) -> tuple[int, float]:
+    """[queued, mean task s] from a heartbeat (absent before the node's first one)."""
+    if not load or len(load) < 2:
+        return 0, 0.0
+    return int(load[0]), float(load[1])
+
+
 async def _main(args: argparse.Namespace) -> None:
     token = session.read_token(args.token_file)
     daemon = NodeDaemon(args, token)
@@ -380,6 +426,7 @@ async def _main(args: argparse.Namespace) -> None:
     server = await rpc.serve(daemon, args.host, args.port, token)
     port = server.sockets[0].getsockname()[1]
     daemon.address = f"{addresses.advertised_host(args.host)}:{port}"
+    daemon.leases.address = daemon.address
     warning = addresses.exposure_warning(args.host)
     if warning:
         log.warning("%s", warning)
@@ -415,6 +462,7 @@ def main() -> None:
     parser.add_argument("--num-gpus", type=float, default=None, help="default: the NVIDIA GPUs detected")
     parser.add_argument("--memory", type=float, default=0)
     parser.add_argument("--resources", default="{}")
+    parser.add_argument("--labels", default="{}", help='node labels as JSON, e.g. \'{"zone": "a"}\'')
     parser.add_argument("--object-store-memory", type=int, default=0)
     parser.add_argument("--spill-dir", default="", help="where spilled objects go (default <session>/spill)")
     parser.add_argument("--head", action="store_true")

@@ -90,8 +90,10 @@ def start_node(gcs_address: str, session_dir: str, token_file: str, *, host: str
 
 def node_args(*, num_cpus: Optional[float], num_gpus: Optional[float], resources: Optional[dict],
               object_store_memory: Optional[int], memory: Optional[float] = None,
-              spill_dir: Optional[str] = None) -> list[str]:
+              spill_dir: Optional[str] = None, labels: Optional[dict] = None) -> list[str]:
     args: list[str] = []
+    if labels:
+        args += ["--labels", json.dumps(labels)]
     if num_cpus is not None:
         args += ["--num-cpus", str(num_cpus)]
     if num_gpus is not None:

@@ -199,6 +199,7 @@ class ActorExecutor:
         cw.actor_name = spec.name or None
         cw.actor_restarted = msg.incarnation > 0
         cw.actor_resources = dict(spec.running_resources)
+        cw.actor_captures_child_tasks = spec.capture_child_tasks
         cw.actor_gpu_ids = list(msg.gpu_ids)
         if spec.job_namespace:
             cw.namespace = spec.job_namespace

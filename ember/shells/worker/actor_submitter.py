@@ -159,7 +159,8 @@ class ActorSubmitter:
         actor_namespace = namespace if namespace is not None else job_namespace
         spec = m.ActorCreationSpec(actor_id, cw.job_id, job_namespace, class_name, class_blob, wire, kwarg_names,
                                    cw.address, cw.node_address, running_resources, max_concurrency, handle_meta,
-                                   name, actor_namespace if name else "")
+                                   name, actor_namespace if name else "",
+                                   strategy[0] == "PLACEMENT_GROUP" and bool(strategy[3]))
         msg = m.RegisterActor(actor_id, cw.job_id, cw.address, cw.worker_id, class_name, encode_creation_spec(spec),
                               name, actor_namespace if name else "", is_detached, running_resources,
                               placement_resources, strategy, max_restarts, get_if_exists)

@@ -151,12 +151,13 @@ class CoreWorker:
         self.loop.call_later(0.1, self._drain_ref_ops_periodic)
 
     async def _pick_local_node(self) -> str:
-        """The node daemon a driver joining an existing cluster attaches to: the head's if it is
-        on this host, else any live node on this host."""
+        """The node daemon a driver joining an existing cluster attaches to: one at the driver's own
+        address (the head's first), else the head's if it is on this host, else any live node here."""
         assert self.gcs is not None
         nodes = [n for n in (await self.gcs.request(m.GetNodes())).nodes if n.is_alive]
         local_hosts = {"127.0.0.1", "localhost", self.host, self.gcs_address.rpartition(":")[0]}
-        for pick in ([n for n in nodes if n.is_head and n.address.rpartition(":")[0] in local_hosts],
+        mine = sorted((n for n in nodes if n.address.rpartition(":")[0] == self.host), key=lambda n: not n.is_head)
+        for pick in (mine, [n for n in nodes if n.is_head and n.address.rpartition(":")[0] in local_hosts],
                      [n for n in nodes if n.address.rpartition(":")[0] in local_hosts], nodes):
             if pick:
                 return pick[0].address

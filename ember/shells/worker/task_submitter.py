@@ -202,26 +202,31 @@ class TaskSubmitter:
             if lease.linger is None and not lease.is_dead:
                 lease.linger = self.cw.loop.call_later(CONFIG.lease_linger_s, self._return_lease, ks, lease)
 
-    def _locality_raylet(self, ks: KeyState) -> Any:
-        """The node daemon holding most of the next task's argument bytes, if not ours."""
+    def _arg_bytes(self, ks: KeyState) -> dict[str, int]:
+        """Node daemon address -> bytes of the next task's stored arguments there."""
+        out: dict[str, int] = {}
         if not ks.q.queue:
-            return None
+            return out
         store = self.cw.store
-        locations = []
         for arg in ks.q.queue[0].args:
             if arg[0] == 1:
                 e = store.get(arg[1])
                 if e is not None and e.node_address:
-                    locations.append((e.node_address, e.size))
-        address = task_policy.preferred_node(locations, self.cw.node_address, CONFIG.locality_min_bytes)
+                    out[e.node_address] = out.get(e.node_address, 0) + e.size
+        return out
+
+    def _locality_raylet(self, arg_bytes: dict[str, int]) -> Any:
+        """The node daemon holding most of the next task's argument bytes, if not ours."""
+        address = task_policy.preferred_node(list(arg_bytes.items()), self.cw.node_address, CONFIG.locality_min_bytes)
         return self.cw.peers.get(address) if address else None
 
     async def _request_lease(self, ks: KeyState) -> None:
         raylet = self.cw.raylet
         target = self.cw.node_address  # the node daemon asked now (for the report if it fails)
-        is_spillback = False
+        is_spillback, hops = False, 0
         try:
-            remote = self._locality_raylet(ks)
+            arg_bytes = self._arg_bytes(ks)
+            remote = self._locality_raylet(arg_bytes)
             if remote is not None:
                 try:
                     raylet = await remote
@@ -230,7 +235,7 @@ class TaskSubmitter:
             while ks.q.queue:
                 target = raylet.peer or target
                 req = m.RequestLease(self.cw.job_id, ks.resources, ks.strategy, is_spillback, False, ks.name,
-                                     None, ks.runtime_env)
+                                     None, ks.runtime_env, arg_bytes or None, ks.q.mean_task_s or 0.0, hops)
                 reply = await raylet.request(req)
                 if isinstance(reply, m.LeaseGranted):
                     await self._lease_granted(ks, reply, raylet)
@@ -238,19 +243,23 @@ class TaskSubmitter:
                 if isinstance(reply, m.LeaseSpillback):
                     target = reply.address
                     raylet = await self.cw.peers.get(reply.address)
-                    is_spillback = True
+                    is_spillback, hops = True, hops + 1
                     continue
                 if isinstance(reply, m.LeaseInfeasible):
                     if not ks.warned_infeasible:
                         ks.warned_infeasible = True
                         sys.stderr.write(f"Warning: the task {ks.name} cannot be scheduled right now: "
                                          f"{reply.message}. It will wait until a node that fits joins.\n")
-                    raylet, is_spillback = self.cw.raylet, False
+                    raylet, is_spillback, hops = self.cw.raylet, False, 0
                     await asyncio.sleep(CONFIG.infeasible_retry_s)
                     continue
         except rpc.RpcError as e:
             if e.kind == "RuntimeEnvSetupError":
                 self._fail_queue(ks, exc.RuntimeEnvSetupError(e.message))
+            elif e.kind == "TaskPlacementGroupRemoved":
+                self._fail_queue(ks, exc.TaskPlacementGroupRemoved(e.message))
+            elif e.kind == "Unschedulable":
+                self._fail_queue(ks, exc.TaskUnschedulableError(e.message))
             else:
                 self._fail_queue(ks, exc.RaySystemError(f"lease request for {ks.name} failed: {e.message}"))
         except (OSError, rpc.ConnectionLost, TimeoutError) as e:
@@ -298,7 +307,8 @@ class TaskSubmitter:
             blob = rec.function_blob
         spec = m.TaskSpec(rec.task_id, self.cw.job_id, rec.function_id, blob, rec.name, rec.args, rec.kwarg_names,
                           rec.num_returns, self.cw.address, rec.max_retries, False, rec.attempt, rec.resources,
-                          lease.gpu_ids, None, 0, rec.runtime_env)
+                          lease.gpu_ids, None, 0, rec.runtime_env,
+                          rec.strategy[0] == "PLACEMENT_GROUP" and bool(rec.strategy[3]))
         assert lease.conn is not None
         try:
             fut = lease.conn.request_future(m.PushTask(spec))
@@ -459,7 +469,7 @@ class TaskPlan:
         self.retry_exceptions = retry_exceptions
         self.strategy = strategy
         self.runtime_env = runtime_env
-        self.key = (function_id, tuple(sorted(resources.items())), tuple(strategy),
+        self.key = (function_id, tuple(sorted(resources.items())), repr(strategy),
                     repr(runtime_env) if runtime_env else "")
 
 
