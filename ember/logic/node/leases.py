@@ -172,7 +172,6 @@ class LeaseManager:
     # --- events ---------------------------------------------------------------------------
     def on_lease_requested(self, req: LeaseRequest, now: float = 0.0) -> list[Effect]:
         self._now = now
-        effects: list[Effect] = []
         return self._place(req)
 
     def _place(self, req: LeaseRequest) -> list[Effect]:
