@@ -47,6 +47,8 @@ def test_a_cut_host_is_unreachable_until_restored(three_hosts: NetBed) -> None:
         assert not _can_connect(three_hosts, 2, three_hosts.head.ip, head_port)
         assert _can_connect(three_hosts, 1, three_hosts.head.ip, head_port)
     assert _can_connect(three_hosts, 2, three_hosts.head.ip, head_port)
+    # If the cut outlasted the heartbeat timeout the node was declared dead; restored, it registers again.
+    three_hosts.wait_nodes(3, timeout_s=60)
 
 
 def test_a_partitioned_host_is_marked_dead(three_hosts: NetBed) -> None:
@@ -61,6 +63,7 @@ def test_a_partitioned_host_is_marked_dead(three_hosts: NetBed) -> None:
         assert {n["NodeID"]: n["Alive"] for n in ember.nodes()}[lost] is False
     finally:
         three_hosts.restore(2)
+    three_hosts.wait_nodes(3, timeout_s=60)  # the restored node registers again
 
 
 def test_a_driver_can_run_inside_a_host(three_hosts: NetBed) -> None:

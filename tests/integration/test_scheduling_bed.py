@@ -11,7 +11,7 @@ import pytest
 
 import ember
 from bed.netbed import HostSpec, NetBed, bed_fixture
-from ember.exceptions import TaskUnschedulableError
+from ember.exceptions import ActorUnschedulableError, TaskUnschedulableError
 from ember.util.scheduling_strategies import (DoesNotExist, Exists, In, NodeAffinitySchedulingStrategy,
                                               NodeLabelSchedulingStrategy, NotIn)
 
@@ -150,3 +150,12 @@ def test_hard_node_affinity_to_a_dead_node_fails_and_soft_falls_back(four_hosts:
         ember.get(where.options(scheduling_strategy=hard).remote(), timeout=60)
     soft = NodeAffinitySchedulingStrategy(node_id=lost, soft=True)
     assert ember.get(where.options(scheduling_strategy=soft).remote(), timeout=60) != lost
+    # Actors too: a hard affinity to the dead node kills the actor with that cause; soft falls back.
+    pinned = Where.options(scheduling_strategy=hard).remote()
+    with pytest.raises(ActorUnschedulableError, match="is dead"):
+        ember.get(pinned.node.remote(), timeout=60)
+    fallback = Where.options(scheduling_strategy=soft).remote()
+    try:
+        assert ember.get(fallback.node.remote(), timeout=60) != lost
+    finally:
+        ember.kill(fallback)

@@ -835,3 +835,22 @@ def test_seeded_cluster_walks_keep_invariants(seed: int) -> None:
             rec = table.get(actor_id)
             assert count == 1, f"seed {seed}: {actor_id!r} has {count} workers"
             assert rec is not None and rec.state is not S.DEAD, f"seed {seed}: leaked worker"
+
+
+def test_an_unschedulable_actor_dies_with_that_cause(d: Driver) -> None:
+    from ember.logic.control.actors import ActorUnschedulable
+    d.register(max_restarts=3)
+    stale = d(ActorUnschedulable(actor_id=b"A", incarnation=7, message="old", cause_id="u0"))
+    assert stale == [] and d.state() is S.PENDING_CREATION  # another incarnation's answer
+    effects = d(ActorUnschedulable(actor_id=b"A", incarnation=0, message="node x is dead", cause_id="u1"))
+    assert match(PublishActor, state=S.DEAD) in effects and KillActorWorker not in types(effects)
+    rec = d.table.get(b"A")
+    assert rec is not None and rec.death is not None
+    assert rec.death.kind is DeathKind.UNSCHEDULABLE and rec.death.message == "node x is dead"
+
+
+def test_unschedulable_is_ignored_once_a_worker_was_placed(d: Driver) -> None:
+    from ember.logic.control.actors import ActorUnschedulable
+    d.alive(max_restarts=0)
+    assert d(ActorUnschedulable(actor_id=b"A", incarnation=0, message="late", cause_id="u")) == []
+    assert d.state() is S.ALIVE

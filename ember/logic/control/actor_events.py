@@ -35,6 +35,7 @@ class DeathKind(enum.Enum):
     OWNER_DIED = "OWNER_DIED"
     OUT_OF_SCOPE = "OUT_OF_SCOPE"
     EXITED = "EXITED"
+    UNSCHEDULABLE = "UNSCHEDULABLE"   # no node can ever host it (hard node affinity to a dead node)
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +155,15 @@ class NodeDied:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ActorUnschedulable:
+    """Placing the actor's incarnation failed for good (a node daemon said it can never run)."""
+    actor_id: bytes
+    incarnation: int
+    message: str
+    cause_id: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ActorKilled:
     actor_id: bytes
     no_restart: bool
@@ -248,6 +258,6 @@ class Persist:
 ActorEvent = Union[
     ActorRegistered, ActorDependenciesResolved, ActorPlaced, ActorCreated,
     ActorCreationFailed, ActorWorkerDied, NodeDied, ActorKilled, OwnerDied, JobFinished,
-    ActorOutOfScope, ActorExited, TableRestored, ActorSetupFailed,
+    ActorOutOfScope, ActorExited, TableRestored, ActorSetupFailed, ActorUnschedulable,
 ]
 Effect = Union[ScheduleActor, KillActorWorker, PublishActor, Reply, ReplyError, Persist]

@@ -50,7 +50,7 @@ from typing import Any, Optional
 from ember.logic import fsm
 from ember.logic.control.actor_events import (
     ActorCreated, ActorCreationFailed, ActorDependenciesResolved, ActorEvent, ActorExited, ActorSetupFailed,
-    ActorKilled, ActorOutOfScope, ActorPlaced, ActorRecord, ActorRegistered, ActorSpec,
+    ActorKilled, ActorOutOfScope, ActorPlaced, ActorRecord, ActorRegistered, ActorSpec, ActorUnschedulable,
     ActorState, ActorWorkerDied, DeathCause, DeathKind, Effect, JobFinished,
     KillActorWorker, NodeDied, OwnerDied, Persist, PublishActor, Reply, ReplyError,
     ScheduleActor, TableRestored,
@@ -60,6 +60,7 @@ __all__ = [
     "ActorState", "DeathKind", "DeathCause", "ActorSpec", "ActorRecord", "ActorTable",
     "TRANSITIONS", "ActorRegistered", "ActorDependenciesResolved", "ActorPlaced",
     "ActorCreated", "ActorCreationFailed", "ActorSetupFailed", "ActorWorkerDied", "NodeDied", "ActorKilled",
+    "ActorUnschedulable",
     "OwnerDied", "JobFinished", "ActorOutOfScope", "ActorExited", "TableRestored",
     "ScheduleActor", "KillActorWorker", "PublishActor", "Reply", "ReplyError", "Persist",
     "ActorEvent", "Effect", "SNAPSHOT_FORMAT",
@@ -330,6 +331,16 @@ class ActorTable:
             return []
         return self._fail(rec, death, ev.cause_id, now, kill_worker=True, may_restart=True)
 
+    def _on_unschedulable(self, ev: ActorUnschedulable, now: float) -> list[Effect]:
+        rec = self._find(ev.actor_id, ev.cause_id, now, "unschedulable")
+        if rec is None:
+            return []
+        if rec.state not in _AWAITING_INIT or rec.worker_id is not None or rec.incarnation != ev.incarnation:
+            self._ignore(rec.actor_id, ev.cause_id, now, "unschedulable: not waiting for a worker")
+            return []
+        death = DeathCause(DeathKind.UNSCHEDULABLE, ev.message)
+        return self._move(rec, _S.DEAD, ev.cause_id, now, death=death)
+
     def _on_owner_died(self, ev: OwnerDied, now: float) -> list[Effect]:
         death = DeathCause(DeathKind.OWNER_DIED, (
             f"The actor's owner (worker {ev.owner_worker_id.hex()}) died. Create the actor "
@@ -525,6 +536,7 @@ _HANDLERS: dict[type, Callable[[ActorTable, Any, float], list[Effect]]] = {
     ActorWorkerDied: ActorTable._on_worker_died,
     NodeDied: ActorTable._on_node_died,
     ActorKilled: ActorTable._on_killed,
+    ActorUnschedulable: ActorTable._on_unschedulable,
     OwnerDied: ActorTable._on_owner_died,
     JobFinished: ActorTable._on_job_finished,
     ActorOutOfScope: ActorTable._on_out_of_scope,

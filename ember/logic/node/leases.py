@@ -185,7 +185,6 @@ class LeaseManager:
     # --- events ---------------------------------------------------------------------------
     def on_lease_requested(self, req: LeaseRequest, now: float = 0.0) -> list[Effect]:
         self._now = now
-        effects: list[Effect] = []
         return self._place(req)
 
     def _place(self, req: LeaseRequest) -> list[Effect]:
@@ -399,6 +398,8 @@ class LeaseManager:
             if kind == "DEFAULT" and 0 < req.spill_hops < MAX_SPILL_HOPS and not shape.fits_in(self._uncommitted()):
                 return self._replace(req)  # sent here on a stale view: pass it on to a node free now, once
             return None
+        if kind == "DEFAULT" and not self.view and fits_here:
+            return None  # a cluster of one node (as far as this node knows): nothing to decide
         hard = soft = None
         if kind == "NODE_LABEL":
             hard, soft = req.strategy[1] or None, req.strategy[2] or None

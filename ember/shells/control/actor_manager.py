@@ -171,7 +171,9 @@ class ActorManager:
                     await asyncio.sleep(0.5)
                     address, is_spillback = self._node_address(spec.owner_node_address), False
                     continue
-                reply = m.LeaseInfeasible(e.message)  # actors are not failed for it (yet): they wait, warned
+                self.handle(A.ActorUnschedulable(actor_id=eff.actor_id, incarnation=eff.incarnation,
+                                                 message=e.message, cause_id=self._cause("unschedulable")))
+                return None
             except (OSError, rpc.ConnectionLost, TimeoutError) as e:
                 log.warning("lease for actor %s on %s failed: %s; retrying", eff.actor_id.hex()[:12], address, e)
                 await asyncio.sleep(0.5)

@@ -526,6 +526,8 @@ class ActorSubmitter:
 
     def _death_error(self, client: _ActorClient, info: m.ActorInfo) -> BaseException:
         class_name = client.meta.get("class_name")
+        if info.death_kind == "UNSCHEDULABLE":
+            return exc.ActorUnschedulableError(info.message)
         if info.error is not None:
             cause = serialization.deserialize(info.error)
             if isinstance(cause, exc.RayTaskError):
