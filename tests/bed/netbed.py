@@ -429,6 +429,10 @@ class NetBed:
         self._start_joiners([host])
         return host
 
+    def rejoin(self, i: int) -> None:
+        """Start host ``i``'s node again (``ember start --address``): a new node, with a new id."""
+        self._start_joiners([self.hosts[i]])
+
     def kill_host(self, i: int) -> None:
         _kill_netns_processes(self.hosts[i].netns)
 

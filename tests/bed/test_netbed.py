@@ -47,8 +47,23 @@ def test_a_cut_host_is_unreachable_until_restored(three_hosts: NetBed) -> None:
         assert not _can_connect(three_hosts, 2, three_hosts.head.ip, head_port)
         assert _can_connect(three_hosts, 1, three_hosts.head.ip, head_port)
     assert _can_connect(three_hosts, 2, three_hosts.head.ip, head_port)
-    # If the cut outlasted the heartbeat timeout the node was declared dead; restored, it registers again.
+    # If the cut outlasted the heartbeat timeout the node was declared dead: its daemon exits when it
+    # hears so, and the host joins again as a new node.
+    _wait_alive_or_gone(three_hosts, 2)
+    if not three_hosts.pids(2):
+        three_hosts.rejoin(2)
     three_hosts.wait_nodes(3, timeout_s=60)
+
+
+def _wait_alive_or_gone(bed: NetBed, i: int, timeout_s: float = 30) -> None:
+    """Until host ``i``'s node is alive again, or its daemon has exited (declared dead)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and bed.pids(i):
+        try:
+            bed.node_id(i)
+            return
+        except LookupError:
+            time.sleep(0.3)
 
 
 def test_a_partitioned_host_is_marked_dead(three_hosts: NetBed) -> None:
@@ -63,7 +78,16 @@ def test_a_partitioned_host_is_marked_dead(three_hosts: NetBed) -> None:
         assert {n["NodeID"]: n["Alive"] for n in ember.nodes()}[lost] is False
     finally:
         three_hosts.restore(2)
-    three_hosts.wait_nodes(3, timeout_s=60)  # the restored node registers again
+    # Healed, the old daemon hears that it was declared dead and exits: it never comes back under
+    # its old id (its actors may already run elsewhere).  A new node can join from the same host.
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and three_hosts.pids(2):
+        time.sleep(0.3)
+    assert not three_hosts.pids(2)
+    assert {n["NodeID"]: n["Alive"] for n in ember.nodes()}[lost] is False
+    three_hosts.rejoin(2)
+    three_hosts.wait_nodes(3, timeout_s=60)
+    assert three_hosts.node_id(2) != lost
 
 
 def test_a_driver_can_run_inside_a_host(three_hosts: NetBed) -> None:

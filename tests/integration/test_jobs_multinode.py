@@ -16,8 +16,10 @@ def test_job_with_working_dir_and_pip_runs_on_the_node_that_has_its_resources(tm
     try:
         port = head.start_head("--num-cpus", "1", "--dashboard-port", str(free_port()))
         token = head.token()
-        joined = other.ember("start", "--address", f"127.0.0.1:{port}", "--token", token, "--num-cpus", "1",
-                             "--resources", '{"special": 1}')
+        token_file = tmp_path / "token"
+        token_file.write_text(token)
+        joined = other.ember("start", "--address", f"127.0.0.1:{port}", "--token-file", str(token_file),
+                             "--num-cpus", "1", "--resources", '{"special": 1}')
         assert joined.returncode == 0, joined.stderr
         url = open(f"{head.current_cluster()['session_dir']}/job_server").read().strip()
         client = JobSubmissionClient(url, headers={"Authorization": f"Bearer {token}"})

@@ -170,7 +170,7 @@ def test_sigkilled_driver_leaves_no_processes(no_cluster):
         deadline = time.time() + 10
         alive = [int(line[1])] + tree
         while time.time() < deadline:
-            alive = [p for p in alive if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+            alive = [p for p in alive if _is_running(p)]
             if not alive:
                 break
             time.sleep(0.1)
@@ -207,3 +207,11 @@ def test_driver_get_fails_when_its_node_daemon_dies(no_cluster):
             ember.get(ref, timeout=20)
     finally:
         ember.shutdown()
+
+
+def _is_running(pid: int) -> bool:
+    """Alive and not a zombie; a process that exits while it is looked at is not running."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False

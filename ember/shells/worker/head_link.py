@@ -117,7 +117,9 @@ class HeadLink:
             return
         self.lost_at = time.monotonic()
         self._back = asyncio.Event()
-        log.warning("Lost the connection to the control store (head) at %s (%s). Reconnecting for up to %g s "
+        # a driver's user sees it; a worker's would reach that user once per worker (through its log)
+        say = log.warning if self.cw.mode == "driver" else log.info
+        say("Lost the connection to the control store (head) at %s (%s). Reconnecting for up to %g s "
                     "(gcs_reconnect_timeout_s); meanwhile tasks on leased workers and calls to actors with a "
                     "known address go on, and calls that need the head wait.", self.cw.gcs_address, cause,
                     CONFIG.gcs_reconnect_timeout_s)
@@ -154,7 +156,8 @@ class HeadLink:
         assert self._back is not None
         self.cw.gcs = conn
         self.lost_at = None
-        log.warning("Reconnected to the control store (head) at %s.", self.cw.gcs_address)
+        (log.warning if self.cw.mode == "driver" else log.info)(
+            "Reconnected to the control store (head) at %s.", self.cw.gcs_address)
         for hook in self.reconnected_hooks:
             try:
                 result = hook(conn)

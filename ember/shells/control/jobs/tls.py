@@ -2,13 +2,17 @@
 
 With a certificate and key the server speaks HTTPS; with a CA as well it demands a client
 certificate signed by that CA (mutual TLS).  The same variables give the client its CA to trust
-and its own certificate.  (The RPC wire has its own helper; the two read the same variables.)
+and its own certificate.  The server side is the RPC wire's (``shells/wire/tls.py``); the HTTP
+client differs on purpose: it verifies the server's certificate and host name against the CA
+(or the system's CAs), as HTTP clients do.
 """
 from __future__ import annotations
 
 import os
 import ssl
 from typing import Optional
+
+from ember.shells.wire import tls as wire_tls
 
 _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
@@ -19,18 +23,9 @@ def _env(name: str) -> Optional[str]:
 
 
 def server_context() -> Optional[ssl.SSLContext]:
-    cert, key, ca = _env("EMBER_TLS_CERT"), _env("EMBER_TLS_KEY"), _env("EMBER_TLS_CA")
-    if not cert and not key:
-        return None
-    if not (cert and key):
-        raise ValueError("set both EMBER_TLS_CERT and EMBER_TLS_KEY to serve HTTPS")
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.load_cert_chain(cert, key)
-    if ca:
-        ctx.load_verify_locations(ca)
-        ctx.verify_mode = ssl.CERT_REQUIRED
-    return ctx
+    """The HTTPS listener's context: the same files and rules as ember's RPC listeners
+    (``shells/wire/tls.py``: a certificate and key, and mutual TLS with a CA)."""
+    return wire_tls.env_server_context()
 
 
 def client_context() -> ssl.SSLContext:
