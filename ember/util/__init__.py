@@ -4,6 +4,8 @@ from __future__ import annotations
 from typing import Any, Union
 
 from ember.util.actor_pool import ActorPool
+from ember.util.debug import disable_log_once_globally, enable_periodic_logging, log_once
+from ember.util.helpers import as_completed, map_unordered
 from ember.util.serialization import deregister_serializer, inspect_serializability, register_serializer
 
 
@@ -24,5 +26,6 @@ def list_named_actors(all_namespaces: bool = False) -> list[Union[str, dict[str,
     return [name for _, name in found]
 
 
-__all__ = ["ActorPool", "deregister_serializer", "get_node_ip_address", "inspect_serializability",
+__all__ = ["ActorPool", "as_completed", "deregister_serializer", "disable_log_once_globally",
+           "enable_periodic_logging", "log_once", "map_unordered", "get_node_ip_address", "inspect_serializability",
            "list_named_actors", "register_serializer"]
