@@ -64,12 +64,13 @@ def _picklable(error: Exception) -> Exception:
 class _Slot:
     """One actor and what the pool has sent it."""
 
-    __slots__ = ("actor", "in_flight", "sent")
+    __slots__ = ("actor", "in_flight", "sent", "retired")
 
     def __init__(self, actor: Any) -> None:
         self.actor = actor
         self.in_flight = 0
         self.sent = 0
+        self.retired = False
 
 
 class Pool:
@@ -97,7 +98,8 @@ class Pool:
         self._lock = threading.Lock()
         self._state = _RUN
         self._pending: set[concurrent.futures.Future] = set()
-        self._retired: list[Any] = []
+        self._retired: list[Any] = []  # refs of the ends of retired actors
+        self._old_slots: list[_Slot] = []
         self._actor_class = api.remote(_PoolActor).options(**self._remote_args)
         self._slots = [self._new_slot() for _ in range(self._processes)]
 
@@ -144,11 +146,14 @@ class Pool:
         with self._lock:
             slot.in_flight -= 1
             self._pending.discard(fut)
+            if slot.retired and slot.in_flight == 0 and self._state != _TERMINATE:
+                self._retired.append(slot.actor.__ray_terminate__.remote())
 
     def _retire(self, index: int) -> None:
-        """The actor at ``index`` has had its share: it ends after its queued chunks, a new one replaces it."""
-        old = self._slots[index]
-        self._retired.append(old.actor.__ray_terminate__.remote())
+        """The actor at ``index`` has had its share: a new one takes its place, and it ends once its
+        chunks are done (not before: its exit must not race the replies of calls still in flight)."""
+        self._slots[index].retired = True
+        self._old_slots.append(self._slots[index])
         self._slots[index] = self._new_slot()
 
     def _chunks(self, func: Callable[..., Any], iterable: Iterable, chunksize: Optional[int], mode: int,
@@ -214,7 +219,7 @@ class Pool:
         if self._state == _TERMINATE:
             return
         self._state = _TERMINATE
-        for slot in self._slots:
+        for slot in self._slots + [old for old in self._old_slots if old.in_flight > 0]:
             try:
                 api.kill(slot.actor)
             except Exception:
