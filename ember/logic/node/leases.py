@@ -218,13 +218,14 @@ class LeaseManager:
 
     def on_cluster_view(self, nodes: list[NodeView]) -> list[Effect]:
         """A fresher view of the other nodes: requests waiting here for resources that another
-        node now has free are spilled there."""
+        node now has free are spilled there, spilled-back ones too (a request spilled here on a
+        stale view would otherwise wait for this node while another sits idle)."""
         self.view = {n.node_id: n for n in nodes if n.node_id != self.node_id and n.is_alive}
         effects: list[Effect] = []
         kept: list[LeaseRequest] = []
         for req in self.queue:
             kind = req.strategy[0] if req.strategy else "DEFAULT"
-            if req.is_spillback or kind != "DEFAULT" or req.fit_shape.fits_in(self.available):
+            if kind != "DEFAULT" or req.fit_shape.fits_in(self.available):
                 kept.append(req)
                 continue
             target = self._least_loaded(req.fit_shape)
