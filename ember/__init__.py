@@ -19,11 +19,14 @@ _EXPORTS = {
     "get_runtime_context": "ember.runtime_context",
     "ObjectRefGenerator": "ember.shells.worker.generators",
     "DynamicObjectRefGenerator": "ember.shells.worker.generators",
-    "PlacementGroupID": "ember.util.placement_group",
+    **{name: "ember.ids" for name in ("ActorClassID", "ActorID", "FunctionID", "JobID", "NodeID", "ObjectID",
+                                       "PlacementGroupID", "TaskID", "UniqueID", "WorkerID")},
 }
+# Ray's worker modes (ray.SCRIPT_MODE ...): plain constants.
+SCRIPT_MODE, WORKER_MODE, LOCAL_MODE = 0, 1, 2
 _SUBMODULES = {"actor", "exceptions", "util"}
 
-__all__ = sorted([*_EXPORTS, *_SUBMODULES])
+__all__ = sorted([*_EXPORTS, *_SUBMODULES, "LOCAL_MODE", "SCRIPT_MODE", "WORKER_MODE"])
 
 
 def __getattr__(name: str) -> Any:
@@ -43,6 +46,8 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # pragma: no cover
     from ember import actor, exceptions, util  # noqa: F401
+    from ember.ids import (ActorClassID, ActorID, FunctionID, JobID, NodeID, ObjectID,  # noqa: F401
+                           PlacementGroupID, TaskID, UniqueID, WorkerID)
     from ember.api import (available_resources, cancel, cluster_resources, get, get_actor,  # noqa: F401
                            get_gpu_ids, init, is_initialized, kill, method, nodes, put, remote, shutdown, wait)
     from ember.object_ref import ObjectRef  # noqa: F401

@@ -14,6 +14,7 @@ from typing import Any, Callable, Optional
 
 from ember import exceptions as exc
 from ember import options as opt
+from ember.ids import ActorID
 from ember.util.scheduling_strategies import (
     captured_strategy, may_capture, resolve as resolve_strategy, to_wire, with_placement,
 )
@@ -92,30 +93,6 @@ def _method_table(cls: type) -> tuple[dict[str, list], bool]:
     for name in _BUILTIN_METHODS:
         methods[name] = [1, _INHERIT, None]
     return methods, is_async
-
-
-class ActorID:
-    """The id of an actor (Ray's ``ActorID``): ``hex()``, ``binary()``."""
-
-    __slots__ = ("_id",)
-
-    def __init__(self, actor_id: bytes) -> None:
-        self._id = actor_id
-
-    def binary(self) -> bytes:
-        return self._id
-
-    def hex(self) -> str:
-        return self._id.hex()
-
-    def __eq__(self, other: Any) -> bool:
-        return isinstance(other, ActorID) and other._id == self._id
-
-    def __hash__(self) -> int:
-        return hash(self._id)
-
-    def __repr__(self) -> str:
-        return f"ActorID({self._id.hex()})"
 
 
 class ActorClass:

@@ -36,6 +36,9 @@ def _future_source() -> Any:
     return _futures
 
 
+_OBJECT_ID_BYTES = 20  # the creating task's 16-byte id and a 4-byte return index
+
+
 class ObjectRef:
     __slots__ = ("_id", "_owner", "_tracked", "__weakref__")
 
@@ -59,6 +62,30 @@ class ObjectRef:
 
     def task_id(self) -> bytes:
         return self._id[:-4]
+
+    # Ray's BaseID constructors.  These refs have no owner and take no part in reference counting:
+    # ``ember.get`` on one fails (use ``ember.ObjectID`` for a plain id).
+    @classmethod
+    def nil(cls) -> "ObjectRef":
+        return cls(b"\xff" * _OBJECT_ID_BYTES, "", _track=False)
+
+    @classmethod
+    def from_random(cls) -> "ObjectRef":
+        import os
+        return cls(os.urandom(_OBJECT_ID_BYTES), "", _track=False)
+
+    @classmethod
+    def from_binary(cls, id_bytes: bytes) -> "ObjectRef":
+        if not isinstance(id_bytes, bytes) or len(id_bytes) != _OBJECT_ID_BYTES:
+            raise ValueError(f"ID string needs to have length {_OBJECT_ID_BYTES}")
+        return cls(id_bytes, "", _track=False)
+
+    @classmethod
+    def from_hex(cls, hex_id: str) -> "ObjectRef":
+        return cls.from_binary(bytes.fromhex(hex_id))
+
+    def is_nil(self) -> bool:
+        return self._id == b"\xff" * len(self._id)
 
     def __hash__(self) -> int:
         return hash(self._id)

@@ -4,6 +4,8 @@ from __future__ import annotations
 from typing import Any, Union
 
 from ember.util.actor_pool import ActorPool
+from ember.util.debug import disable_log_once_globally, enable_periodic_logging, log_once
+from ember.util.helpers import as_completed, map_unordered
 from ember.util.placement_group import (
     PlacementGroup, get_current_placement_group, get_placement_group, placement_group, placement_group_table,
     remove_placement_group,
@@ -28,6 +30,7 @@ def list_named_actors(all_namespaces: bool = False) -> list[Union[str, dict[str,
     return [name for _, name in found]
 
 
-__all__ = ["ActorPool", "PlacementGroup", "deregister_serializer", "get_current_placement_group",
-           "get_node_ip_address", "get_placement_group", "inspect_serializability", "list_named_actors",
-           "placement_group", "placement_group_table", "register_serializer", "remove_placement_group"]
+__all__ = ["ActorPool", "PlacementGroup", "as_completed", "deregister_serializer", "disable_log_once_globally",
+           "enable_periodic_logging", "get_current_placement_group", "get_node_ip_address", "get_placement_group",
+           "inspect_serializability", "list_named_actors", "log_once", "map_unordered", "placement_group",
+           "placement_group_table", "register_serializer", "remove_placement_group"]

@@ -6,55 +6,14 @@ is sent; the reservation itself (two-phase, across nodes) is the control store's
 """
 from __future__ import annotations
 
-import os
 from typing import Any, Optional, Union
 
+from ember.ids import PlacementGroupID
 from ember import lifecycle
 from ember.logic.bundle_resources import group_of
 from ember.logic.control.bundle_placement import STRATEGIES
 
 VALID_PLACEMENT_GROUP_STRATEGIES = set(STRATEGIES)
-
-
-class PlacementGroupID:
-    """A placement group's id (18 bytes: 14 random, then 4 of the creating job's id)."""
-    __slots__ = ("_bytes",)
-
-    def __init__(self, id_bytes: bytes) -> None:
-        self._bytes = bytes(id_bytes)
-
-    @classmethod
-    def from_random(cls, job_id: bytes = b"") -> "PlacementGroupID":
-        return cls(os.urandom(14) + (job_id + b"\x00" * 4)[:4])
-
-    @classmethod
-    def from_hex(cls, hex_id: str) -> "PlacementGroupID":
-        return cls(bytes.fromhex(hex_id))
-
-    @classmethod
-    def nil(cls) -> "PlacementGroupID":
-        return cls(b"\xff" * 18)
-
-    def is_nil(self) -> bool:
-        return self._bytes == b"\xff" * 18
-
-    def binary(self) -> bytes:
-        return self._bytes
-
-    def hex(self) -> str:
-        return self._bytes.hex()
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, PlacementGroupID) and other._bytes == self._bytes
-
-    def __hash__(self) -> int:
-        return hash(self._bytes)
-
-    def __repr__(self) -> str:
-        return f"PlacementGroupID({self.hex()})"
-
-    def __reduce__(self) -> Any:
-        return (PlacementGroupID, (self._bytes,))
 
 
 class PlacementGroup:

@@ -299,7 +299,8 @@ class LeaseManager:
 
     def on_cluster_view(self, nodes: list[NodeView]) -> list[Effect]:
         """A fresher view of the other nodes: requests waiting here for resources that another
-        node now has free are spilled there."""
+        node now has free are spilled there, spilled-back ones too (a request spilled here on a
+        stale view would otherwise wait for this node while another sits idle)."""
         self.view = {n.node_id: n for n in nodes if n.node_id != self.node_id and n.is_alive}
         self.dead_nodes |= {n.node_id for n in nodes if not n.is_alive}
         self.dead_nodes -= set(self.view)
@@ -313,7 +314,7 @@ class LeaseManager:
             kind = req.strategy[0] if req.strategy else "DEFAULT"
             if kind == "PLACEMENT_GROUP" and not req.is_spillback and not req.fit_shape.fits_in(self.total):
                 target = next((n for n in sorted(self.view) if req.fit_shape.fits_in(self.view[n].total)), None)
-            elif req.is_spillback or kind != "DEFAULT" or req.fit_shape.fits_in(self.available):
+            elif kind != "DEFAULT" or req.fit_shape.fits_in(self.available):
                 kept.append(req)
                 continue
             else:

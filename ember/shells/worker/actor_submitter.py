@@ -38,6 +38,7 @@ log = logging.getLogger("ember.actor_submitter")
 
 _POLL_FIRST_S = 0.05
 _POLL_MAX_S = 1.0
+_DEATH_GRACE_S = 2.0  # how long calls in flight to an exited actor wait for replies still on its socket
 _SAME_INCARNATION_POLLS_MAX = 20  # connection lost but still ALIVE: then give up on in-flight calls
 
 
@@ -76,7 +77,7 @@ class _Registration:
 class _ActorClient:
     __slots__ = ("actor_id", "meta", "version", "state", "address", "incarnation", "conn", "queue", "in_flight",
                  "dead_error", "next_seq", "is_suspect", "is_polling", "is_owned", "is_releasable",
-                 "creation_refs", "message", "same_incarnation_polls", "is_fetch_failure_reported")
+                 "creation_refs", "message", "same_incarnation_polls", "is_fetch_failure_reported", "death_pending")
 
     def __init__(self, actor_id: bytes, meta: dict) -> None:
         self.actor_id = actor_id
@@ -98,6 +99,7 @@ class _ActorClient:
         self.message = ""
         self.same_incarnation_polls = 0
         self.is_fetch_failure_reported = False
+        self.death_pending: Optional[m.ActorInfo] = None  # DEAD, applied once the connection closes
 
 
 class ActorSubmitter:
@@ -349,6 +351,8 @@ class ActorSubmitter:
             self._fail(client, call, serialization.deserialize(done.error))
         else:
             self._complete(client, call, done.returns)
+        if client.death_pending is not None and not client.in_flight:
+            self._apply_pending_death(client)
 
     def _complete(self, client: _ActorClient, call: _Call, returns: list) -> None:
         if call.num_returns < 0:
@@ -414,6 +418,8 @@ class ActorSubmitter:
         client.version = info.version
         if info.message:
             client.message = info.message
+        if self._defer_death(client, info):
+            return
         if info.state == "DEAD" or info.incarnation > client.incarnation:
             self._lose_in_flight(client, info)
         client.state, client.incarnation = info.state, info.incarnation
@@ -429,6 +435,26 @@ class ActorSubmitter:
             self.cw.spawn(self._connect(client, info.address))
         elif client.is_suspect:
             self._still_alive_after_break(client)
+
+    def _defer_death(self, client: _ActorClient, info: m.ActorInfo) -> bool:
+        """An actor that exited (exit_actor, __ray_terminate__) replied to earlier calls before it
+        reported its exit, but those replies travel on the actor's socket and this news on the
+        control store's: they can arrive in either order.  While that socket is open, the calls in
+        flight wait for their replies; the death applies when it closes (or after a grace period)."""
+        conn = client.conn
+        if info.state != "DEAD" or not client.in_flight or conn is None or conn.closed \
+                or info.incarnation != client.incarnation:
+            return False
+        client.death_pending, client.state = info, "DEAD"  # DEAD: nothing more is sent
+        self.cw.loop.call_later(_DEATH_GRACE_S, self._apply_pending_death, client)
+        return True
+
+    def _apply_pending_death(self, client: _ActorClient) -> None:
+        info, client.death_pending = client.death_pending, None
+        if info is None or client.dead_error is not None:
+            return
+        self._lose_in_flight(client, info)
+        self._set_dead(client, self._death_error(client, info))
 
     def _still_alive_after_break(self, client: _ActorClient) -> None:
         client.same_incarnation_polls += 1
@@ -455,6 +481,9 @@ class ActorSubmitter:
 
     def _connection_broke(self, client: _ActorClient) -> None:
         if client.dead_error is not None:
+            return
+        if client.death_pending is not None:
+            self._apply_pending_death(client)
             return
         client.is_suspect = True
         if not client.is_polling:

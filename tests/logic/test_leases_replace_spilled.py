@@ -1,0 +1,24 @@
+"""A request spilled to a node on a stale view moves on when a fresher view shows a free node
+(it used to wait there for ever: a Pool's second actor hung while the other node was idle)."""
+from ember.logic.node import leases as L
+from ember.logic.resources import ResourceSet
+
+NODE = b"N" * 16
+OTHER = b"O" * 16
+
+
+def test_spilled_request_queued_here_moves_to_a_node_that_became_free():
+    lm = L.LeaseManager(NODE, {"CPU": 1})
+    for e in lm.on_lease_requested(L.LeaseRequest(1, "c", b"J", ResourceSet({"CPU": 1}), ["DEFAULT"], False)):
+        if isinstance(e, L.StartWorker):
+            lm.on_worker_registered(e.worker_id, "addr")
+    busy = L.NodeView(OTHER, "other:1", ResourceSet({"CPU": 1}), ResourceSet({}))
+    lm.on_cluster_view([busy])
+    spilled = L.LeaseRequest(2, "c", b"J", ResourceSet({"CPU": 1}), ["DEFAULT"], True)
+    assert lm.on_lease_requested(spilled) == []  # spilled here: must queue here for now
+    assert lm.on_cluster_view([busy]) == []     # nowhere better yet
+    free = L.NodeView(OTHER, "other:1", ResourceSet({"CPU": 1}), ResourceSet({"CPU": 1}))
+    eff = lm.on_cluster_view([free])
+    assert len(eff) == 1 and isinstance(eff[0], L.SpillLease) and eff[0].req_id == 2 and eff[0].node_id == OTHER
+    assert lm.queue == []
+    lm.check_invariants()
