@@ -282,3 +282,8 @@ def plan(inp: PlanInput) -> Plan:
     notes = () if led.within(led.rate) else (
         f"over budget: running ${led.rate:.2f}/h and no more idle nodes can be drained",)
     return Plan(tuple(up.launches), tuple(terms), tuple(up.waiting), led.rate, led.forecast(led.rate), notes)
+
+
+def running_rate(inp: PlanInput) -> float:
+    """What the worker nodes there are cost per hour (prepaid ones nothing)."""
+    return _Ledger(inp, {t.name: t for t in inp.node_types}).rate
