@@ -166,3 +166,7 @@ def status(address: Optional[str], token: Optional[str]) -> None:
             "Is the cluster running? Start one with `ember start --head`.") from None
     stats = asyncio.run(fetch_store_stats(nodes, cluster_token))
     click.echo(format_status(nodes, time.time(), gcs_address, stats))
+    from ember.cli.autoscaler_status import autoscaler_text   # the autoscaler's section, when one runs
+    extra = autoscaler_text(gcs_address, cluster_token)
+    if extra:
+        click.echo(extra)

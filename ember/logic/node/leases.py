@@ -133,6 +133,7 @@ class LeaseManager:
         self.gpus = GpuSlots(int(self.total.get("GPU")))
         self.max_starting = max(1, max_starting)
         self.queue: list[LeaseRequest] = []
+        self._infeasible: list[dict] = [{}, {}, {}]   # shapes rejected as infeasible, last 3 heartbeats
         self.workers: dict[bytes, Worker] = {}
         self.leases: dict[bytes, Lease] = {}
         self.view: dict[bytes, NodeView] = {}
@@ -149,6 +150,9 @@ class LeaseManager:
         effects: list[Effect] = []
         target = self._choose_node(req)
         if isinstance(target, str):
+            if not req.strategy or req.strategy[0] != "NODE_AFFINITY":   # the autoscaler may add a node
+                key = tuple(sorted(req.fit_shape.to_dict().items()))
+                self._infeasible[0][key] = self._infeasible[0].get(key, 0) + 1
             return [RejectInfeasible(req.req_id, target)]
         if target is not None:
             view = self.view[target]
@@ -417,6 +421,11 @@ class LeaseManager:
         for req in self.queue:
             key = tuple(sorted(req.fit_shape.to_dict().items()))
             shapes[key] = shapes.get(key, 0) + 1
+        # Infeasible requests are not queued (the owner asks again each second); they stay visible to the
+        # autoscaler for 3 calls (one per heartbeat), then the window moves on.
+        for key in sorted(set().union(*self._infeasible)):
+            shapes[key] = shapes.get(key, 0) + max(w.get(key, 0) for w in self._infeasible)
+        self._infeasible = [{}] + self._infeasible[:-1]
         return [[dict(k), n] for k, n in shapes.items()]
 
     def check_invariants(self) -> None:
