@@ -9,9 +9,18 @@ import asyncio
 import json
 from typing import Any, Optional
 
-from ember.cli.status import _RULE, _NoCalls
 from ember.protocol import messages as m
 from ember.shells.wire import rpc
+
+_RULE = "-" * 63
+
+
+class _NoCalls:
+    def handle_message(self, conn: Any, kind: int, request_id: int, msg: Any) -> None:
+        return None
+
+    def connection_lost(self, conn: Any) -> None:
+        return None
 
 
 async def fetch_status(address: str, token: bytes, timeout_s: float = 5.0) -> Optional[dict]:

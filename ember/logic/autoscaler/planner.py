@@ -249,8 +249,12 @@ class _Upscaler:
     def _detail(self, why: str) -> str:
         b = self.inp.budget
         if why == "over budget":
-            return (f"running ${self.led.rate:.2f}/h of max ${b.max_cost_per_hour}/h, "
-                    f"forecast ${self.led.forecast(self.led.rate):.2f} of total {b.total}")
+            parts = []
+            if b.max_cost_per_hour is not None:
+                parts.append(f"running ${self.led.rate:.2f}/h of max ${b.max_cost_per_hour:.2f}/h")
+            if b.total is not None:
+                parts.append(f"forecast ${self.led.forecast(self.led.rate):.2f} of total ${b.total:.2f}")
+            return ", ".join(parts)
         if why == "upscaling_speed":
             return "too many launches pending; waits for the next round"
         return "every node type that fits is at its max_workers (or the cluster at max_workers)"
