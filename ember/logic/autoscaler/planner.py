@@ -213,7 +213,7 @@ class _Upscaler:
             name, why, cost = self._choose(fitting, units, count)
             if why:
                 self.waiting.append(Waiting(dict(_human(key)), count, why, cost if why == "over budget" else None,
-                                            self._detail(why)))
+                                            self._detail(why, cost or 0.0)))
                 return
             b = self._launch(name, (_human(key),))
             k = min(count, _fits(b, units))
@@ -246,14 +246,15 @@ class _Upscaler:
                 return None, why, min(costs)
         return None, "max_workers", None
 
-    def _detail(self, why: str) -> str:
+    def _detail(self, why: str, cost: float = 0.0) -> str:
         b = self.inp.budget
         if why == "over budget":
             parts = []
             if b.max_cost_per_hour is not None:
                 parts.append(f"running ${self.led.rate:.2f}/h of max ${b.max_cost_per_hour:.2f}/h")
             if b.total is not None:
-                parts.append(f"forecast ${self.led.forecast(self.led.rate):.2f} of total ${b.total:.2f}")
+                parts.append(f"the period's forecast would be ${self.led.forecast(self.led.rate + cost):.2f} "
+                             f"of total ${b.total:.2f}")
             return ", ".join(parts)
         if why == "upscaling_speed":
             return "too many launches pending; waits for the next round"
