@@ -88,11 +88,18 @@ class Monitor:
                 is_head=not managed, available=dict(info.resources_available)))
             if managed:
                 seen.add(pn.provider_id)
+        starting: dict[str, int] = {}
         for pn in by_address.values():     # started by the provider, not registered yet
             if pn.provider_id not in seen:
-                states.append(NodeState(pn.provider_id, pn.tags.get(TAG_NODE_TYPE, ""), launching=True))
-        for n, t in sorted(self.creating.items()):
-            states.append(NodeState(f"creating-{n}", t, launching=True))
+                t = pn.tags.get(TAG_NODE_TYPE, "")
+                starting[t] = starting.get(t, 0) + 1
+                states.append(NodeState(pn.provider_id, t, launching=True))
+        asked: dict[str, int] = {}          # create_node calls in flight the provider may not list yet
+        for t in self.creating.values():
+            asked[t] = asked.get(t, 0) + 1
+        for t in sorted(asked):
+            for i in range(max(0, asked[t] - starting.get(t, 0))):
+                states.append(NodeState(f"creating-{t}-{i}", t, launching=True))
         return tuple(states)
 
     async def step(self) -> Any:
