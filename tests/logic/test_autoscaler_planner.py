@@ -182,3 +182,20 @@ def test_property_deterministic_and_order_free(inp, rnd):
     shuffled = PlanInput(**{**{f: getattr(inp, f) for f in inp.__dataclass_fields__},
                             "nodes": tuple(nodes), "demands": tuple(demands)})
     assert plan(inp) == plan(inp) == plan(shuffled)
+
+
+@settings(max_examples=300, deadline=None)
+@given(inputs())
+def test_property_a_shrunk_budget_drains_an_idle_paid_node(inp):
+    b = inp.budget
+    if b.max_cost_per_hour is None or _rate(inp) <= b.max_cost_per_hour + 1e-9:
+        return
+    types = {t.name: t for t in inp.node_types}
+    count = {t: sum(1 for n in inp.nodes if n.node_type == t) for t in types}
+    drainable = [n for n in inp.nodes if n.idle_since is not None and not n.holds_only_copy
+                 and types[n.node_type].cost_per_hour > 0 and count[n.node_type] > types[n.node_type].min_workers
+                 and count[n.node_type] > types[n.node_type].prepaid_count(inp.now)]
+    p = plan(inp)
+    if drainable and not inp.demands:   # (an idle node that queued demand fits onto is kept: work is coming)
+        assert p.terminations, "over budget with an idle paid node, and nothing drained"
+    assert not any(ln.cost_per_hour > 0 for ln in p.launches) or p.rate_per_hour <= b.max_cost_per_hour + 1e-9

@@ -9,7 +9,8 @@ Steps, each deterministic (ties broken by type name, node id, shape key; never b
   2. Scale down: idle nodes past idle_timeout, not in use, holding no object that only they hold, never the
      head, most expensive first, while their type keeps more than max(min_workers, prepaid count).
   3. Budget drain: if the running rate is above max_cost_per_hour, or the forecast (spent + rate * hours
-     left in the period) above total (the budget shrank), idle nodes in any idle time go, most expensive first.
+     left in the period) above total (the budget shrank), idle nodes in any idle time go, most expensive first
+     (request_resources does not hold a node against the budget; queued demand does).
   4. Scale up: min_workers first, then the unmet shapes, largest first: first-fit into nodes planned this
      round, else launch the node type with the lowest marginal cost per copy of the shape it holds (prepaid
      capacity costs 0, so it goes first), within each type's max_workers, the cluster's max_workers, the
@@ -271,13 +272,15 @@ def plan(inp: PlanInput) -> Plan:
             for n in nodes]
     unmet = _first_fit(_aggregate(inp.demands), free, used)
     totals = [(n.node_id, _units(types[n.node_type].resources)) for n in nodes if n.node_type in types]
-    unmet += _first_fit(_aggregate((r, 1) for r in inp.requests), totals, used)
+    pinned: set = set()    # nodes a request_resources bundle needs: kept when idle, not against the budget
+    unmet += _first_fit(_aggregate((r, 1) for r in inp.requests), totals, pinned)
     tunits = [_units(t.resources) for t in types.values()]
     # the most constrained shapes first (fewest types hold them), then the largest
     unmet.sort(key=lambda s: (sum(1 for tu in tunits if _fits(tu, s[1])), -sum(s[1].values()), s[0]))
 
-    terms = _terminate(inp, led, types, used, "idle", inp.idle_timeout_s,
+    terms = _terminate(inp, led, types, used | pinned, "idle", inp.idle_timeout_s,
                        keep=lambda t: max(t.min_workers, t.prepaid_count(inp.now)), stop=lambda: False)
+    used |= {t.node_id for t in terms}
     terms += _terminate(inp, led, types, used, "budget", 0.0, keep=lambda t: t.min_workers,
                         stop=lambda: led.within(led.rate))
     up = _Upscaler(inp, led, types)
