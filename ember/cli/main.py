@@ -22,6 +22,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "get": ("ember.cli.state", "get_cmd"),
     "summary": ("ember.cli.state", "summary_cmd"),
     "job": ("ember.cli.job", "job"),
+    "up": ("ember.cli.up", "up"),
+    "down": ("ember.cli.up", "down"),
 }
 _REQUIRED = {"start", "stop", "status"}
 

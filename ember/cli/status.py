@@ -238,3 +238,7 @@ def status(address: Optional[str], token_file: Optional[str]) -> None:
     except (OSError, TimeoutError, rpc.ConnectionLost, rpc.RpcError):
         groups = None
     click.echo(format_status(nodes, time.time(), gcs_address, stats, groups))
+    from ember.cli.autoscaler_status import autoscaler_text   # the autoscaler's section, when one runs
+    extra = autoscaler_text(gcs_address, cluster_token_value)
+    if extra:
+        click.echo(extra)

@@ -171,6 +171,7 @@ class LeaseManager:
         self.gpus = GpuSlots(int(self.total.get("GPU")))
         self.max_starting = max(1, max_starting)
         self.queue: list[LeaseRequest] = []
+        self._infeasible: list[dict] = [{}, {}, {}]   # shapes rejected as infeasible, last 3 heartbeats
         self.workers: dict[bytes, Worker] = {}
         self.leases: dict[bytes, Lease] = {}
         self.view: dict[bytes, NodeView] = {}
@@ -196,6 +197,9 @@ class LeaseManager:
         if isinstance(target, Unschedulable):
             return [RejectUnschedulable(req.req_id, target.message)]
         if isinstance(target, str):
+            if not req.strategy or req.strategy[0] != "NODE_AFFINITY":   # the autoscaler may add a node
+                key = tuple(sorted(req.fit_shape.to_dict().items()))
+                self._infeasible[0][key] = self._infeasible[0].get(key, 0) + 1
             return [RejectInfeasible(req.req_id, target)]
         if target is not None:
             return [self._spill(req, target)]
@@ -536,6 +540,11 @@ class LeaseManager:
         for req in self.queue:
             key = tuple(sorted(req.fit_shape.to_dict().items()))
             shapes[key] = shapes.get(key, 0) + 1
+        # Infeasible requests are not queued (the owner asks again each second); they stay visible to the
+        # autoscaler for 3 calls (one per heartbeat), then the window moves on.
+        for key in sorted(set().union(*self._infeasible)):
+            shapes[key] = shapes.get(key, 0) + max(w.get(key, 0) for w in self._infeasible)
+        self._infeasible = [{}] + self._infeasible[:-1]
         return [[dict(k), n] for k, n in shapes.items()]
 
     def load_report(self) -> list[Any]:

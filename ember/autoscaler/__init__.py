@@ -1,0 +1,1 @@
+"""ember.autoscaler: the public side of the autoscaler (ray.autoscaler's)."""
