@@ -178,10 +178,11 @@ def _start_job_server(cluster: local_cluster.StartedCluster, dashboard: Optional
 
 
 def _start_head(host: str, port: int, extra: list[str], block: bool,
-                dashboard: Optional[tuple[str, int]] = None) -> None:
+                dashboard: Optional[tuple[str, int]] = None, storage: str = "memory://") -> None:
     check_port_free(host, port)
     try:
-        cluster = local_cluster.start_head(host=host, port=port, tied_to_parent=False, node_args=extra)
+        cluster = local_cluster.start_head(host=host, port=port, tied_to_parent=False, node_args=extra,
+                                           storage=storage)
     except RuntimeError as exc:
         raise click.ClickException(f"the head failed to start: {exc}") from None
     _record(cluster.session_dir, cluster.procs[0], "control_store", cluster.gcs_address)
@@ -304,14 +305,20 @@ def _stop_started(procs: list[subprocess.Popen]) -> None:
               help="Address the job server listens on (non-loopback without TLS prints a warning).")
 @click.option("--dashboard-port", type=click.IntRange(0, 65535), default=8265, show_default=True,
               help="Port of the job server (0 picks a free one).")
+@click.option("--storage", default=None,
+              help="Head only: where the control store keeps its tables (docs/head.md): file:///path/state.db "
+                   "(default: a SQLite file in the session directory), redis://[:password@]host:port[/db], "
+                   "rediss://..., or memory:// (nothing survives the control store).")
 def start(is_head: bool, address: Optional[str], port: Optional[int], node_ip_address: Optional[str],
           num_cpus: Optional[float], num_gpus: Optional[float], resources: Optional[dict],
           memory: Optional[int], object_store_memory: Optional[int], token: Optional[str], block: bool,
-          include_dashboard: bool, dashboard_host: str, dashboard_port: int) -> None:
+          include_dashboard: bool, dashboard_host: str, dashboard_port: int, storage: Optional[str]) -> None:
     """Start ember's processes on this machine: a head (--head) or a node joining one (--address)."""
     if is_head == (address is not None):
         raise click.UsageError("pass exactly one of --head (start a new cluster) or --address "
                                "(join the cluster whose head is at that address)")
+    if storage is not None and not is_head:
+        raise click.UsageError("--storage is the head's control store storage; use it with --head")
     if port is not None and not is_head:
         raise click.UsageError("--port is the head's control store port; use it with --head")
     extra = local_cluster.node_args(num_cpus=num_cpus, num_gpus=num_gpus, resources=resources,
@@ -319,7 +326,8 @@ def start(is_head: bool, address: Optional[str], port: Optional[int], node_ip_ad
     if is_head:
         host = node_ip_address or "127.0.0.1"
         dashboard = (dashboard_host, dashboard_port) if include_dashboard else None
-        _start_head(host, CONFIG.gcs_port if port is None else port, extra, block, dashboard)
+        _start_head(host, CONFIG.gcs_port if port is None else port, extra, block, dashboard,
+                    storage or local_cluster.SESSION_FILE_STORAGE)
     else:
         assert address is not None
         _start_worker_node(address, token, node_ip_address, extra, block)

@@ -7,7 +7,7 @@ Turns messages into ``ActorTable`` events and carries out its effects:
   ``CreateActor`` and feed back ``ActorCreated`` / ``ActorCreationFailed``.
 - ``KillActorWorker``: return the worker's lease as dead (the node daemon kills it).
 - ``PublishActor``: publish an ``ActorInfo`` on channel "actors", key actor id.
-- ``Persist``: nothing yet (the table lives in memory; see docs/actors.md).
+- ``Persist``: write the record through the control store's storage (docs/head.md).
 
 Worker deaths arrive as ``WorkerExited`` from node daemons; they restart the actor the
 worker hosted and end the non-detached actors it owned.  The table decides everything.
@@ -71,7 +71,21 @@ class ActorManager:
                 self._kill_worker(eff.worker_id)
             elif isinstance(eff, A.PublishActor):
                 self._publish(eff)
+            elif isinstance(eff, A.Persist):
+                self.store.durable.actor_persisted(eff.actor_id, eff.record)
         return effects
+
+    def restore_from(self, durable: Any) -> None:
+        """Issue #11: load the actor table a previous control store persisted."""
+        records = [rec for _, rec in durable.load_table("actors")]
+        if not records:
+            return
+        self.table.restore({"format": A.SNAPSHOT_FORMAT, "actors": records})
+        for rec in self.table.list_actors({}):
+            if rec.worker_id is not None and rec.state is not A.ActorState.DEAD:
+                self.actor_of_worker[rec.worker_id] = rec.actor_id
+        self.handle(A.TableRestored(cause_id=self._cause("restored")))
+        log.info("restored %d actors", len(records))
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
