@@ -81,7 +81,11 @@ class ActorManager:
         if not records:
             return
         self.table.restore({"format": A.SNAPSHOT_FORMAT, "actors": records})
+        # Callers drop ActorInfo whose version is not above the last they saw: versions lived
+        # in the old process, so start the restored ones above any it can have reached.
+        base = int(time.time() * 1000)
         for rec in self.table.list_actors({}):
+            self.versions[rec.actor_id] = base
             if rec.worker_id is not None and rec.state is not A.ActorState.DEAD:
                 self.actor_of_worker[rec.worker_id] = rec.actor_id
         self.handle(A.TableRestored(cause_id=self._cause("restored")))
