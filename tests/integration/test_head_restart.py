@@ -76,8 +76,14 @@ SECOND_DRIVER = textwrap.dedent("""
     import ember
     ember.init(address="127.0.0.1:" + sys.argv[1])
     a = ember.get_actor("keeper", namespace="keep")
-    print("LATER actor", ember.get(a.add.remote(), timeout=60)[0], flush=True)
+    n, pid = ember.get(a.add.remote(), timeout=60)
+    print("LATER actor", n, flush=True)
     ember.kill(a)
+    import psutil, time
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and psutil.pid_exists(pid):
+        time.sleep(0.2)
+    print("LATER killed", not psutil.pid_exists(pid), flush=True)
     ember.shutdown()
 """)
 
@@ -119,6 +125,7 @@ def test_control_store_killed_and_restarted_keeps_the_cluster(tmp_path) -> None:
                         "AFTER task 2", "DONE"], f"{out}\n{err}"
         later = run([sys.executable, "-c", SECOND_DRIVER, port])
         assert "LATER actor 3" in later.stdout, later.stdout + later.stderr
+        assert "LATER killed True" in later.stdout, later.stdout + later.stderr  # restored: no lease, still killed
         status = run(ember_cli + ["status", "--address", f"127.0.0.1:{port}"])
         assert status.returncode == 0, status.stderr
         assert "2 node(s)" in status.stdout and "(no dead nodes)" in status.stdout, status.stdout

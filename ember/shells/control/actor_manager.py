@@ -56,6 +56,7 @@ class ActorManager:
         self._specs: dict[bytes, m.ActorCreationSpec] = {}
         self._tasks: set[asyncio.Task] = set()
         self._causes = 0
+        self.restored_workers: dict[bytes, bytes] = {}    # worker id -> node id, actors restored from storage
 
     # --- the brain --------------------------------------------------------------------------
     def _cause(self, what: str) -> str:
@@ -88,6 +89,8 @@ class ActorManager:
             self.versions[rec.actor_id] = base
             if rec.worker_id is not None and rec.state is not A.ActorState.DEAD:
                 self.actor_of_worker[rec.worker_id] = rec.actor_id
+                if rec.node_id is not None:
+                    self.restored_workers[rec.worker_id] = rec.node_id
         self.handle(A.TableRestored(cause_id=self._cause("restored")))
         log.info("restored %d actors", len(records))
 
@@ -112,6 +115,14 @@ class ActorManager:
         lease = self.leases.pop(worker_id, None)
         if lease is not None and not lease.conn.closed:
             lease.conn.send(m.ReturnLease(lease.lease_id, True))
+        elif worker_id in self.restored_workers:  # its lease died with the old control store
+            self._spawn(self._kill_restored_worker(worker_id, self.restored_workers.pop(worker_id)))
+
+    async def _kill_restored_worker(self, worker_id: bytes, node_id: bytes) -> None:
+        rec = self.store.nodes.nodes.get(node_id)
+        if rec is not None and rec.is_alive:
+            conn = await self.peers.get(rec.address)
+            await conn.request(m.KillWorkerProcess(worker_id, True))
 
     def _info(self, actor_id: bytes) -> m.ActorInfo:
         rec = self.table.get(actor_id)
