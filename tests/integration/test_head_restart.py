@@ -7,6 +7,7 @@ a container's restart policy - runs; docs/head.md).
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -95,12 +96,21 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_control_store_killed_and_restarted_keeps_the_cluster(tmp_path) -> None:
+@pytest.mark.parametrize("backend", ["file", pytest.param("redis", marks=pytest.mark.skipif(
+    shutil.which("redis-server") is None, reason="redis-server missing: run scripts/install_test_deps.sh"))])
+def test_control_store_killed_and_restarted_keeps_the_cluster(tmp_path, backend) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("EMBER_ADDRESS", "RAY_ADDRESS")}
     env.update(EMBER_TMPDIR=str(tmp_path), EMBER_GCS_RECONNECT_TIMEOUT_S="60")
     ember_cli = [sys.executable, "-m", "ember.cli.main"]
     port = str(_free_port())
-    storage = f"file://{tmp_path}/state.db"
+    redis = None
+    if backend == "redis":
+        redis_port = _free_port()
+        redis = subprocess.Popen(["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--dir",
+                                  str(tmp_path), "--save", "", "--appendonly", "yes"], stdout=subprocess.DEVNULL)
+        storage = f"redis://127.0.0.1:{redis_port}/0"
+    else:
+        storage = f"file://{tmp_path}/state.db"
     new_pid = None
 
     def run(args, timeout=120):
@@ -136,3 +146,6 @@ def test_control_store_killed_and_restarted_keeps_the_cluster(tmp_path) -> None:
             except ProcessLookupError:
                 pass
         run(ember_cli + ["stop", "--force"])
+        if redis is not None:
+            redis.terminate()
+            redis.wait(10)
