@@ -199,3 +199,20 @@ def test_sqlite_bad_locations(tmp_path):
     bad.write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(StorageError, match="cannot open SQLite storage"):
         open_storage(f"file://{bad}")
+
+
+@pytest.mark.parametrize("url,message", [
+    ("ftp://x", "unknown storage URL 'ftp://x'"),
+    ("redis://127.0.0.1:1/0", r"StorageUnavailable: Redis storage at 127\.0\.0\.1:1 could not be reached"),
+])
+def test_ember_start_head_with_bad_storage_says_why(tmp_path, url, message):
+    import re
+    import sys
+    env = {k: v for k, v in os.environ.items() if k not in ("EMBER_ADDRESS", "RAY_ADDRESS")}
+    env["EMBER_TMPDIR"] = str(tmp_path)
+    done = subprocess.run([sys.executable, "-m", "ember.cli.main", "start", "--head", "--port", str(_free_port()),
+                           "--storage", url, "--include-dashboard", "false"], env=env, capture_output=True,
+                          text=True, timeout=90)
+    assert done.returncode != 0
+    assert "the head failed to start" in done.stderr and re.search(message, done.stderr), done.stderr
+    assert "Traceback" not in done.stderr, done.stderr

@@ -271,7 +271,12 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s",
                         stream=sys.stderr)
     rpc.install_uvloop()
-    asyncio.run(_main(args))
+    from ember.shells.control.storage import StorageError
+    try:
+        asyncio.run(_main(args))
+    except StorageError as exc:  # bad URL, unreachable, wrong password, incompatible version
+        sys.stderr.write(f"{type(exc).__name__}: {exc}\n")
+        sys.exit(1)
 
 
 if __name__ == "__main__":
