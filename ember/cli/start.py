@@ -178,11 +178,12 @@ def _start_job_server(cluster: local_cluster.StartedCluster, dashboard: Optional
 
 
 def _start_head(host: str, port: int, extra: list[str], block: bool,
-                dashboard: Optional[tuple[str, int]] = None, storage: str = "memory://") -> None:
+                dashboard: Optional[tuple[str, int]] = None, storage: str = "memory://",
+                supervise: bool = False) -> None:
     check_port_free(host, port)
     try:
         cluster = local_cluster.start_head(host=host, port=port, tied_to_parent=False, node_args=extra,
-                                           storage=storage)
+                                           storage=storage, supervise=supervise)
     except RuntimeError as exc:
         raise click.ClickException(f"the head failed to start: {exc}") from None
     _record(cluster.session_dir, cluster.procs[0], "control_store", cluster.gcs_address)
@@ -309,14 +310,20 @@ def _stop_started(procs: list[subprocess.Popen]) -> None:
               help="Head only: where the control store keeps its tables (docs/head.md): file:///path/state.db "
                    "(default: a SQLite file in the session directory), redis://[:password@]host:port[/db], "
                    "rediss://..., or memory:// (nothing survives the control store).")
+@click.option("--supervise", is_flag=True,
+              help="Head only: run the control store under a small supervisor that restarts it (same port and "
+                   "storage) if it dies; nodes and drivers reconnect (docs/head.md).")
 def start(is_head: bool, address: Optional[str], port: Optional[int], node_ip_address: Optional[str],
           num_cpus: Optional[float], num_gpus: Optional[float], resources: Optional[dict],
           memory: Optional[int], object_store_memory: Optional[int], token: Optional[str], block: bool,
-          include_dashboard: bool, dashboard_host: str, dashboard_port: int, storage: Optional[str]) -> None:
+          include_dashboard: bool, dashboard_host: str, dashboard_port: int, storage: Optional[str],
+          supervise: bool) -> None:
     """Start ember's processes on this machine: a head (--head) or a node joining one (--address)."""
     if is_head == (address is not None):
         raise click.UsageError("pass exactly one of --head (start a new cluster) or --address "
                                "(join the cluster whose head is at that address)")
+    if supervise and not is_head:
+        raise click.UsageError("--supervise restarts the head's control store; use it with --head")
     if storage is not None and not is_head:
         raise click.UsageError("--storage is the head's control store storage; use it with --head")
     if port is not None and not is_head:
@@ -327,7 +334,7 @@ def start(is_head: bool, address: Optional[str], port: Optional[int], node_ip_ad
         host = node_ip_address or "127.0.0.1"
         dashboard = (dashboard_host, dashboard_port) if include_dashboard else None
         _start_head(host, CONFIG.gcs_port if port is None else port, extra, block, dashboard,
-                    storage or local_cluster.SESSION_FILE_STORAGE)
+                    storage or local_cluster.SESSION_FILE_STORAGE, supervise)
     else:
         assert address is not None
         _start_worker_node(address, token, node_ip_address, extra, block)

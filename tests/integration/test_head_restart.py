@@ -23,7 +23,7 @@ DRIVER = textwrap.dedent("""
     from ember.protocol import messages as m
     from ember.shells.wire import session
 
-    session_dir, storage, port = sys.argv[1], sys.argv[2], sys.argv[3]
+    session_dir, storage, port, supervised = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "1"
     ember.init(address="127.0.0.1:" + port)
     cw = lifecycle.core_worker_or_init()
 
@@ -50,14 +50,18 @@ DRIVER = textwrap.dedent("""
     running = slow.remote(41)
     time.sleep(1)
     store = [p for p in session.read_pids(session_dir) if p["role"] == "control_store"][0]
-    os.kill(store["pid"], signal.SIGKILL)
-    time.sleep(1)
-    log = open(os.path.join(session_dir, "logs", "control_store_again.err"), "wb")
-    new = subprocess.Popen([sys.executable, "-m", "ember.shells.control.control_store", "--port", port,
-                            "--token-file", session.token_path(session_dir), "--session-dir", session_dir,
-                            "--storage", storage], stdout=subprocess.PIPE, stderr=log, start_new_session=True)
-    assert new.stdout.readline().startswith(b"READY")
-    print("NEWPID", new.pid, flush=True)
+    if supervised:  # ember start --head --supervise: the supervisor starts it again
+        import psutil
+        os.kill(psutil.Process(store["pid"]).children()[0].pid, signal.SIGKILL)
+    else:  # what a supervisor of one's own (systemd, ...) runs
+        os.kill(store["pid"], signal.SIGKILL)
+        time.sleep(1)
+        log = open(os.path.join(session_dir, "logs", "control_store_again.err"), "wb")
+        new = subprocess.Popen([sys.executable, "-m", "ember.shells.control.control_store", "--port", port,
+                                "--token-file", session.token_path(session_dir), "--session-dir", session_dir,
+                                "--storage", storage], stdout=subprocess.PIPE, stderr=log, start_new_session=True)
+        assert new.stdout.readline().startswith(b"READY")
+        print("NEWPID", new.pid, flush=True)
     print("AFTER running_task", ember.get(running, timeout=60), flush=True)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and len([n for n in ember.nodes() if n["Alive"]]) < 2:
@@ -96,7 +100,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.parametrize("backend", ["file", pytest.param("redis", marks=pytest.mark.skipif(
+@pytest.mark.parametrize("backend", ["file", "supervised", pytest.param("redis", marks=pytest.mark.skipif(
     shutil.which("redis-server") is None, reason="redis-server missing: run scripts/install_test_deps.sh"))])
 def test_control_store_killed_and_restarted_keeps_the_cluster(tmp_path, backend) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("EMBER_ADDRESS", "RAY_ADDRESS")}
@@ -118,7 +122,7 @@ def test_control_store_killed_and_restarted_keeps_the_cluster(tmp_path, backend)
 
     try:
         started = run(ember_cli + ["start", "--head", "--port", port, "--storage", storage, "--num-cpus", "2",
-                                   "--include-dashboard", "false"])
+                                   "--include-dashboard", "false"] + (["--supervise"] if backend == "supervised" else []))
         assert started.returncode == 0, started.stderr
         joined = run(ember_cli + ["start", "--address", f"127.0.0.1:{port}", "--num-cpus", "1"])
         assert joined.returncode == 0, joined.stderr
@@ -126,7 +130,7 @@ def test_control_store_killed_and_restarted_keeps_the_cluster(tmp_path, backend)
                        if os.path.exists(os.path.join(tmp_path, d, "token"))]
         from ember.shells.wire import session
         session_dir = [d for d in session_dir if any(p["role"] == "control_store" for p in session.read_pids(d))][0]
-        done = run([sys.executable, "-c", DRIVER, session_dir, storage, port], timeout=240)
+        done = run([sys.executable, "-c", DRIVER, session_dir, storage, port, "1" if backend == "supervised" else "0"], timeout=240)
         out, err = done.stdout, done.stderr
         new_pid = next((int(line.split()[1]) for line in out.splitlines() if line.startswith("NEWPID")), None)
         assert done.returncode == 0, f"stdout:\n{out}\nstderr:\n{err}"

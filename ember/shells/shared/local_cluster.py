@@ -29,7 +29,8 @@ SESSION_FILE_STORAGE = "file:session"
 
 
 def start_head(*, host: str = "127.0.0.1", port: int = 0, tied_to_parent: bool,
-               node_args: Optional[list[str]] = None, storage: str = "memory://") -> StartedCluster:
+               node_args: Optional[list[str]] = None, storage: str = "memory://",
+               supervise: bool = False) -> StartedCluster:
     """``storage``: the control store's storage URL (docs/head.md); ``SESSION_FILE_STORAGE``
     means a SQLite file in the new session directory."""
     session_dir = session.new_session_dir()
@@ -42,7 +43,7 @@ def start_head(*, host: str = "127.0.0.1", port: int = 0, tied_to_parent: bool,
         storage = "file://" + os.path.join(session_dir, "control_state.db")
     # Both daemons start at once; the node daemon retries until the control store listens.
     gcs = processes.launch_daemon(
-        "ember.shells.control.control_store",
+        "ember.shells.control.supervisor" if supervise else "ember.shells.control.control_store",
         ["--host", host, "--port", str(gcs_port), "--token-file", session.token_path(session_dir),
          "--session-dir", session_dir, "--storage", storage],
         log_path=gcs_log, tied_to_parent=tied_to_parent)
