@@ -209,11 +209,13 @@ def _start_job_server(cluster: local_cluster.StartedCluster, dashboard: Optional
 
 
 def _start_head(host: str, port: int, extra: list[str], block: bool,
-                dashboard: Optional[tuple[str, int]] = None) -> None:
+                dashboard: Optional[tuple[str, int]] = None, storage: str = "memory://",
+                supervise: bool = False) -> None:
     check_port_free(host, port)
     previous = session.read_current_cluster()  # refuses an unsafe root before anything starts
     try:
-        cluster = local_cluster.start_head(host=host, port=port, tied_to_parent=False, node_args=extra)
+        cluster = local_cluster.start_head(host=host, port=port, tied_to_parent=False, node_args=extra,
+                                           storage=storage, supervise=supervise)
     except RuntimeError as exc:
         raise click.ClickException(f"the head failed to start: {exc}") from None
     _record(cluster.session_dir, cluster.procs[0], "control_store", cluster.gcs_address)
@@ -343,12 +345,20 @@ def _stop_started(procs: list[subprocess.Popen]) -> None:
               help="PEM private key of --tls-cert.")
 @click.option("--tls-ca", default=None, envvar=tls.ENV_CA, show_envvar=True,
               help="PEM CA certificate: mutual TLS, peers must present a certificate signed by it.")
+@click.option("--storage", default=None,
+              help="Head only: where the control store keeps its tables (docs/head.md): file:///path/state.db "
+                   "(default: a SQLite file in the session directory), redis://[:password@]host:port[/db], "
+                   "rediss://..., or memory:// (nothing survives the control store).")
+@click.option("--supervise", is_flag=True,
+              help="Head only: run the control store under a small supervisor that restarts it (same port and "
+                   "storage) if it dies; nodes and drivers reconnect (docs/head.md).")
 def start(is_head: bool, address: Optional[str], port: Optional[int], node_ip_address: Optional[str],
           num_cpus: Optional[float], num_gpus: Optional[float], resources: Optional[dict],
           labels: Optional[dict], memory: Optional[int], object_store_memory: Optional[int],
           token_file: Optional[str], block: bool,
           include_dashboard: bool, dashboard_host: str, dashboard_port: int,
-          tls_cert: Optional[str], tls_key: Optional[str], tls_ca: Optional[str]) -> None:
+          tls_cert: Optional[str], tls_key: Optional[str], tls_ca: Optional[str],
+          storage: Optional[str], supervise: bool) -> None:
     """Start ember's processes on this machine: a head (--head) or a node joining one (--address).
 
     With --node-ip-address 0.0.0.0 the processes listen on every interface and advertise the
@@ -366,6 +376,10 @@ def start(is_head: bool, address: Optional[str], port: Optional[int], node_ip_ad
     if is_head == (address is not None):
         raise click.UsageError("pass exactly one of --head (start a new cluster) or --address "
                                "(join the cluster whose head is at that address)")
+    if supervise and not is_head:
+        raise click.UsageError("--supervise restarts the head's control store; use it with --head")
+    if storage is not None and not is_head:
+        raise click.UsageError("--storage is the head's control store storage; use it with --head")
     if port is not None and not is_head:
         raise click.UsageError("--port is the head's control store port; use it with --head")
     extra = local_cluster.node_args(num_cpus=num_cpus, num_gpus=num_gpus, resources=resources,
@@ -373,7 +387,8 @@ def start(is_head: bool, address: Optional[str], port: Optional[int], node_ip_ad
     if is_head:
         host = node_ip_address or "127.0.0.1"
         dashboard = (dashboard_host, dashboard_port) if include_dashboard else None
-        _start_head(host, CONFIG.gcs_port if port is None else port, extra, block, dashboard)
+        _start_head(host, CONFIG.gcs_port if port is None else port, extra, block, dashboard,
+                    storage or local_cluster.SESSION_FILE_STORAGE, supervise)
     else:
         assert address is not None
         _start_worker_node(address, token_file, node_ip_address, extra, block)

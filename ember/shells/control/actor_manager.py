@@ -7,7 +7,7 @@ Turns messages into ``ActorTable`` events and carries out its effects:
   ``CreateActor`` and feed back ``ActorCreated`` / ``ActorCreationFailed``.
 - ``KillActorWorker``: return the worker's lease as dead (the node daemon kills it).
 - ``PublishActor``: publish an ``ActorInfo`` on channel "actors", key actor id.
-- ``Persist``: nothing yet (the table lives in memory; see docs/actors.md).
+- ``Persist``: write the record through the control store's storage (docs/head.md).
 
 Worker deaths arrive as ``WorkerExited`` from node daemons; they restart the actor the
 worker hosted and end the non-detached actors it owned.  The table decides everything.
@@ -56,6 +56,7 @@ class ActorManager:
         self._specs: dict[bytes, m.ActorCreationSpec] = {}
         self._tasks: set[asyncio.Task] = set()
         self._causes = 0
+        self.restored_workers: dict[bytes, bytes] = {}    # worker id -> node id, actors restored from storage
 
     # --- the brain --------------------------------------------------------------------------
     def _cause(self, what: str) -> str:
@@ -71,7 +72,27 @@ class ActorManager:
                 self._kill_worker(eff.worker_id)
             elif isinstance(eff, A.PublishActor):
                 self._publish(eff)
+            elif isinstance(eff, A.Persist):
+                self.store.durable.actor_persisted(eff.actor_id, eff.record)
         return effects
+
+    def restore_from(self, durable: Any) -> None:
+        """Issue #11: load the actor table a previous control store persisted."""
+        records = [rec for _, rec in durable.load_table("actors")]
+        if not records:
+            return
+        self.table.restore({"format": A.SNAPSHOT_FORMAT, "actors": records})
+        # Callers drop ActorInfo whose version is not above the last they saw: versions lived
+        # in the old process, so start the restored ones above any it can have reached.
+        base = int(time.time() * 1000)
+        for rec in self.table.list_actors({}):
+            self.versions[rec.actor_id] = base
+            if rec.worker_id is not None and rec.state is not A.ActorState.DEAD:
+                self.actor_of_worker[rec.worker_id] = rec.actor_id
+                if rec.node_id is not None:
+                    self.restored_workers[rec.worker_id] = rec.node_id
+        self.handle(A.TableRestored(cause_id=self._cause("restored")))
+        log.info("restored %d actors", len(records))
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
@@ -94,6 +115,14 @@ class ActorManager:
         lease = self.leases.pop(worker_id, None)
         if lease is not None and not lease.conn.closed:
             lease.conn.send(m.ReturnLease(lease.lease_id, True))
+        elif worker_id in self.restored_workers:  # its lease died with the old control store
+            self._spawn(self._kill_restored_worker(worker_id, self.restored_workers.pop(worker_id)))
+
+    async def _kill_restored_worker(self, worker_id: bytes, node_id: bytes) -> None:
+        rec = self.store.nodes.nodes.get(node_id)
+        if rec is not None and rec.is_alive:
+            conn = await self.peers.get(rec.address)
+            await conn.request(m.KillWorkerProcess(worker_id, True))
 
     def _info(self, actor_id: bytes) -> m.ActorInfo:
         rec = self.table.get(actor_id)

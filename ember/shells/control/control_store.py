@@ -38,10 +38,13 @@ def node_info(rec: NodeRecord) -> m.NodeInfo:
 
 
 class ControlStore:
-    def __init__(self, token: bytes) -> None:
+    def __init__(self, token: bytes, storage: Any = None) -> None:
+        from ember.shells.control.storage.durable import DurableState
+        from ember.shells.control.storage.memory import MemoryStorage
         self.token = token
         self.nodes = NodeTable(CONFIG.heartbeat_timeout_s)
-        self.kv = KvTable()
+        self.durable = DurableState(storage if storage is not None else MemoryStorage())  # issue #11
+        self.kv: KvTable = self.durable.kv
         self.jobs: dict[bytes, dict[str, Any]] = {}
         self._next_job = 1
         self.subscribers: dict[tuple[str, bytes], set[rpc.Connection]] = {}
@@ -179,6 +182,7 @@ class ControlStore:
         self.jobs[job_id] = {"namespace": namespace, "driver_pid": msg.driver_pid, "is_alive": True,
                              "driver_address": msg.driver_address, "node_id": msg.node_id,
                              "entrypoint": msg.entrypoint, "start_time": time.time()}
+        self.durable.job_changed(job_id, self.jobs[job_id])
         conn.state["job_id"] = job_id
         return m.JobRegistered(job_id, namespace)
 
@@ -191,6 +195,8 @@ class ControlStore:
                                      "driver_address": msg.driver_address, "node_id": msg.node_id,
                                      "entrypoint": msg.entrypoint, "start_time": time.time()}
             self._next_job = max(self._next_job, int.from_bytes(msg.job_id, "little") + 1)
+            self.durable.job_changed(msg.job_id, self.jobs[msg.job_id])
+        self.durable.restored_jobs.discard(msg.job_id)
         conn.state["job_id"] = msg.job_id
         return m.Ok()
 
@@ -204,6 +210,7 @@ class ControlStore:
             return
         job["is_alive"] = False
         job["end_time"] = time.time()
+        self.durable.job_changed(job_id, job)
         self.publish("jobs", b"", m.JobFinished(job_id))
         for ext in self.extensions:
             hook = getattr(ext, "job_finished", None)
@@ -228,9 +235,20 @@ class ControlStore:
         return m.KvKeyList(self.kv.keys(msg.namespace, msg.prefix))
 
 
+async def _finish_unclaimed_jobs(store: ControlStore) -> None:
+    """Jobs alive in the storage whose driver did not rejoin in time ended with the old head."""
+    await asyncio.sleep(CONFIG.gcs_reconnect_timeout_s)
+    for job_id in list(store.durable.restored_jobs):
+        log.warning("job %s did not rejoin the restarted control store; finished", job_id.hex())
+        store._finish_job(job_id)
+    store.durable.restored_jobs.clear()
+
+
 async def _main(args: argparse.Namespace) -> None:
+    from ember.shells.control.storage import open_storage
     token = session.read_token(args.token_file)
-    store = ControlStore(token)
+    store = ControlStore(token, open_storage(args.storage))
+    store.durable.load(store)
     loop = asyncio.get_running_loop()
     stop = loop.create_future()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -244,8 +262,11 @@ async def _main(args: argparse.Namespace) -> None:
     sys.stdout.flush()
     async with asyncio.TaskGroup() as tg:
         expire = tg.create_task(store.expire_loop())
+        unclaimed = tg.create_task(_finish_unclaimed_jobs(store))
         await stop
         expire.cancel()
+        unclaimed.cancel()
+        store.durable.storage.close()
         server.close()
 
 
@@ -255,11 +276,18 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=CONFIG.gcs_port)
     parser.add_argument("--token-file", required=True)
     parser.add_argument("--session-dir", required=True)
+    parser.add_argument("--storage", default="memory://",
+                        help="memory://, file:///path/state.db or redis://[:password@]host:port[/db]")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s",
                         stream=sys.stderr)
     rpc.install_uvloop()
-    asyncio.run(_main(args))
+    from ember.shells.control.storage import StorageError
+    try:
+        asyncio.run(_main(args))
+    except StorageError as exc:  # bad URL, unreachable, wrong password, incompatible version
+        sys.stderr.write(f"{type(exc).__name__}: {exc}\n")
+        sys.exit(1)
 
 
 if __name__ == "__main__":

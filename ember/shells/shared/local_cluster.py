@@ -27,19 +27,27 @@ class StartedCluster:
     procs: list = field(default_factory=list)
 
 
+SESSION_FILE_STORAGE = "file:session"
+
+
 def start_head(*, host: str = "127.0.0.1", port: int = 0, tied_to_parent: bool,
-               node_args: Optional[list[str]] = None) -> StartedCluster:
+               node_args: Optional[list[str]] = None, storage: str = "memory://",
+               supervise: bool = False) -> StartedCluster:
+    """``storage``: the control store's storage URL (docs/head.md); ``SESSION_FILE_STORAGE``
+    means a SQLite file in the new session directory."""
     session_dir = session.new_session_dir()
     token = session.create_token(session_dir)
     cluster = StartedCluster(session_dir, token)
     logs = os.path.join(session_dir, "logs")
     gcs_port = port or processes.free_port(host)
     gcs_log = os.path.join(logs, "control_store.err")
+    if storage == SESSION_FILE_STORAGE:
+        storage = "file://" + os.path.join(session_dir, "control_state.db")
     # Both daemons start at once; the node daemon retries until the control store listens.
     gcs = processes.launch_daemon(
-        "ember.shells.control.control_store",
+        "ember.shells.control.supervisor" if supervise else "ember.shells.control.control_store",
         ["--host", host, "--port", str(gcs_port), "--token-file", session.token_path(session_dir),
-         "--session-dir", session_dir],
+         "--session-dir", session_dir, "--storage", storage],
         log_path=gcs_log, tied_to_parent=tied_to_parent)
     cluster.procs.append(gcs)
     cluster.pids.append(gcs.pid)

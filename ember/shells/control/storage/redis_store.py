@@ -1,0 +1,80 @@
+"""Storage in Redis: ``redis://[:password@]host:port[/db]`` or ``rediss://`` (TLS).
+
+Each table is one Redis hash ``ember:<table>``; a batch is one MULTI/EXEC transaction.
+"""
+from __future__ import annotations
+
+from typing import Optional
+from urllib.parse import urlparse
+
+from ember.shells.control.storage.base import Storage, StorageError, Write, retrying
+
+
+class RedisStorage(Storage):
+    def __init__(self, url: str, *, retry_timeout_s: float = 10.0, prefix: str = "ember:") -> None:
+        try:
+            import redis
+        except ImportError as exc:  # pragma: no cover - a dependency
+            raise StorageError("Redis storage needs the 'redis' package: pip install redis") from exc
+        self._redis = redis
+        parsed = urlparse(url)
+        self.description = f"Redis storage at {parsed.hostname}:{parsed.port or 6379}"
+        self._prefix = prefix
+        self._retry_timeout_s = retry_timeout_s
+        self._client = redis.Redis.from_url(url, socket_timeout=5.0, socket_connect_timeout=2.0)
+        self._transient = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
+        self._run(self._client.ping)
+
+    def _run(self, fn):  # type: ignore[no-untyped-def]
+        def once():  # type: ignore[no-untyped-def]
+            # AuthenticationError is a ConnectionError in redis-py: turn it into a final error
+            # before the retry loop sees it (a wrong password does not get better with time).
+            try:
+                return fn()
+            except self._redis.AuthenticationError as exc:
+                raise StorageError(f"{self.description} refused the password: {exc} (check the password "
+                                   "in the --storage URL: redis://:PASSWORD@host:port)") from exc
+            except self._redis.ResponseError as exc:
+                if "NOAUTH" in str(exc) or "WRONGPASS" in str(exc) or "HELLO must be called" in str(exc):
+                    raise StorageError(f"{self.description} needs a password: {exc} (give it in the "
+                                       "--storage URL: redis://:PASSWORD@host:port)") from exc
+                raise StorageError(f"{self.description}: {exc}") from exc
+        return retrying(self.description, once, self._transient, self._retry_timeout_s)
+
+    def _h(self, table: str) -> str:
+        return self._prefix + table
+
+    def put(self, table: str, key: bytes, value: bytes) -> None:
+        self._run(lambda: self._client.hset(self._h(table), key, value))
+
+    def get(self, table: str, key: bytes) -> Optional[bytes]:
+        return self._run(lambda: self._client.hget(self._h(table), key))
+
+    def delete(self, table: str, key: bytes) -> bool:
+        return bool(self._run(lambda: self._client.hdel(self._h(table), key)))
+
+    def scan(self, table: str, prefix: bytes = b"") -> list[tuple[bytes, bytes]]:
+        items = self._run(lambda: self._client.hgetall(self._h(table)))
+        return sorted((k, v) for k, v in items.items() if k.startswith(prefix))
+
+    def write_batch(self, writes: list[Write]) -> None:
+        def batch() -> None:
+            pipe = self._client.pipeline(transaction=True)
+            for table, key, value in writes:
+                if value is None:
+                    pipe.hdel(self._h(table), key)
+                else:
+                    pipe.hset(self._h(table), key, value)
+            pipe.execute()
+        self._run(batch)
+
+    def compare_and_set(self, table: str, key: bytes, expected: Optional[bytes], value: bytes) -> bool:
+        script = ("local v = redis.call('HGET', KEYS[1], ARGV[1]) "
+                  "if (ARGV[3] == '0' and v == false) or (ARGV[3] == '1' and v == ARGV[2]) then "
+                  "redis.call('HSET', KEYS[1], ARGV[1], ARGV[4]) return 1 end return 0")
+        flag = "0" if expected is None else "1"
+        return bool(self._run(lambda: self._client.eval(script, 1, self._h(table), key, expected or b"", flag,
+                                                         value)))
+
+    def close(self) -> None:
+        self._client.close()
