@@ -132,11 +132,30 @@ def _demand_lines(alive: list[m.NodeInfo]) -> list[str]:
     for node in alive:
         for demand in node.pending_demands or []:
             shape, count = demand[0], int(demand[1])
-            key = "{" + ", ".join(f"{k!r}: {float(v)}" for k, v in sorted(shape.items())) + "}"
+            key = _shape_text(shape)
             counts[key] = counts.get(key, 0) + count
     if not counts:
         return [" (no resource demands)"]
     return [f" {key}: {count}+ pending tasks/actors" for key, count in sorted(counts.items())]
+
+
+def _shape_text(shape: dict) -> str:
+    """A demanded shape; a placement group's bundle resources read as the plain resource and the
+    group (``CPU_group_<i>_<pg>`` -> ``'CPU': 1.0`` ... ``in placement group <pg>``)."""
+    plain: dict[str, float] = {}
+    in_group: dict[str, float] = {}      # the wildcard form CPU_group_<pg>, else an indexed CPU_group_<i>_<pg>
+    groups: set[str] = set()
+    for name, value in shape.items():
+        base, sep, rest = str(name).partition("_group_")
+        if not sep:
+            plain[name] = float(value)
+            continue
+        groups.add(rest.rpartition("_")[2][:8])
+        if base != "bundle" and ("_" not in rest or base not in in_group):
+            in_group[base] = float(value)
+    plain.update({k: v for k, v in in_group.items() if k not in plain})
+    text = "{" + ", ".join(f"{k!r}: {float(v)}" for k, v in sorted(plain.items())) + "}"
+    return text + (f" in placement group {', '.join(sorted(groups))}" if groups else "")
 
 
 def _node_line(node: m.NodeInfo) -> str:
