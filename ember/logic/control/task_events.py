@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any, Iterable, Optional
 
+from ember.logic.state_filters import matches
 from ember.logic.task_states import STATES
 
 TERMINAL = frozenset({"FINISHED", "FAILED"})
@@ -96,7 +97,7 @@ class TaskEventTable:
         out: list[dict[str, Any]] = []
         for records in self._jobs.values():
             for rec in records.values():
-                if all(_matches(rec, key, op, value) for key, op, value in preds):
+                if all(matches(rec, key, op, value) for key, op, value in preds):
                     out.append(rec)
         out.sort(key=lambda r: r["first_seen_s"])
         return out if limit is None else out[:limit]
@@ -122,15 +123,3 @@ class TaskEventTable:
             for key, rec in records.items():
                 assert rec["state"] in _RANK
                 assert self._job_of[key] == rec["job_id"]
-
-
-def _matches(rec: dict[str, Any], key: str, op: str, value: Any) -> bool:
-    have = rec.get(key)
-    if isinstance(have, bytes) and isinstance(value, str):
-        have = have.hex()
-    if op == "=":
-        return have == value or (isinstance(have, str) and isinstance(value, str) and have.upper() == value.upper()
-                                 and key == "state")
-    if op == "!=":
-        return have != value
-    raise ValueError(f"unsupported filter predicate {op!r}: use '=' or '!='")

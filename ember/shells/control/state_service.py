@@ -17,6 +17,7 @@ import msgpack
 
 from ember.config import CONFIG
 from ember.logic.control.task_events import TaskEventTable
+from ember.logic.state_filters import matches
 from ember.protocol import messages as m
 from ember.shells.wire import rpc
 
@@ -63,7 +64,7 @@ class StateService:
     def on_ListActors(self, conn: rpc.Connection, msg: m.ListActors) -> m.ActorList:
         manager = next(e for e in self.store.extensions if hasattr(e, "table") and hasattr(e.table, "snapshot"))
         rows = [_actor_row(plain) for plain in manager.table.snapshot()["actors"]]
-        rows = [r for r in rows if all(_match(r, *f) for f in msg.filters)]
+        rows = [r for r in rows if all(matches(r, *f) for f in msg.filters)]
         return m.ActorList(rows[: msg.limit] if msg.limit else rows, len(rows))
 
 
@@ -96,12 +97,3 @@ def _actor_row(plain: dict[str, Any]) -> dict[str, Any]:
         "max_restarts": plain.get("max_restarts", 0), "required_resources": dict(plain.get("resources") or {}),
         "death_cause": None if death is None else {"kind": death["kind"], "message": death["message"]},
     }
-
-
-def _match(row: dict[str, Any], key: str, op: str, value: Any) -> bool:
-    have = row.get(key)
-    if op == "=":
-        return have == value or (key == "state" and isinstance(have, str) and str(value).upper() == have)
-    if op == "!=":
-        return have != value
-    raise ValueError(f"unsupported filter predicate {op!r}: use '=' or '!='")

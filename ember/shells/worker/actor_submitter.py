@@ -32,7 +32,7 @@ from ember.protocol import messages as m
 from ember.shells.wire import rpc
 from ember.shells.shared import serialization
 from ember.protocol.actor_spec import encode_creation_spec
-from ember.shells.worker.task_submitter import encode_args
+from ember.shells.worker.task_submitter import encode_args, error_fields
 
 log = logging.getLogger("ember.actor_submitter")
 
@@ -376,8 +376,7 @@ class ActorSubmitter:
             self.cw.generator_task_done(call.task_id, call.num_returns, error)
         for oid in call.return_ids:
             self.cw.store.complete(oid, error=error)
-        self.cw.task_events.record(call.task_id, 0, ts.FAILED, {"error_type": type(error).__name__,
-                                                               "error_message": str(error)[:2000]})
+        self.cw.task_events.record(call.task_id, 0, ts.FAILED, error_fields(error))
         self._finish(client, call)
 
     def _finish(self, client: _ActorClient, call: _Call) -> None:

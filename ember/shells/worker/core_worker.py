@@ -314,11 +314,10 @@ class CoreWorker:
         """A generator task ended (I/O thread); a dynamic one's return value, as ``ReturnObject``s."""
         from ember.logic.owner.generators import DYNAMIC
         from ember.shells.worker.generators import DynamicObjectRefGenerator
-        if wire_num_returns != DYNAMIC:
-            self.generators.finish(task_id, error)
-            return []
         self.generators.finish(task_id, error)
-        items = self.generators.items_of(task_id)
+        if wire_num_returns != DYNAMIC:
+            return []
+        items = self.generators.items_of(task_id)   # ends the stream
         if error is not None:
             return []
         oid = task_id + (1).to_bytes(4, "little")

@@ -352,7 +352,7 @@ class TaskSubmitter:
     def _retry_or_fail(self, ks: KeyState, rec: TaskRecord, error: BaseException, is_system: bool) -> None:
         if task_policy.should_retry(max_retries=rec.max_retries, attempt=rec.attempt, is_system_failure=is_system,
                                     retry_exceptions=rec.retry_exceptions, error=error):
-            self.cw.task_events.record(rec.task_id, rec.attempt, ts.FAILED, _error_fields(error))
+            self.cw.task_events.record(rec.task_id, rec.attempt, ts.FAILED, error_fields(error))
             rec.attempt += 1
             self.cw.task_events.record(rec.task_id, rec.attempt, ts.PENDING_NODE_ASSIGNMENT,
                                        {"name": rec.name, "func_or_class_name": rec.name, "type": "NORMAL_TASK"})
@@ -385,7 +385,7 @@ class TaskSubmitter:
         for oid in rec.return_ids:
             self.cw.store.complete(oid, error=error)
         rec.arg_refs = None
-        self.cw.task_events.record(rec.task_id, rec.attempt, ts.FAILED, _error_fields(error))
+        self.cw.task_events.record(rec.task_id, rec.attempt, ts.FAILED, error_fields(error))
 
     def _fail_queue(self, ks: KeyState, error: BaseException) -> None:
         while ks.q.queue:
@@ -418,7 +418,8 @@ class TaskSubmitter:
                     self._pump(ks)
 
 
-def _error_fields(error: BaseException) -> dict:
+def error_fields(error: BaseException) -> dict:
+    """A failed task's event fields: the cause's type (not RayTaskError's) and the message."""
     cause = getattr(error, "cause", None)
     kind = type(cause).__name__ if isinstance(cause, BaseException) else type(error).__name__
     return {"error_type": kind, "error_message": str(error)[:2000]}

@@ -13,6 +13,7 @@ import asyncio
 import os
 from typing import Any, Optional, Sequence
 
+from ember.logic.state_filters import check_predicate, matches
 from ember.protocol import messages as m
 
 DEFAULT_LIMIT = 100
@@ -70,8 +71,7 @@ def _wire_filters(filters: _Filters) -> list:
         if len(f) != 3:
             raise ValueError(f"a filter is (key, predicate, value), got {f!r}")
         key, op, value = f
-        if op not in ("=", "!="):
-            raise ValueError(f"unsupported filter predicate {op!r}: use '=' or '!='")
+        check_predicate(op)
         out.append([str(key), op, value])
     return out
 
@@ -140,7 +140,7 @@ def list_nodes(address: Optional[str] = None, filters: _Filters = None, limit: i
                               "state": "ALIVE" if n.is_alive else "DEAD", "is_head_node": n.is_head,
                               "resources_total": dict(n.resources_total), "labels": dict(n.labels),
                               "address": n.address}))
-    rows = [r for r in rows if all(_keep(r, *f) for f in _wire_filters(filters))]
+    rows = [r for r in rows if all(matches(r, *f) for f in _wire_filters(filters))]
     return rows[:limit] if limit else rows
 
 
@@ -157,14 +157,8 @@ def list_jobs(address: Optional[str] = None, filters: _Filters = None, limit: in
     rows = [StateRow({"job_id": job_id.hex(), "namespace": namespace, "driver_pid": pid,
                       "status": "RUNNING" if alive else "FINISHED", "type": "DRIVER"})
             for job_id, namespace, pid, alive in reply.jobs]
-    rows = [r for r in rows if all(_keep(r, *f) for f in _wire_filters(filters))]
+    rows = [r for r in rows if all(matches(r, *f) for f in _wire_filters(filters))]
     return rows[:limit] if limit else rows
-
-
-def _keep(row: dict, key: str, op: str, value: Any) -> bool:
-    have = row.get(key)
-    same = have == value or (isinstance(have, str) and isinstance(value, str) and have.upper() == value.upper())
-    return same if op == "=" else not same
 
 
 __all__ = ["StateRow", "list_tasks", "get_task", "summarize_tasks", "list_actors", "get_actor",
