@@ -23,6 +23,7 @@ from ember.config import CONFIG
 from ember.logic.control import actors as A
 from ember.protocol.actor_spec import decode_creation_spec
 from ember.protocol import messages as m
+from ember.shells.shared.task_set import TaskSet
 from ember.shells.wire import rpc
 
 log = logging.getLogger("ember.gcs.actors")
@@ -54,7 +55,7 @@ class ActorManager:
         self.versions: dict[bytes, int] = {}              # actor id -> last published version
         self.last_failure: dict[bytes, str] = {}          # actor id -> why its last incarnation ended
         self._specs: dict[bytes, m.ActorCreationSpec] = {}
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks = TaskSet(log, "actor scheduling")
         self._causes = 0
         self.restored_workers: dict[bytes, bytes] = {}    # worker id -> node id, actors restored from storage
 
@@ -95,14 +96,7 @@ class ActorManager:
         log.info("restored %d actors", len(records))
 
     def _spawn(self, coro: Any) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-
-    def _task_done(self, task: asyncio.Task) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("actor scheduling task failed", exc_info=task.exception())
+        self._tasks.spawn(coro)
 
     def _creation_spec(self, actor_id: bytes, data: bytes) -> m.ActorCreationSpec:
         spec = self._specs.get(actor_id)

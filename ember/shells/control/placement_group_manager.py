@@ -21,6 +21,7 @@ from typing import Any, Optional
 from ember.logic.bundle_resources import committed_resources
 from ember.logic.control import placement_groups as P
 from ember.protocol import messages as m
+from ember.shells.shared.task_set import TaskSet
 from ember.shells.wire import rpc
 
 log = logging.getLogger("ember.gcs.pgs")
@@ -34,7 +35,7 @@ class PlacementGroupManager:
         self.table = P.PgTable()
         self.peers = rpc.Peers(store.token, store, "node")
         self.waiters: dict[bytes, list[asyncio.Future]] = {}
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks = TaskSet(log, "placement group")
         self._causes = 0
         self._nodes_version = -1
 
@@ -66,14 +67,7 @@ class PlacementGroupManager:
         self.handle(P.NodesChanged(totals, self._cause("nodes")))
 
     def _spawn(self, coro: Any) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-
-    def _task_done(self, task: asyncio.Task) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("placement group task failed", exc_info=task.exception())
+        self._tasks.spawn(coro)
 
     async def _node_conn(self, node_id: bytes) -> rpc.Connection:
         rec = self.store.nodes.nodes.get(node_id)
