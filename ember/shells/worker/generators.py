@@ -263,7 +263,6 @@ class DynamicObjectRefGenerator:
 # --- executor side ----------------------------------------------------------------------------------------
 def stream_items(executor: Any, spec: m.TaskSpec, result: Any) -> m.TaskDone:
     """Run a generator task's body, sending each value to the owner; the task's final reply."""
-    cw = executor.cw
     wait_each = g.backpressure_of(spec.num_returns) is not None
     first = g.first_item_index(spec.num_returns)
     in_flight: list[concurrent.futures.Future] = []
@@ -274,13 +273,7 @@ def stream_items(executor: Any, spec: m.TaskSpec, result: Any) -> m.TaskDone:
     try:
         for value in _values(result):
             index += 1
-            lent: list = []
-            ret = executor.return_object(spec, index + first - 1, value, lent)
-            if lent:  # refs inside the value stay alive until the owner has counted them
-                cw.refs.hold_for_caller(spec.task_id, spec.owner_address, lent)
-                cw.refs.wait_borrows_registered()
-            item = m.GeneratorItem(spec.task_id, spec.attempt, index, ret, cw.address)
-            fut = asyncio.run_coroutine_threadsafe(_send(cw, spec.owner_address, item), cw.loop)
+            fut = _send_item(executor, spec, index, first, value, wait_borrows=True)
             if wait_each:
                 fut.result()
             else:
@@ -296,7 +289,6 @@ async def stream_items_async(executor: Any, spec: m.TaskSpec, result: Any) -> m.
     """``stream_items`` for an async actor's generator method, on the actor's event loop."""
     if not inspect.isasyncgen(result):   # a sync generator method of an async actor
         return await asyncio.get_running_loop().run_in_executor(None, stream_items, executor, spec, result)
-    cw = executor.cw
     wait_each = g.backpressure_of(spec.num_returns) is not None
     first = g.first_item_index(spec.num_returns)
     in_flight: list[asyncio.Future] = []
@@ -304,12 +296,7 @@ async def stream_items_async(executor: Any, spec: m.TaskSpec, result: Any) -> m.
     try:
         async for value in result:
             index += 1
-            lent: list = []
-            ret = executor.return_object(spec, index + first - 1, value, lent)
-            if lent:
-                cw.refs.hold_for_caller(spec.task_id, spec.owner_address, lent)
-            item = m.GeneratorItem(spec.task_id, spec.attempt, index, ret, cw.address)
-            fut = asyncio.wrap_future(asyncio.run_coroutine_threadsafe(_send(cw, spec.owner_address, item), cw.loop))
+            fut = asyncio.wrap_future(_send_item(executor, spec, index, first, value, wait_borrows=False))
             if wait_each:
                 await fut
             else:
@@ -321,6 +308,22 @@ async def stream_items_async(executor: Any, spec: m.TaskSpec, result: Any) -> m.
         if in_flight:
             await asyncio.gather(*in_flight)
     return m.TaskDone([], None, False)
+
+
+def _send_item(executor: Any, spec: m.TaskSpec, index: int, first: int, value: Any, *,
+               wait_borrows: bool) -> concurrent.futures.Future:
+    """Store value ``index`` as a return object and send it to the owner; the send's future.
+    Refs inside the value stay alive until the owner has counted them (``wait_borrows``: also
+    wait until this process's own borrows of them are registered; an event loop cannot block)."""
+    cw = executor.cw
+    lent: list = []
+    ret = executor.return_object(spec, index + first - 1, value, lent)
+    if lent:
+        cw.refs.hold_for_caller(spec.task_id, spec.owner_address, lent)
+        if wait_borrows:
+            cw.refs.wait_borrows_registered()
+    item = m.GeneratorItem(spec.task_id, spec.attempt, index, ret, cw.address)
+    return asyncio.run_coroutine_threadsafe(_send(cw, spec.owner_address, item), cw.loop)
 
 
 def _values(result: Any) -> Iterator[Any]:
