@@ -1,11 +1,14 @@
 #!/bin/sh
 # Idempotent: installs the Debian packages ember's tests need, only when missing.
 # Today: redis-server (the storage tests start their own on a free port) and iproute2 (`ip`, for
-# the multi-host test bed of network namespaces, tests/bed/netbed.py).
+# the multi-host test bed of network namespaces, tests/bed/netbed.py), openssh-server and -client (the
+# autoscaler's ssh provider runs against real sshd servers inside the bed's hosts).
 set -e
 missing=""
 command -v redis-server >/dev/null 2>&1 || missing="$missing redis-server"
 command -v ip >/dev/null 2>&1 || missing="$missing iproute2"
+command -v ssh >/dev/null 2>&1 || missing="$missing openssh-client"
+[ -x /usr/sbin/sshd ] || missing="$missing openssh-server"
 if [ -n "$missing" ]; then
     SUDO=""
     [ "$(id -u)" -eq 0 ] || SUDO="sudo"

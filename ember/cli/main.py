@@ -24,6 +24,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "job": ("ember.cli.job", "job"),
     "up": ("ember.cli.up", "up"),
     "down": ("ember.cli.up", "down"),
+    "exec": ("ember.cli.cluster_exec", "exec_cmd"),
+    "attach": ("ember.cli.cluster_exec", "attach"),
+    "submit": ("ember.cli.cluster_exec", "submit"),
 }
 _REQUIRED = {"start", "stop", "status"}
 

@@ -210,8 +210,11 @@ def _start_job_server(cluster: local_cluster.StartedCluster, dashboard: Optional
 
 def _start_head(host: str, port: int, extra: list[str], block: bool,
                 dashboard: Optional[tuple[str, int]] = None, storage: str = "memory://",
-                supervise: bool = False) -> None:
+                supervise: bool = False, autoscaling_config: Optional[str] = None) -> None:
     check_port_free(host, port)
+    if autoscaling_config is not None:
+        from ember.cli.up import load
+        load(autoscaling_config)       # a bad config is refused before anything starts
     previous = session.read_current_cluster()  # refuses an unsafe root before anything starts
     try:
         cluster = local_cluster.start_head(host=host, port=port, tied_to_parent=False, node_args=extra,
@@ -222,6 +225,13 @@ def _start_head(host: str, port: int, extra: list[str], block: bool,
     _record(cluster.session_dir, cluster.procs[1], "node_daemon", cluster.node_address)
     job_url = _start_job_server(cluster, dashboard)
     session.write_current_cluster(cluster.gcs_address, cluster.session_dir)
+    if autoscaling_config is not None:
+        from ember.cli.up import keep_config, start_autoscaler
+        try:
+            start_autoscaler(cluster, keep_config(cluster.session_dir, autoscaling_config))
+        except RuntimeError as exc:
+            raise click.ClickException(f"the autoscaler failed to start: {exc}") from None
+        click.echo("  Autoscaler running (its log: <session>/logs/autoscaler.err).")
     if previous is not None and previous.get("address") != cluster.gcs_address:
         click.echo(f"Note: address='auto' now finds this head, no longer {previous.get('address')}.")
     _print_head_guidance(cluster, host)
@@ -314,6 +324,28 @@ def _stop_started(procs: list[subprocess.Popen]) -> None:
             pass
 
 
+OVERRIDE_RESOURCES_ENV = "EMBER_OVERRIDE_RESOURCES"
+
+
+def _override_resources(num_cpus, num_gpus, memory, resources):
+    """EMBER_OVERRIDE_RESOURCES (JSON, like Ray's RAY_OVERRIDE_RESOURCES) wins over the options: the
+    autoscaler's providers set it so that a config's own start commands start nodes of the right size."""
+    text = os.environ.get(OVERRIDE_RESOURCES_ENV)
+    if not text:
+        return num_cpus, num_gpus, memory, resources
+    try:
+        given = json.loads(text)
+        if not isinstance(given, dict) or not all(isinstance(v, (int, float)) for v in given.values()):
+            raise ValueError("expected a JSON object of numbers")
+    except ValueError as exc:
+        raise click.UsageError(f"{OVERRIDE_RESOURCES_ENV}={text!r} is not valid: {exc}") from None
+    given = dict(given)
+    num_cpus = given.pop("CPU", num_cpus)
+    num_gpus = given.pop("GPU", num_gpus)
+    memory = int(given.pop("memory", memory)) if given.get("memory", memory) is not None else None
+    return num_cpus, num_gpus, memory, {**(resources or {}), **given} or None
+
+
 @click.command("start")
 @click.option("--head", "is_head", is_flag=True, help="Start the head node: control store and a node daemon.")
 @click.option("--address", default=None, help="HOST:PORT of the head's control store to join as another node.")
@@ -352,13 +384,16 @@ def _stop_started(procs: list[subprocess.Popen]) -> None:
 @click.option("--supervise", is_flag=True,
               help="Head only: run the control store under a small supervisor that restarts it (same port and "
                    "storage) if it dies; nodes and drivers reconnect (docs/head.md).")
+@click.option("--autoscaling-config", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Head only: a cluster config (docs/autoscaler.md); runs the autoscaler beside the head, which "
+                   "launches and stops worker nodes through the config's provider (what `ember up` starts).")
 def start(is_head: bool, address: Optional[str], port: Optional[int], node_ip_address: Optional[str],
           num_cpus: Optional[float], num_gpus: Optional[float], resources: Optional[dict],
           labels: Optional[dict], memory: Optional[int], object_store_memory: Optional[int],
           token_file: Optional[str], block: bool,
           include_dashboard: bool, dashboard_host: str, dashboard_port: int,
           tls_cert: Optional[str], tls_key: Optional[str], tls_ca: Optional[str],
-          storage: Optional[str], supervise: bool) -> None:
+          storage: Optional[str], supervise: bool, autoscaling_config: Optional[str]) -> None:
     """Start ember's processes on this machine: a head (--head) or a node joining one (--address).
 
     With --node-ip-address 0.0.0.0 the processes listen on every interface and advertise the
@@ -380,15 +415,18 @@ def start(is_head: bool, address: Optional[str], port: Optional[int], node_ip_ad
         raise click.UsageError("--supervise restarts the head's control store; use it with --head")
     if storage is not None and not is_head:
         raise click.UsageError("--storage is the head's control store storage; use it with --head")
+    if autoscaling_config is not None and not is_head:
+        raise click.UsageError("--autoscaling-config runs the autoscaler beside the head; use it with --head")
     if port is not None and not is_head:
         raise click.UsageError("--port is the head's control store port; use it with --head")
+    num_cpus, num_gpus, memory, resources = _override_resources(num_cpus, num_gpus, memory, resources)
     extra = local_cluster.node_args(num_cpus=num_cpus, num_gpus=num_gpus, resources=resources,
                                     object_store_memory=object_store_memory, memory=memory, labels=labels)
     if is_head:
         host = node_ip_address or "127.0.0.1"
         dashboard = (dashboard_host, dashboard_port) if include_dashboard else None
         _start_head(host, CONFIG.gcs_port if port is None else port, extra, block, dashboard,
-                    storage or local_cluster.SESSION_FILE_STORAGE, supervise)
+                    storage or local_cluster.SESSION_FILE_STORAGE, supervise, autoscaling_config)
     else:
         assert address is not None
         _start_worker_node(address, token_file, node_ip_address, extra, block)

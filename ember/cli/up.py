@@ -3,7 +3,7 @@
 `up` starts the head (the head node type's resources) on this machine, then the autoscaler process
 beside it (ember.shells.autoscaler.monitor), which launches and terminates worker nodes through the
 config's provider.  `down` stops that cluster's autoscaler, its nodes and its head, and nothing else.
-Only the `local` provider exists so far (docs/autoscaler.md).
+Providers: `local` and `ssh` (docs/autoscaler.md; the ssh side is in cluster_ssh.py).
 """
 from __future__ import annotations
 
@@ -49,6 +49,13 @@ def _head_args(resources: dict) -> list[str]:
                                    resources=res or None, object_store_memory=None)
 
 
+def keep_config(session_dir: str, config_path: str) -> str:
+    """The cluster config copied into the session directory (the autoscaler and `ember down` read it)."""
+    kept = os.path.join(session_dir, CONFIG_NAME)
+    shutil.copyfile(config_path, kept)
+    return kept
+
+
 def start_autoscaler(cluster: local_cluster.StartedCluster, config_path: str) -> int:
     log_path = os.path.join(cluster.session_dir, "logs", "autoscaler.err")
     proc = processes.launch_daemon(
@@ -63,6 +70,19 @@ def start_autoscaler(cluster: local_cluster.StartedCluster, config_path: str) ->
     return proc.pid
 
 
+def local_session_dirs(cluster_name: str) -> list[str]:
+    """The session directories on this machine of the cluster ``cluster_name`` (started by `ember up`)."""
+    dirs = []
+    for d in session.session_dirs():
+        try:
+            with open(os.path.join(d, CONFIG_NAME)) as f:
+                if parse_cluster_config(f.read()).cluster_name == cluster_name:
+                    dirs.append(d)
+        except (OSError, ClusterConfigError):
+            continue
+    return dirs
+
+
 @click.command("up")
 @click.argument("config_file", type=click.Path(dir_okay=False))
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
@@ -70,10 +90,17 @@ def start_autoscaler(cluster: local_cluster.StartedCluster, config_path: str) ->
 def up(config_file: str, yes: bool, port: Optional[int]) -> None:
     """Start a cluster from a cluster config: the head here, and the autoscaler that launches workers."""
     config = load(config_file)
-    if config.provider["type"] != "local":
-        raise click.ClickException(f"{config_file}: provider.type {config.provider['type']!r} is not supported yet "
-                                   "(only 'local')")
+    if config.provider["type"] not in ("local", "ssh"):
+        raise click.ClickException(f"{config_file}: provider.type {config.provider['type']!r} is not supported "
+                                   "(known: local, ssh)")
     head = config.node_type(config.head_node_type)
+    if config.provider["type"] == "ssh":
+        if not yes:
+            click.confirm(f"Start cluster {config.cluster_name!r} over SSH (head {config.provider['head_ip']}, "
+                          f"{len(config.provider.get('worker_ips', []))} worker machine(s))?", abort=True)
+        from ember.cli.cluster_ssh import up_ssh
+        up_ssh(config, config_file)
+        return
     if not yes:
         click.confirm(f"Start cluster {config.cluster_name!r} (head {head.name}: {head.resources}, "
                       f"up to {config.max_workers} workers)?", abort=True)
@@ -87,8 +114,7 @@ def up(config_file: str, yes: bool, port: Optional[int]) -> None:
     for proc in cluster.procs:
         if proc.stdout is not None:
             proc.stdout.close()
-    kept = os.path.join(cluster.session_dir, CONFIG_NAME)
-    shutil.copyfile(config_file, kept)
+    kept = keep_config(cluster.session_dir, config_file)
     session.write_current_cluster(cluster.gcs_address, cluster.session_dir)
     try:
         start_autoscaler(cluster, kept)
@@ -105,14 +131,11 @@ def up(config_file: str, yes: bool, port: Optional[int]) -> None:
 def down(config_file: str, yes: bool) -> None:
     """Stop the cluster started from this config: its autoscaler, its worker nodes and its head."""
     config = load(config_file)
-    dirs = []
-    for d in session.session_dirs():
-        try:
-            with open(os.path.join(d, CONFIG_NAME)) as f:
-                if parse_cluster_config(f.read()).cluster_name == config.cluster_name:
-                    dirs.append(d)
-        except (OSError, ClusterConfigError):
-            continue
+    if config.provider["type"] == "ssh":
+        from ember.cli.cluster_ssh import down_ssh
+        down_ssh(config)
+        return
+    dirs = local_session_dirs(config.cluster_name)
     started = find_started(dirs)
     # the autoscaler first, so it launches nothing while the rest stops
     started.sort(key=lambda s: s.role != "autoscaler")

@@ -27,8 +27,9 @@ API (stable: other issues build on it)
 ``bed_unavailable_reason() -> str | None``       why namespaces cannot be made here (not root, no ``ip``...)
 ``HostSpec(num_cpus=1, num_gpus=None, resources=None, labels=None, object_store_memory=None,
           extra_args=())``                        what ``ember start`` is given on one host
-``NetBed(hosts=3 | [HostSpec...], env={...}, root_dir=None, link_rate_mbit=None)``  context manager;
-  ``start()`` / ``stop()``; ``link_rate_mbit`` shapes every host's link both ways (tc tbf), as a real NIC
+``NetBed(hosts=3 | [HostSpec...], env={...}, root_dir=None, link_rate_mbit=None, start_ember=True)``
+  context manager; ``start()`` / ``stop()``; ``link_rate_mbit`` shapes every host's link both ways (tc tbf),
+  as a real NIC; ``start_ember=False`` makes the hosts only (a test starts what runs there, e.g. sshd)
   ``.hosts: list[Host]``   ``Host(index, netns, ip, veth, tmpdir, spec)``; ``.head`` is ``hosts[0]``
   ``.address``             "10.213.K.2:6379", the head's control store;  ``.token`` the cluster token
   ``.bridge_ip``           10.213.K.1, the driver's address
@@ -191,7 +192,7 @@ class NetBed:
 
     def __init__(self, hosts: Union[int, Sequence[HostSpec]] = 3, *, env: Optional[dict[str, str]] = None,
                  root_dir: Optional[str] = None, start_timeout_s: float = 120,
-                 link_rate_mbit: Optional[float] = None) -> None:
+                 link_rate_mbit: Optional[float] = None, start_ember: bool = True) -> None:
         specs = [HostSpec() for _ in range(hosts)] if isinstance(hosts, int) else list(hosts)
         if not specs:
             raise ValueError("a bed needs at least one host")
@@ -202,6 +203,7 @@ class NetBed:
         self.root_dir = ""
         self.start_timeout_s = start_timeout_s
         self.link_rate_mbit = link_rate_mbit
+        self.start_ember = start_ember
         self.hosts: list[Host] = []
         self.subnet = -1
         self.bridge = f"ebr{self.run_id}"
@@ -245,8 +247,9 @@ class NetBed:
             self._make_bridge()
             for spec in self._specs:
                 self._make_host(spec)
-            self._start_head()
-            self._start_joiners(self.hosts[1:])
+            if self.start_ember:
+                self._start_head()
+                self._start_joiners(self.hosts[1:])
         except BaseException:
             self.stop()
             raise

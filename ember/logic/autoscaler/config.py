@@ -35,7 +35,8 @@ from .model import Budget, NodeType, Prepaid
 
 PERIODS = {"hour": 1.0, "day": 24.0, "week": 168.0, "month": 720.0, "year": 8760.0}
 COMMAND_LISTS = ("initialization_commands", "setup_commands", "head_setup_commands", "worker_setup_commands",
-                 "head_start_ember_commands", "worker_start_ember_commands")
+                 "head_start_ember_commands", "worker_start_ember_commands", "head_stop_ember_commands",
+                 "worker_stop_ember_commands")
 TOP_KEYS = {"cluster_name", "max_workers", "upscaling_speed", "idle_timeout_minutes", "provider", "auth",
             "available_node_types", "head_node_type", "file_mounts", "budget", "docker", "min_workers",
             *COMMAND_LISTS}
@@ -195,6 +196,23 @@ def _commands(doc, top) -> dict:
     return out
 
 
+def _ssh_provider(doc, provider: dict) -> None:
+    _unknown(doc, "provider", provider, {"type", "head_ip", "worker_ips", "ssh_port"})
+    head = provider.get("head_ip")
+    if not isinstance(head, str) or not head:
+        raise doc.error("provider.head_ip" if "head_ip" in provider else "provider",
+                        "the ssh provider needs head_ip: the head machine's address")
+    ips = provider.get("worker_ips", [])
+    if not isinstance(ips, list) or not all(isinstance(ip, str) and ip for ip in ips):
+        raise doc.error("provider.worker_ips", f"expected a list of addresses, got {ips!r}")
+    if head in ips:
+        raise doc.error("provider.worker_ips", f"{head} is the head_ip; list only the worker machines")
+    if len(set(ips)) != len(ips):
+        raise doc.error("provider.worker_ips", "an address is listed twice")
+    if "ssh_port" in provider:
+        _number(doc, "provider.ssh_port", provider["ssh_port"], integer=True, positive=True)
+
+
 def parse_cluster_config(text: str, source: str = "<cluster config>") -> ClusterConfig:
     doc = _Doc(text, source)
     top = _mapping(doc, "", doc.value, required=True) if isinstance(doc.value, dict) else None
@@ -209,6 +227,8 @@ def parse_cluster_config(text: str, source: str = "<cluster config>") -> Cluster
     provider = _mapping(doc, "provider", top["provider"], required=True)
     if not isinstance(provider.get("type"), str):
         raise doc.error("provider.type" if "type" in provider else "provider", "needs a type (local, ssh)")
+    if provider["type"] == "ssh":
+        _ssh_provider(doc, provider)
     types = _mapping(doc, "available_node_types", top["available_node_types"], required=True)
     if not types:
         raise doc.error("available_node_types", "needs at least one node type")

@@ -75,7 +75,7 @@ class Monitor:
         for info in infos:
             if not info.is_alive:
                 continue
-            pn = by_address.get(info.address)
+            pn = by_address.get(info.address) or by_address.get(info.address.rpartition(":")[0])
             if _idle(info):
                 self.idle_since.setdefault(info.node_id, now)
             else:
@@ -174,7 +174,8 @@ async def _main(args: argparse.Namespace) -> None:
     with open(args.config) as f:
         config = parse_cluster_config(f.read(), args.config)
     token = session.read_token(args.token_file)
-    provider = make_provider(config.provider, gcs_address=args.gcs_address, session_dir=args.session_dir)
+    provider = make_provider(config.provider, gcs_address=args.gcs_address, session_dir=args.session_dir,
+                             cluster_config=config)
     mon = Monitor(config, provider, args.gcs_address, token)
     await mon._request(m.GetNodes())
     print("READY 0", flush=True)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from .base import NodeProvider, ProviderNode
 from .local import LocalNodeProvider
+from .ssh import SSHNodeProvider
 
-PROVIDERS = {"local": LocalNodeProvider}
+PROVIDERS = {"local": LocalNodeProvider, "ssh": SSHNodeProvider}
 
 
 def make_provider(provider_config: dict, **kwargs) -> NodeProvider:

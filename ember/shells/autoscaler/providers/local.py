@@ -33,7 +33,8 @@ def _alive(pid: int) -> bool:
 
 
 class LocalNodeProvider(NodeProvider):
-    def __init__(self, provider_config: dict, *, gcs_address: str, session_dir: str, host: str = "127.0.0.1") -> None:
+    def __init__(self, provider_config: dict, *, gcs_address: str, session_dir: str, host: str = "127.0.0.1",
+                 **_: object) -> None:
         super().__init__(provider_config)
         self.gcs_address, self.session_dir, self.host = gcs_address, session_dir, host
         self.path = os.path.join(session_dir, "autoscaler_nodes.json")
