@@ -122,6 +122,14 @@ def test_budget_cap_stops_launches_and_infeasible_shape_launches_nothing(tmp_pat
         assert types == ["cpu2"]
         log = open(os.path.join(harness.current_cluster()["session_dir"], "logs", "autoscaler.err")).read()
         assert "'TPU': 1.0}: infeasible" in log, log
+        # exec / submit run on the head, which for `local` is this machine, aimed at this cluster
+        done = harness.ember("exec", path, 'test -n "$EMBER_ADDRESS" && exit 3')
+        assert done.returncode == 3, done.stdout + done.stderr
+        script = tmp_path / "count.py"
+        script.write_text("import sys, ember\nember.init(address='auto')\n"
+                          "print('ALIVE', len([n for n in ember.nodes() if n['Alive']]), sys.argv[1])\n")
+        done = harness.ember("submit", path, str(script), "--flag")
+        assert done.returncode == 0 and "ALIVE 2 --flag" in done.stdout, done.stdout + done.stderr
     finally:
         _down(harness, path)
 
