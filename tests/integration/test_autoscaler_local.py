@@ -142,3 +142,27 @@ def test_bad_config_is_refused_with_line_and_field(tmp_path):
     assert done.returncode != 0
     assert "line 10: budget.max_cost_per_hour: expected a number >= 0" in done.stderr, done.stderr
     assert not harness.processes()
+
+
+SPREAD = """
+import ember
+from ember.util.placement_group import placement_group, placement_group_table
+ember.init(address="auto")
+pg = placement_group([{"CPU": 1}] * 3, strategy="STRICT_SPREAD")
+assert pg.wait(timeout_seconds=120), "the group was never placed"
+nodes = placement_group_table(pg)["bundles_to_node_id"]
+print("DISTINCT_NODES", len(set(nodes.values())))
+"""
+
+
+def test_strict_spread_placement_group_launches_a_node_per_bundle(tmp_path):
+    harness = CliHarness(str(tmp_path / "root"))
+    path = _up(harness, tmp_path, "spread", idle=10, budget="{max_cost_per_hour: 10}")
+    try:
+        done = harness.python(SPREAD, timeout_s=180)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "DISTINCT_NODES 3" in done.stdout, done.stdout
+        # one bundle fits the head's CPU; the other two needed a new node each
+        assert len(_workers(harness)) == 2, _workers(harness)
+    finally:
+        _down(harness, path)

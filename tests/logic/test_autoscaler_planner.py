@@ -199,3 +199,41 @@ def test_property_a_shrunk_budget_drains_an_idle_paid_node(inp):
     if drainable and not inp.demands:   # (an idle node that queued demand fits onto is kept: work is coming)
         assert p.terminations, "over budget with an idle paid node, and nothing drained"
     assert not any(ln.cost_per_hour > 0 for ln in p.launches) or p.rate_per_hour <= b.max_cost_per_hour + 1e-9
+
+
+# --- pending placement groups as demand ---------------------------------------------------------
+def _pg_input(groups, nodes=(), **kw):
+    from ember.logic.autoscaler.model import NodeType, PlanInput
+    types = (NodeType("head", {"CPU": 1}, max_workers=0), NodeType("cpu4", {"CPU": 4}, max_workers=10,
+                                                                   cost_per_hour=1.0))
+    return PlanInput(types, nodes=nodes, placement_groups=tuple(groups), now=100.0, **kw)
+
+
+def test_strict_spread_group_launches_one_node_per_bundle():
+    from ember.logic.autoscaler.planner import plan
+    p = plan(_pg_input([("STRICT_SPREAD", ({"CPU": 1}, {"CPU": 1}, {"CPU": 1}))]))
+    assert [ln.node_type for ln in p.launches] == ["cpu4"] * 3
+
+
+def test_strict_pack_and_pack_groups_share_nodes():
+    from ember.logic.autoscaler.planner import plan
+    p = plan(_pg_input([("STRICT_PACK", ({"CPU": 2}, {"CPU": 2})), ("PACK", ({"CPU": 1}, {"CPU": 1}))]))
+    assert [ln.node_type for ln in p.launches] == ["cpu4", "cpu4"]
+    p = plan(_pg_input([("STRICT_PACK", ({"CPU": 3}, {"CPU": 3}))]))
+    assert not p.launches and p.waiting and p.waiting[0].reason == "infeasible"
+
+
+def test_strict_spread_uses_free_existing_nodes_once_each():
+    from ember.logic.autoscaler.model import NodeState
+    from ember.logic.autoscaler.planner import plan
+    nodes = (NodeState("head", "head", is_head=True, available={"CPU": 1}),
+             NodeState("w1", "cpu4", available={"CPU": 4}))
+    p = plan(_pg_input([("STRICT_SPREAD", ({"CPU": 1},) * 3)], nodes=nodes))
+    # one bundle on the head, one on w1, one on a new node: never two on one node
+    assert [ln.node_type for ln in p.launches] == ["cpu4"]
+
+
+def test_strict_spread_bundles_respect_max_workers():
+    from ember.logic.autoscaler.planner import plan
+    p = plan(_pg_input([("STRICT_SPREAD", ({"CPU": 1},) * 4)], max_workers=2))
+    assert len(p.launches) == 2 and sum(w.count for w in p.waiting) == 2

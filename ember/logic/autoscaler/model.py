@@ -60,6 +60,7 @@ class PlanInput:
     now: float = 0.0
     spent: float = 0.0                   # spend so far within the current budget period
     period_hours_left: float = 0.0       # hours left in the current budget period
+    placement_groups: tuple = ()         # (strategy, (bundle shape dict, ...)), ... : bundles not placed yet
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,8 @@ Steps, each deterministic (ties broken by type name, node id, shape key; never b
      capacity costs 0, so it goes first), within each type's max_workers, the cluster's max_workers, the
      upscaling_speed limit and the budget.  A shape no type can hold is "infeasible"; one blocked by a limit
      waits with the reason (and, over budget, what the cheapest node would cost).
+Pending placement groups are demand too: STRICT_PACK as one summed shape, PACK/SPREAD bundle by bundle,
+STRICT_SPREAD each bundle on a node of its own (existing, planned this round, or launched for it).
 The bin packing is a greedy (first-fit decreasing with a cost-per-copy choice of type), not an optimum.
 """
 from __future__ import annotations
@@ -221,6 +223,27 @@ class _Upscaler:
             _take(b, units, k)
             count -= k
 
+    def distinct(self, key: tuple, units: dict, taken: set) -> None:
+        """One copy of a shape on a planned node not in ``taken`` (a STRICT_SPREAD group's), else a new one."""
+        for idx, b in self.bins:
+            if ("launch", idx) not in taken and _fits(b, units):
+                _take(b, units, 1)
+                taken.add(("launch", idx))
+                self._note(idx, key)
+                return
+        fitting = [n for n in self.order if _fits(self.tunits[n], units)]
+        if not fitting:
+            self.waiting.append(Waiting(dict(_human(key)), 1, "infeasible", None, "no node type has these resources"))
+            return
+        name, why, cost = self._choose(fitting, units, 1)
+        if why:
+            self.waiting.append(Waiting(dict(_human(key)), 1, why, cost if why == "over budget" else None,
+                                        self._detail(why, cost or 0.0)))
+            return
+        b = self._launch(name, (_human(key),))
+        _take(b, units, 1)
+        taken.add(("launch", len(self.launches) - 1))
+
     def _note(self, idx: int, key: tuple) -> None:
         ln = self.launches[idx]
         hk = _human(key)
@@ -262,6 +285,47 @@ class _Upscaler:
         return "every node type that fits is at its max_workers (or the cluster at max_workers)"
 
 
+def _pg_demands(groups: tuple) -> tuple[list, list]:
+    """Pending placement groups as demand: (shape, 1) pairs, and the STRICT_SPREAD groups' bundle lists.
+
+    STRICT_PACK needs its bundles' sum on one node; PACK and SPREAD are best effort, so their bundles count
+    one by one; STRICT_SPREAD needs each bundle on a node of its own (placed by _spread_group)."""
+    pairs, spread = [], []
+    for strategy, bundles in groups:
+        shapes = [dict(b) for b in bundles if _units(dict(b))]
+        if not shapes:
+            continue
+        if strategy == "STRICT_PACK":
+            total: dict = {}
+            for b in shapes:
+                for r, v in b.items():
+                    total[r] = total.get(r, 0.0) + float(v)
+            pairs.append((total, 1))
+        elif strategy == "STRICT_SPREAD":
+            spread.append(sorted(shapes, key=lambda b: (-sum(_units(b).values()), _key(_units(b)))))
+        else:
+            pairs += [(b, 1) for b in shapes]
+    return pairs, spread
+
+
+def _spread_existing(bundles: list, free: list, used: set) -> tuple[list, set]:
+    """A STRICT_SPREAD group's bundles onto existing nodes' free resources, at most one per node; returns
+    the bundles left and the nodes taken (later bundles go to distinct new nodes: _Upscaler.distinct)."""
+    taken: set = set()
+    left = []
+    for shape in bundles:
+        units = _units(shape)
+        for bid, b in free:
+            if ("node", bid) not in taken and _fits(b, units):
+                _take(b, units, 1)
+                used.add(bid)
+                taken.add(("node", bid))
+                break
+        else:
+            left.append(units)
+    return left, taken
+
+
 def plan(inp: PlanInput) -> Plan:
     types = {t.name: t for t in inp.node_types}
     led = _Ledger(inp, types)
@@ -270,7 +334,9 @@ def plan(inp: PlanInput) -> Plan:
     free = [(n.node_id, _units(n.available if n.available is not None and not n.launching
                                else types[n.node_type].resources if n.node_type in types else {}))
             for n in nodes]
-    unmet = _first_fit(_aggregate(inp.demands), free, used)
+    pg_pairs, spread_groups = _pg_demands(inp.placement_groups)
+    unmet = _first_fit(_aggregate(list(inp.demands) + pg_pairs), free, used)
+    spread_left = [_spread_existing(bundles, free, used) for bundles in spread_groups]
     totals = [(n.node_id, _units(types[n.node_type].resources)) for n in nodes if n.node_type in types]
     pinned: set = set()    # nodes a request_resources bundle needs: kept when idle, not against the budget
     unmet += _first_fit(_aggregate((r, 1) for r in inp.requests), totals, pinned)
@@ -285,6 +351,9 @@ def plan(inp: PlanInput) -> Plan:
                         stop=lambda: led.within(led.rate))
     up = _Upscaler(inp, led, types)
     up.min_workers()
+    for left, taken in spread_left:
+        for units in left:
+            up.distinct(_key(units), units, taken)
     for key, units, count in unmet:
         up.shape(key, units, count)
     notes = () if led.within(led.rate) else (

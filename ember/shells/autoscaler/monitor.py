@@ -110,10 +110,11 @@ class Monitor:
         pnodes = self.provider.non_terminated_nodes({TAG_CLUSTER: self.config.cluster_name})
         by_address = {pn.address or f"starting:{pn.provider_id}": pn for pn in pnodes}
         demands = tuple((dict(shape), n) for info in infos if info.is_alive for shape, n in info.pending_demands)
+        groups = await self._pending_placement_groups()
         c = self.config
         inp = PlanInput(c.node_types, self._node_states(infos, by_address, now), demands, requests, c.budget,
                         c.max_workers, c.upscaling_speed, c.idle_timeout_minutes * 60.0, now, self.spent,
-                        0.0)
+                        0.0, groups)
         hours_left = self._account(now, running_rate(inp))
         inp = PlanInput(**{**{f: getattr(inp, f) for f in inp.__dataclass_fields__},
                            "spent": self.spent, "period_hours_left": hours_left})
@@ -125,6 +126,18 @@ class Monitor:
             self._launch(ln.node_type)
         await self._publish(inp, p)
         return p
+
+    async def _pending_placement_groups(self) -> tuple:
+        """(strategy, bundles not placed) of every group waiting for room: the planner's PG demand."""
+        listed = await self._request(m.ListPlacementGroups())
+        out = []
+        for g in listed.groups:
+            if g.state not in ("PENDING", "RESCHEDULING"):
+                continue
+            left = tuple(dict(b) for b, node in zip(g.bundles, g.bundle_nodes) if node is None)
+            if left:
+                out.append((g.strategy, left))
+        return tuple(out)
 
     def _launch(self, node_type: str) -> None:
         self._seq += 1
