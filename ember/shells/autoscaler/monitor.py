@@ -1,4 +1,4 @@
-"""The autoscaler process: every second, the control store's node table in, the planner's orders out.
+"""The autoscaler process: every half second, the control store's node table in, the planner's orders out.
 
 Run as ``python -m ember.shells.autoscaler.monitor --gcs-address A --token-file F --session-dir D
 --config cluster.yaml``; prints ``READY 0`` once connected.  Started by ``ember up`` beside the head.
@@ -44,7 +44,7 @@ def _idle(info: m.NodeInfo) -> bool:
 
 class Monitor:
     def __init__(self, config: ClusterConfig, provider, gcs_address: str, token: bytes, *,
-                 interval_s: float = 1.0) -> None:
+                 interval_s: float = 0.5) -> None:
         self.config, self.provider = config, provider
         self.gcs_address, self.token, self.interval_s = gcs_address, token, interval_s
         self.idle_since: dict[bytes, float] = {}

@@ -223,7 +223,7 @@ class TaskSubmitter:
     async def _request_lease(self, ks: KeyState) -> None:
         raylet = self.cw.raylet
         target = self.cw.node_address  # the node daemon asked now (for the report if it fails)
-        is_spillback, hops = False, 0
+        is_spillback, hops, retry_s = False, 0, 0.0
         try:
             arg_bytes = self._arg_bytes(ks)
             remote = self._locality_raylet(arg_bytes)
@@ -251,7 +251,9 @@ class TaskSubmitter:
                         sys.stderr.write(f"Warning: the task {ks.name} cannot be scheduled right now: "
                                          f"{reply.message}. It will wait until a node that fits joins.\n")
                     raylet, is_spillback, hops = self.cw.raylet, False, 0
-                    await asyncio.sleep(CONFIG.infeasible_retry_s)
+                    # soon at first (an autoscaler may be bringing a node that fits), then every infeasible_retry_s
+                    retry_s = min(CONFIG.infeasible_retry_s, retry_s * 2 if retry_s else 0.1)
+                    await asyncio.sleep(retry_s)
                     continue
         except rpc.RpcError as e:
             if e.kind == "RuntimeEnvSetupError":
