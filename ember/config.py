@@ -46,6 +46,7 @@ class Config:
     scheduler_bandwidth_bytes_per_s: float = 125e6   # the placement policy's estimate of node-to-node bandwidth
     scheduler_keep_margin_s: float = 0.02      # a node keeps a request whose estimated cost is this close to the best
     scheduler_spread_threshold: float = 0.5    # "hybrid": pack onto a node until it is this utilized
+    worker_warning_threshold: int = 0   # warn the job when a node's workers reach this, then 2x, 4x... (0: max(32, 4 x CPUs))
 
     @classmethod
     def from_env(cls) -> "Config":

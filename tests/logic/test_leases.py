@@ -208,3 +208,23 @@ def test_a_busy_spillback_target_passes_the_request_on_once():
     assert lm.on_lease_requested(again) == []  # second hop: it waits here
     legacy = L.LeaseRequest(4, "c", JOB, ResourceSet({"CPU": 1}), ["DEFAULT"], True)  # hops not counted
     assert lm.on_lease_requested(legacy) == []
+
+
+def test_blocked_workers_warn_at_the_threshold_then_at_each_doubling():
+    lm = L.LeaseManager(NODE, {"CPU": 1}, max_starting=100, warn_workers_at=2)
+    warned = []
+    for rid in range(1, 10):        # nested blocking tasks: each level blocks, lends its CPU, needs a new worker
+        for e in lm.on_lease_requested(req(rid)):
+            if isinstance(e, L.StartWorker) and e.warn_count:
+                warned.append(e.warn_count)
+        grants = [g for w in list(lm.workers) if lm.workers[w].state is L.WorkerState.STARTING
+                  for g in lm.on_worker_registered(w, "a-" + w.hex())]
+        for g in grants:
+            lm.on_worker_blocked(g.lease_id)
+    assert warned == [2, 4, 8]
+    lm.check_invariants()
+
+
+def test_default_warning_threshold_scales_with_cpus():
+    assert L.LeaseManager(NODE, {"CPU": 2}).warn_workers_at == 32
+    assert L.LeaseManager(NODE, {"CPU": 64}).warn_workers_at == 256

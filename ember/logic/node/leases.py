@@ -117,6 +117,7 @@ class StartWorker:
     worker_id: bytes
     job_id: bytes
     env_key: str = ""
+    warn_count: int = 0     # >0: this start took the node's workers to a warning step (the count)
 
 
 @dataclass
@@ -155,8 +156,11 @@ class _AwaitView:
 
 class LeaseManager:
     def __init__(self, node_id: bytes, total: dict[str, float], *, max_starting: int = 4,
-                 labels: Optional[dict[str, str]] = None, params: PlacementParams = PlacementParams()) -> None:
+                 labels: Optional[dict[str, str]] = None, params: PlacementParams = PlacementParams(),
+                 warn_workers_at: int = 0) -> None:
         self.node_id = node_id
+        # workers blocked in get() (nested tasks) or many actors: warn at this count, then at each doubling
+        self.warn_workers_at = warn_workers_at or max(32, 4 * int(total.get("CPU", 0)))
         self.address = ""            # set by the shell once it listens (matches arg_bytes keys)
         self.labels = dict(labels or {})
         self.params = params
@@ -532,7 +536,10 @@ class LeaseManager:
     def _start_worker(self, job_id: bytes, env_key: str = "") -> StartWorker:
         worker_id = self._new_id(b"W")
         self.workers[worker_id] = Worker(worker_id, job_id, env_key=env_key)
-        return StartWorker(worker_id, job_id, env_key)
+        warn = 0
+        if len(self.workers) >= self.warn_workers_at:
+            warn, self.warn_workers_at = len(self.workers), 2 * self.warn_workers_at
+        return StartWorker(worker_id, job_id, env_key, warn)
 
     # --- queries and checks -----------------------------------------------------------------
     def pending_demands(self) -> list[list[Any]]:

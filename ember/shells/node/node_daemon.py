@@ -51,7 +51,8 @@ class NodeDaemon:
         self.resources_total = {k: float(v) for k, v in resources.items() if v}
         self.labels = {str(k): str(v) for k, v in json.loads(args.labels or "{}").items()}
         self.leases = L.LeaseManager(self.node_id, self.resources_total, max_starting=CONFIG.max_workers_starting,
-                                     labels=self.labels, params=placement_params())
+                                     labels=self.labels, params=placement_params(),
+                                     warn_workers_at=CONFIG.worker_warning_threshold)
         store_dir = node_store_directory(os.path.basename(self.session_dir), self.node_id.hex(),
                                          CONFIG.shm_dir)
         self.store = ShmStore(store_dir)
@@ -94,6 +95,8 @@ class NodeDaemon:
             elif isinstance(eff, L.RefreshView):
                 self.view_wanted.set()
             elif isinstance(eff, L.StartWorker):
+                if eff.warn_count:
+                    self._warn_many_workers(eff)
                 if eff.env_key:
                     self.runtime_envs.start_worker(eff.worker_id, eff.job_id, eff.env_key)
                 else:
@@ -103,6 +106,18 @@ class NodeDaemon:
                 conn.reply_error(request_id, eff.error_type, eff.message)
             elif isinstance(eff, L.KillWorker):
                 self._kill_worker(eff.worker_id, eff.reason)
+
+    def _warn_many_workers(self, eff: L.StartWorker) -> None:
+        """Ray's warning, sent to the job that needed the worker (printed by its driver) and logged here."""
+        avail = psutil.virtual_memory().available / 2**30
+        line = (f"WARNING: {eff.warn_count} worker processes have been started on node {self.node_id.hex()[:8]} "
+                f"({self.address}; {avail:.1f} GiB of memory available). This could be a result of using a large "
+                "number of actors, or of tasks blocked in ember.get() calls (each blocked level of nested tasks "
+                f"holds a worker). Next warning at {self.leases.warn_workers_at} workers "
+                "(EMBER_WORKER_WARNING_THRESHOLD sets the first).")
+        log.warning("%s", line)
+        if self.gcs is not None and not self.gcs.closed:
+            self.gcs.send(m.LogLines(eff.job_id, os.getpid(), self.node_id, True, [line]))
 
     def fork_worker_process(self, worker_id: bytes, job_id: bytes, runtime_env: Optional[dict] = None) -> None:
         assert self.zygote is not None and self.zygote.stdin is not None
