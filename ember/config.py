@@ -46,6 +46,7 @@ class Config:
     scheduler_bandwidth_bytes_per_s: float = 125e6   # the placement policy's estimate of node-to-node bandwidth
     scheduler_keep_margin_s: float = 0.02      # a node keeps a request whose estimated cost is this close to the best
     scheduler_spread_threshold: float = 0.5    # "hybrid": pack onto a node until it is this utilized
+    dashboard_history_period_s: float = 10.0   # the dashboard's charts: one cluster sample per period, an hour kept
 
     @classmethod
     def from_env(cls) -> "Config":

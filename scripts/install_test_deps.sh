@@ -1,11 +1,13 @@
 #!/bin/sh
 # Idempotent: installs the Debian packages ember's tests need, only when missing.
-# Today: redis-server (the storage tests start their own on a free port) and iproute2 (`ip`, for
-# the multi-host test bed of network namespaces, tests/bed/netbed.py).
+# Today: redis-server (the storage tests start their own on a free port), iproute2 (`ip`, for
+# the multi-host test bed of network namespaces, tests/bed/netbed.py) and chromium (the dashboard's
+# browser tests drive Debian's headless Chromium with Playwright: tests/integration/test_dashboard_browser.py).
 set -e
 missing=""
 command -v redis-server >/dev/null 2>&1 || missing="$missing redis-server"
 command -v ip >/dev/null 2>&1 || missing="$missing iproute2"
+command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
 if [ -n "$missing" ]; then
     SUDO=""
     [ "$(id -u)" -eq 0 ] || SUDO="sudo"

@@ -9,19 +9,19 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from ember.config import CONFIG
 from ember.dashboard import api, auth, pages
 from ember.dashboard.history import History
 from ember.dashboard.source import ClusterSource
 
 
-def install(app: web.Application, gcs_address: str, token: bytes, session_dir: str,
-            history_period_s: float = 10.0) -> None:
+def install(app: web.Application, gcs_address: str, token: bytes, session_dir: str) -> None:
     app.middlewares.insert(1, auth.session_middleware)  # after the error mapping, before the token check
     app[auth.SESSIONS] = auth.Sessions()
     app[auth.TOKEN] = token
     app[pages.FILES] = pages.load_files()
     app[api.SOURCE] = ClusterSource(gcs_address, token, session_dir)
-    app[api.HISTORY] = History(period_s=history_period_s)
+    app[api.HISTORY] = History(period_s=CONFIG.dashboard_history_period_s)
     app.cleanup_ctx.append(api.sampler_ctx)
     router = app.router
     router.add_get("/login", pages.login_get)

@@ -49,7 +49,9 @@ function fmtBytes(n) {
 }
 const fmtNum = (n) => (Math.round(n * 100) / 100).toString();
 const fmtTime = (ms) => ms ? new Date(ms).toLocaleTimeString() : '-';
-const shortId = (hex) => hex ? hex.slice(0, 12) : '-';
+// ember's ids are a per-process random prefix and a counter, little-endian: the end tells them apart.
+const shortId = (hex) => hex ? hex.replace(/(00)+$/, '').slice(-12) : '-';
+const idCell = (hex) => el('span', {title: hex || ''}, shortId(hex));
 const state = (s) => el('span', {class: 'state ' + (s || '')}, s || '-');
 
 function bar(used, total, label) {
@@ -73,7 +75,7 @@ function card(value, key) {
 
 // A line chart as inline SVG: times t (s), series [{name, values, color}], y from 0 to yMax.
 function chart(title, t, series, yMax, fmt) {
-  const W = 400, H = 130, L = 44, B = 16;
+  const W = 400, H = 130, L = 56, B = 16;
   const root = svg('svg', {viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: 'none', role: 'img'});
   const top = Math.max(yMax || 0, ...series.flatMap((s) => s.values), 1e-9);
   const t1 = t.length ? t[t.length - 1] : 0, t0 = t1 - 3600;
@@ -89,8 +91,9 @@ function chart(title, t, series, yMax, fmt) {
   for (const s of series) {
     if (!s.values.length) continue;
     const pts = s.values.map((v, i) => `${x(t[i]).toFixed(1)},${y(v).toFixed(1)}`);
-    if (pts.length === 1) pts.push(`${(W - 4).toFixed(1)},${y(s.values[0]).toFixed(1)}`);
     root.append(svg('polyline', {points: pts.join(' '), fill: 'none', stroke: s.color, 'stroke-width': 1.8}));
+    const last = s.values.length - 1;  // the newest sample as a dot: visible even when it is the only one
+    root.append(svg('circle', {cx: x(t[last]).toFixed(1), cy: y(s.values[last]).toFixed(1), r: 2.5, fill: s.color}));
   }
   const legend = series.map((s) => {
     const last = s.values.length ? s.values[s.values.length - 1] : 0;
@@ -127,7 +130,7 @@ async function overviewPage() {
     chart('Memory (logical)', h.t, [{name: 'used', values: h.memory_used_bytes, color: '#9333ea'},
                                     {name: 'total', values: h.memory_total_bytes, color: '#94a3b8'}], 0, fmtBytes));
   const nodes = table([
-    ['Node', (r) => shortId(r.node_id), 'mono'], ['IP', (r) => r.node_ip], ['State', (r) => state(r.state)],
+    ['Node', (r) => idCell(r.node_id), 'mono'], ['IP', (r) => r.node_ip], ['State', (r) => state(r.state)],
     ['Head', (r) => r.is_head_node ? 'yes' : ''],
     ['CPU', (r) => bar(r.resources_total.CPU - (r.resources_available.CPU || 0), r.resources_total.CPU || 0,
                        `${fmtNum((r.resources_total.CPU || 0) - (r.resources_available.CPU || 0))} / ${fmtNum(r.resources_total.CPU || 0)}`)],
@@ -151,7 +154,7 @@ async function nodesPage() {
   const d = await getJSON('/api/dashboard/nodes');
   const out = [el('h2', {}, 'Nodes')];
   out.push(table([
-    ['Node', (r) => shortId(r.node_id), 'mono'], ['IP', (r) => r.node_ip], ['State', (r) => state(r.state)],
+    ['Node', (r) => idCell(r.node_id), 'mono'], ['IP', (r) => r.node_ip], ['State', (r) => state(r.state)],
     ['CPU (logical)', (r) => resCell(r, 'CPU')], ['GPU', (r) => resCell(r, 'GPU')],
     ['Memory (logical)', (r) => resCell(r, 'memory')],
     ['Object store', (r) => bar(r.object_store_used_bytes, r.object_store_capacity_bytes,
@@ -159,7 +162,7 @@ async function nodesPage() {
     ['Machine CPU', (r) => r.host ? bar(r.host.cpu_percent, 100, `${r.host.cpu_percent.toFixed(0)}% of ${r.host.cpu_count}`) : '-'],
     ['Machine memory', (r) => r.host ? bar(r.host.mem_used_bytes, r.host.mem_total_bytes,
                                            `${fmtBytes(r.host.mem_used_bytes)} / ${fmtBytes(r.host.mem_total_bytes)}`) : '-'],
-    ['Load', (r) => r.host ? r.host.load_avg.join(' ') : '-'],
+    ['Load', (r) => r.host ? r.host.load_avg.join(', ') : '-'],
   ], d.nodes));
   for (const node of d.nodes) {
     if (!node.host) continue;
@@ -167,7 +170,7 @@ async function nodesPage() {
     const daemon = node.host.daemon;
     out.push(el('p', {class: 'muted'}, `node daemon pid ${daemon.pid}: ${daemon.cpu_percent.toFixed(0)}% CPU, ${fmtBytes(daemon.rss_bytes)} RSS`));
     out.push(table([
-      ['Worker', (w) => shortId(w.worker_id), 'mono'], ['PID', (w) => w.pid], ['Job', (w) => w.job_id, 'mono'],
+      ['Worker', (w) => w.worker_id, 'mono'], ['PID', (w) => w.pid], ['Job', (w) => w.job_id, 'mono'],
       ['Actor', (w) => w.actor_class ? `${w.actor_class} ${shortId(w.actor_id)}` : ''],
       ['CPU', (w) => w.cpu_percent.toFixed(0) + '%'], ['RSS', (w) => fmtBytes(w.rss_bytes)],
     ], node.host.workers));
@@ -190,8 +193,8 @@ async function actorsPage() {
   return [el('h2', {}, `Actors (${rows.length} of ${d.total})`),
     el('div', {class: 'filters'}, 'Filter:', select, input),
     table([
-      ['Actor', (a) => shortId(a.actor_id), 'mono'], ['Class', (a) => a.class_name], ['Name', (a) => a.name || ''],
-      ['State', (a) => state(a.state)], ['Node', (a) => shortId(a.node_id), 'mono'], ['PID', (a) => a.pid || '-'],
+      ['Actor', (a) => idCell(a.actor_id), 'mono'], ['Class', (a) => a.class_name], ['Name', (a) => a.name || ''],
+      ['State', (a) => state(a.state)], ['Node', (a) => idCell(a.node_id), 'mono'], ['PID', (a) => a.pid || '-'],
       ['Restarts', (a) => `${a.num_restarts} / ${a.max_restarts < 0 ? '\u221e' : a.max_restarts}`],
       ['Namespace', (a) => a.ray_namespace], ['Death cause', (a) => a.death_cause ? a.death_cause.message : '', 'error-text'],
     ], rows)];
@@ -205,11 +208,11 @@ async function tasksPage() {
     ...allStates.map((st) => [st, (s) => s.state_counts[st] || ''])], d.summary));
   if (d.dropped) out.push(el('p', {class: 'muted'}, `${d.dropped} task events were dropped (bounded window).`));
   out.push(el('h2', {}, `Running (${d.running_total})`));
-  out.push(table([['Task', (t) => shortId(t.task_id), 'mono'], ['Function', (t) => t.func_or_class_name || t.name, 'mono'],
-    ['Node', (t) => shortId(t.node_id), 'mono'], ['PID', (t) => t.worker_pid || '-'],
+  out.push(table([['Task', (t) => idCell(t.task_id), 'mono'], ['Function', (t) => t.func_or_class_name || t.name, 'mono'],
+    ['Node', (t) => idCell(t.node_id), 'mono'], ['PID', (t) => t.worker_pid || '-'],
     ['Started', (t) => fmtTime(t.start_time_ms)]], d.running));
   out.push(el('h2', {}, `Failures (${d.failed_total})`));
-  out.push(table([['Task', (t) => shortId(t.task_id), 'mono'], ['Function', (t) => t.func_or_class_name || t.name, 'mono'],
+  out.push(table([['Task', (t) => idCell(t.task_id), 'mono'], ['Function', (t) => t.func_or_class_name || t.name, 'mono'],
     ['Attempt', (t) => t.attempt_number], ['Ended', (t) => fmtTime(t.end_time_ms)],
     ['Error', (t) => t.error_type || '', 'mono'], ['Message', (t) => t.error_message || '', 'error-text']], d.failed));
   return out;
@@ -219,7 +222,7 @@ async function placementGroupsPage() {
   const d = await getJSON('/api/dashboard/placement_groups');
   const bundles = (g) => g.bundles.map((b) => `#${b.bundle_id} ${JSON.stringify(b.unit_resources)} @ ${shortId(b.node_id)}`).join('\n');
   return [el('h2', {}, `Placement groups (${d.placement_groups.length})`),
-    table([['Group', (g) => shortId(g.placement_group_id), 'mono'], ['Name', (g) => g.name], ['State', (g) => state(g.state)],
+    table([['Group', (g) => idCell(g.placement_group_id), 'mono'], ['Name', (g) => g.name], ['State', (g) => state(g.state)],
       ['Strategy', (g) => g.strategy], ['Detached', (g) => g.is_detached ? 'yes' : ''],
       ['Bundles', (g) => el('span', {class: 'mono'}, bundles(g))]], d.placement_groups)];
 }
