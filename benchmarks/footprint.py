@@ -30,7 +30,8 @@ MIB = 1024 * 1024
 
 def _helpers():
     """ember/benchmarks/footprint.py loaded by path: it needs only psutil, so Ray's venv can run it."""
-    spec = importlib.util.spec_from_file_location("_footprint", os.path.join(ROOT, "ember", "benchmarks", "footprint.py"))
+    path = os.path.join(ROOT, "ember", "benchmarks", "footprint.py")
+    spec = importlib.util.spec_from_file_location("_footprint", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -56,7 +57,7 @@ def child(runtime: str, idle_s: float) -> dict:
         sys.path.insert(0, ROOT)
     rt = __import__(runtime)
     ctx = rt.init(num_cpus=2, include_dashboard=True)
-    url = ctx["dashboard_url"]
+    url = getattr(ctx, "dashboard_url", None) or ctx["dashboard_url"]  # Ray: the attribute; ember: both
     try:
         markers = fp.session_markers(rt)
         find = lambda: fp.cluster_processes(os.getpid(), markers, tag)  # noqa: E731

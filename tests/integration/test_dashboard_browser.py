@@ -23,7 +23,7 @@ from ember.util.placement_group import placement_group, remove_placement_group
 from tests.integration.jobs_helpers import http, wait_status
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-pytestmark = pytest.mark.timeout(300)
+pytestmark = pytest.mark.timeout(600)
 
 
 @ember.remote
@@ -42,7 +42,7 @@ def dash_fail() -> None:
     raise ValueError("dashboard-boom")
 
 
-def _wait(what: str, check, timeout_s: float = 60):
+def _wait(what: str, check, timeout_s: float = 120):
     deadline = time.monotonic() + timeout_s
     while True:
         value = check()
@@ -61,15 +61,15 @@ def cluster():
     with open(os.path.join(ctx["session_dir"], "token")) as f:
         token = f.read().strip()
     actor = DashActor.options(name="dash-actor").remote()
-    actor_pid = ember.get(actor.ping.remote(), timeout=60)
-    assert ember.get(dash_ok.remote(), timeout=60) == 7
+    actor_pid = ember.get(actor.ping.remote(), timeout=240)
+    assert ember.get(dash_ok.remote(), timeout=240) == 7
     with pytest.raises(ember.exceptions.RayTaskError):
-        ember.get(dash_fail.remote(), timeout=60)
+        ember.get(dash_fail.remote(), timeout=240)
     pg = placement_group([{"CPU": 0.5}], name="dash-pg")
-    ember.get(pg.ready(), timeout=60)
+    ember.get(pg.ready(), timeout=240)
     client = JobSubmissionClient(ctx["dashboard_url"], headers={"Authorization": f"Bearer {token}"})
     job_id = client.submit_job(entrypoint="echo hello-from-job")
-    assert wait_status(client, job_id).status.value == "SUCCEEDED"
+    assert wait_status(client, job_id, timeout_s=240).status.value == "SUCCEEDED"
     from ember.util import state
     _wait("failed task in the state API", lambda: state.list_tasks(filters=[("state", "=", "FAILED")]))
     yield {"url": ctx["dashboard_url"], "token": token, "actor_pid": actor_pid, "job_id": job_id}
@@ -99,6 +99,7 @@ def artifacts(tmp_path_factory):
 def page(cluster, browser):
     """A logged-in page whose console errors and uncaught exceptions are collected."""
     context = browser.new_context(viewport={"width": 1280, "height": 860})
+    context.set_default_timeout(120_000)  # a loaded 2-core machine
     pg = context.new_page()
     errors: list[str] = []
     pg.on("console", lambda msg: errors.append(f"console {msg.type}: {msg.text}") if msg.type == "error" else None)
@@ -116,7 +117,7 @@ def page(cluster, browser):
 def _open(page, url: str, path: str, expect: str, artifacts: pathlib.Path, name: str) -> str:
     page.goto(url + path)
     page.wait_for_function("text => document.getElementById('main').innerText.includes(text)", arg=expect,
-                           timeout=60_000)
+                           timeout=120_000)
     page.screenshot(path=str(artifacts / f"{name}.png"), full_page=True)
     assert not page.errors, page.errors
     return page.inner_text("#main")
@@ -176,7 +177,7 @@ def test_jobs_page_with_live_log(page, cluster, artifacts):
     _open(page, cluster["url"], "/jobs", cluster["job_id"], artifacts, "jobs")
     page.click(f"text={cluster['job_id']}")
     page.wait_for_function("() => (document.getElementById('job-log') || {}).innerText?.includes('hello-from-job')",
-                           timeout=60_000)
+                           timeout=120_000)
     page.screenshot(path=str(artifacts / "jobs_log.png"), full_page=True)
     assert "SUCCEEDED" in page.inner_text("#main")
     assert not page.errors, page.errors
@@ -186,7 +187,7 @@ def test_log_viewer(page, cluster, artifacts):
     _open(page, cluster["url"], "/logs", "job_server.err", artifacts, "logs_list")
     page.click("text=job_server.err")
     page.wait_for_function("() => (document.getElementById('log-text') || {}).innerText?.length > 0",
-                           timeout=60_000)
+                           timeout=120_000)
     page.screenshot(path=str(artifacts / "logs.png"), full_page=True)
     assert not page.errors, page.errors
 
@@ -194,6 +195,7 @@ def test_log_viewer(page, cluster, artifacts):
 def test_refused_without_the_cookie_or_token(browser, cluster):
     url, token = cluster["url"], cluster["token"]
     context = browser.new_context()
+    context.set_default_timeout(120_000)
     try:
         pg = context.new_page()
         for path in ("/", "/nodes", "/actors", "/tasks", "/placement-groups", "/jobs", "/logs"):

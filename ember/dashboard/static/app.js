@@ -58,7 +58,7 @@ function bar(used, total, label) {
   const pct = total > 0 ? Math.min(100, 100 * used / total) : 0;
   const fill = el('span');
   fill.style.width = pct.toFixed(1) + '%';
-  return el('span', {}, el('span', {class: 'bar'}, fill), label);
+  return el('span', {class: 'barcell'}, el('span', {class: 'bar'}, fill), el('span', {class: 'barlabel'}, label));
 }
 
 function table(columns, rows, rowAttrs) {
@@ -74,20 +74,23 @@ function card(value, key) {
 }
 
 // A line chart as inline SVG: times t (s), series [{name, values, color}], y from 0 to yMax.
+// The x axis spans the samples there are (at least a minute, at most the hour kept).
+function spanLabel(s) { return s >= 120 ? `-${Math.round(s / 60)} min` : `-${Math.round(s)} s`; }
 function chart(title, t, series, yMax, fmt) {
-  const W = 400, H = 130, L = 56, B = 16;
-  const root = svg('svg', {viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: 'none', role: 'img'});
+  const W = 560, H = 150, L = 62, B = 18;
+  const root = svg('svg', {viewBox: `0 0 ${W} ${H}`, role: 'img'});
   const top = Math.max(yMax || 0, ...series.flatMap((s) => s.values), 1e-9);
-  const t1 = t.length ? t[t.length - 1] : 0, t0 = t1 - 3600;
-  const x = (v) => L + (W - L - 4) * (v - t0) / 3600;
-  const y = (v) => 4 + (H - B - 8) * (1 - v / top);
+  const t1 = t.length ? t[t.length - 1] : 0;
+  const span = Math.min(3600, Math.max(60, t.length ? t1 - t[0] : 0));
+  const x = (v) => L + (W - L - 6) * (v - (t1 - span)) / span;
+  const y = (v) => 6 + (H - B - 10) * (1 - v / top);
   for (const frac of [0, 0.5, 1]) {
-    root.append(svg('line', {x1: L, x2: W - 4, y1: y(top * frac), y2: y(top * frac), stroke: '#e5e7eb'}));
-    root.append(svg('text', {x: L - 4, y: y(top * frac) + 4, 'text-anchor': 'end', 'font-size': 10,
+    root.append(svg('line', {x1: L, x2: W - 6, y1: y(top * frac), y2: y(top * frac), stroke: '#e5e7eb'}));
+    root.append(svg('text', {x: L - 6, y: y(top * frac) + 4, 'text-anchor': 'end', 'font-size': 11,
                              fill: '#7a8292'}, fmt(top * frac)));
   }
-  root.append(svg('text', {x: L, y: H - 3, 'font-size': 10, fill: '#7a8292'}, '-60 min'));
-  root.append(svg('text', {x: W - 4, y: H - 3, 'font-size': 10, fill: '#7a8292', 'text-anchor': 'end'}, 'now'));
+  root.append(svg('text', {x: L, y: H - 4, 'font-size': 11, fill: '#7a8292'}, spanLabel(span)));
+  root.append(svg('text', {x: W - 6, y: H - 4, 'font-size': 11, fill: '#7a8292', 'text-anchor': 'end'}, 'now'));
   for (const s of series) {
     if (!s.values.length) continue;
     const pts = s.values.map((v, i) => `${x(t[i]).toFixed(1)},${y(v).toFixed(1)}`);
@@ -97,11 +100,11 @@ function chart(title, t, series, yMax, fmt) {
   }
   const legend = series.map((s) => {
     const last = s.values.length ? s.values[s.values.length - 1] : 0;
-    return el('span', {}, `\u25A0 ${s.name}: ${fmt(last)}   `);
+    const item = el('span', {}, `\u25A0 ${s.name}: ${fmt(last)}   `);
+    item.style.color = s.color;
+    return item;
   });
-  const box = el('div', {class: 'chart'}, el('div', {class: 'title'}, title), root, el('div', {class: 'legend'}, legend));
-  series.forEach((s, i) => { legend[i].style.color = s.color; });
-  return box;
+  return el('div', {class: 'chart'}, el('div', {class: 'title'}, title), root, el('div', {class: 'legend'}, legend));
 }
 
 // --- pages ---------------------------------------------------------------------------------------
@@ -139,7 +142,7 @@ async function overviewPage() {
     ['Job', (r) => r.submission_id, 'mono'], ['Status', (r) => state(r.status)],
     ['Entrypoint', (r) => r.entrypoint, 'mono'], ['Started', (r) => fmtTime(r.start_time)],
   ], d.jobs);
-  return [el('h2', {}, 'Cluster'), cards, el('h2', {}, 'Last hour'), charts,
+  return [el('h2', {}, 'Cluster'), cards, el('h2', {}, 'Over time (the last hour at most)'), charts,
           el('h2', {}, 'Nodes'), nodes, el('h2', {}, 'Recent jobs'), jobs];
 }
 
@@ -232,7 +235,7 @@ const jobView = {id: null, socket: null, pre: null};
 function followJob(id) {
   if (jobView.socket) { jobView.socket.onclose = null; jobView.socket.close(); }
   jobView.id = id;
-  jobView.pre = el('pre', {class: 'log', id: 'job-log'});
+  jobView.pre = el('pre', {class: 'log', id: 'job-log', 'data-keep-scroll': 'job-log'});
   const scheme = location.protocol === 'https:' ? 'wss://' : 'ws://';
   const ws = new WebSocket(scheme + location.host + '/api/jobs/' + encodeURIComponent(id) + '/logs/tail');
   ws.onmessage = (e) => { jobView.pre.append(document.createTextNode(e.data)); jobView.pre.scrollTop = jobView.pre.scrollHeight; };
@@ -256,10 +259,10 @@ async function jobsPage() {
 }
 
 // Logs of the head node: pick a file, read its end, then follow it.
-const logView = {name: null, offset: -1, pre: null, busy: false};
+const logView = {name: null, offset: -1, pre: null, busy: false, filter: '', showEmpty: false};
 function openLog(name) {
   logView.name = name; logView.offset = -1;
-  logView.pre = el('pre', {class: 'log', id: 'log-text'});
+  logView.pre = el('pre', {class: 'log', id: 'log-text', 'data-keep-scroll': 'log'});
   refresh();
 }
 async function readMoreLog() {
@@ -274,12 +277,23 @@ async function readMoreLog() {
 async function logsPage() {
   const d = await getJSON('/api/dashboard/logs');
   await readMoreLog();
+  const shown = d.files.filter((f) => (logView.showEmpty || f.size_bytes > 0 || f.name === logView.name) &&
+                                      (!logView.filter || f.name.toLowerCase().includes(logView.filter)));
+  const filter = el('input', {id: 'log-filter', placeholder: 'file name', value: logView.filter,
+    onchange: (e) => { logView.filter = e.target.value.trim().toLowerCase(); refresh(); }});
+  const empty = el('input', {type: 'checkbox', id: 'log-empty',
+    onchange: (e) => { logView.showEmpty = e.target.checked; refresh(); }});
+  empty.checked = logView.showEmpty;
   const files = table([['File', (f) => el('a', {class: 'link', onclick: () => openLog(f.name)}, f.name), 'mono'],
-    ['Size', (f) => fmtBytes(f.size_bytes)], ['Modified', (f) => fmtTime(f.mtime_s * 1000)]], d.files,
+    ['Size', (f) => fmtBytes(f.size_bytes)], ['Modified', (f) => fmtTime(f.mtime_s * 1000)]], shown,
     (f) => ({class: 'click' + (f.name === logView.name ? ' sel' : '')}));
   const right = logView.name ? [el('h2', {}, logView.name + ' (followed)'), logView.pre]
                              : [el('p', {class: 'muted'}, 'Choose a file.')];
-  return [el('div', {class: 'split'}, el('div', {}, el('h2', {}, 'Head node log files'), files), el('div', {}, right))];
+  return [el('div', {class: 'split'},
+    el('div', {}, el('h2', {}, `Head node log files (${shown.length} of ${d.files.length})`),
+       el('div', {class: 'filters'}, filter, el('label', {for: 'log-empty'}, empty, ' empty files')),
+       el('div', {class: 'scroll', 'data-keep-scroll': 'files'}, files)),
+    el('div', {}, right))];
 }
 
 const PAGES = {'/': overviewPage, '/nodes': nodesPage, '/actors': actorsPage, '/tasks': tasksPage,
@@ -291,7 +305,15 @@ async function refresh() {
   try {
     const nodes = await page();
     const focused = document.activeElement && document.activeElement.id;
+    const scrolls = {};  // a redraw keeps where the user scrolled lists and logs to
+    for (const e of main.querySelectorAll('[data-keep-scroll]')) {
+      scrolls[e.dataset.keepScroll] = e.scrollTop + e.clientHeight >= e.scrollHeight - 4 ? 'end' : e.scrollTop;
+    }
     main.replaceChildren(...nodes);
+    for (const e of main.querySelectorAll('[data-keep-scroll]')) {
+      const was = scrolls[e.dataset.keepScroll];  // logs follow their end unless scrolled up
+      e.scrollTop = was === 'end' || (was === undefined && e.classList.contains('log')) ? e.scrollHeight : (was || 0);
+    }
     if (focused && document.getElementById(focused)) document.getElementById(focused).focus();
     statusEl.className = 'status';
     statusEl.textContent = 'updated ' + new Date().toLocaleTimeString();
