@@ -30,4 +30,5 @@ def install(app: web.Application, gcs_address: str, token: bytes, session_dir: s
     for path in auth.PAGES:
         router.add_get(path, pages.page)
     router.add_get("/static/{name}", pages.static)
+    router.add_get("/favicon.ico", pages.favicon)
     api.add_routes(router)

@@ -144,11 +144,13 @@ async def log_file(request: web.Request) -> web.Response:
 
 
 async def _sample_forever(src: ClusterSource, history: History) -> None:
-    while True:
+    while True:  # monotonic time: the charts use only differences, and it never goes back
         try:
-            history.add(time.time(), sample_figures(await src.nodes_with_stats()))
+            history.add(time.monotonic(), sample_figures(await src.nodes_with_stats(include_workers=False)))
         except _DOWN as exc:
             log.info("dashboard sample skipped: %s", exc)
+        except Exception:  # the sampler must outlive any surprise; the pages still work without it
+            log.exception("dashboard sample failed")
         await asyncio.sleep(history.period_s)
 
 

@@ -76,6 +76,8 @@ TOKEN = web.AppKey("dashboard_token", bytes)
 
 
 def _same_origin(request: web.Request) -> bool:
+    """Browsers send Origin on POSTs and websockets (pages use Referrer-Policy same-origin: with
+    no-referrer a form POST would carry ``Origin: null``)."""
     origin = request.headers.get("Origin")
     if origin is None:
         return request.method in ("GET", "HEAD") and request.headers.get("Upgrade", "").lower() != "websocket"

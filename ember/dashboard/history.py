@@ -32,7 +32,7 @@ class History:
         return len(self._samples)
 
     def to_json(self) -> dict[str, Any]:
-        """Column form: {"t": [seconds...], "<series>": [values...]}: small and easy to chart."""
+        """Column form: {"t": [seconds on the head's monotonic clock...], "<series>": [values...]}."""
         out: dict[str, Any] = {"period_s": self.period_s, "window_s": self.window_s,
                                "t": [round(t, 1) for t, _ in self._samples]}
         for name in SERIES:

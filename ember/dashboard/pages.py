@@ -27,7 +27,7 @@ def load_files() -> dict[str, tuple[bytes, str]]:
 
 
 def _headers(csp: str) -> dict[str, str]:
-    return {"Content-Security-Policy": csp, "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
+    return {"Content-Security-Policy": csp, "X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin",
             "X-Frame-Options": "DENY", "Cache-Control": "no-store"}
 
 
@@ -52,6 +52,10 @@ async def login_get(request: web.Request) -> web.Response:
 async def page(request: web.Request) -> web.Response:
     data, ctype = request.app[FILES]["index.html"]
     return web.Response(body=data, content_type=ctype, headers=_headers(CSP))
+
+
+async def favicon(request: web.Request) -> web.Response:
+    return web.Response(status=204)
 
 
 async def static(request: web.Request) -> web.Response:

@@ -70,12 +70,12 @@ class ClusterSource:
                          "pending_demands": len(n.pending_demands or [])})
         return rows
 
-    async def host_stats(self, node: dict) -> Optional[dict]:
+    async def host_stats(self, node: dict, include_workers: bool = True) -> Optional[dict]:
         """The node's machine and workers (``GetHostStats``), or None when it does not answer."""
         if node["state"] != "ALIVE":
             return None
         try:
-            s = await self._request(node["address"], m.GetHostStats())
+            s = await self._request(node["address"], m.GetHostStats(include_workers))
         except (OSError, TimeoutError, rpc.ConnectionLost, rpc.RpcError) as exc:
             log.info("node %s did not give its host stats: %s", node["node_id"][:8], exc)
             return None
@@ -85,9 +85,9 @@ class ClusterSource:
                 "workers": [{"worker_id": _hex(w[0]), "pid": w[1], "job_id": _hex(w[2]), "cpu_percent": w[3],
                              "rss_bytes": w[4]} for w in s.workers]}
 
-    async def nodes_with_stats(self) -> list[dict]:
+    async def nodes_with_stats(self, include_workers: bool = True) -> list[dict]:
         nodes = await self.nodes()
-        stats = await asyncio.gather(*(self.host_stats(n) for n in nodes))
+        stats = await asyncio.gather(*(self.host_stats(n, include_workers) for n in nodes))
         for node, st in zip(nodes, stats):
             node["host"] = st
         return nodes

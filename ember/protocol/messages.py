@@ -786,7 +786,7 @@ class PlacementGroupRemoved:
 @message(580)
 class GetHostStats:
     """-> node daemon: the machine's CPU and memory use and its workers' (the dashboard's nodes page)."""
-    pass
+    include_workers: bool   # False: the machine and the daemon only (the charts' sampler)
 
 
 @message(581)

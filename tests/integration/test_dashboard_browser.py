@@ -231,3 +231,16 @@ def test_cross_origin_change_with_the_cookie_is_refused(page, cluster):
     status, body = http(cluster["url"], "POST", f"/api/jobs/{cluster['job_id']}/stop",
                         headers={"Cookie": f"ember_session={cookie['value']}", "Origin": "http://evil.example"})
     assert status == 403, body
+
+
+def test_logout_ends_the_session(page, cluster):
+    """Last: it ends the module's session."""
+    cookie = next(c for c in page.context.cookies() if c["name"] == "ember_session")
+    page.goto(cluster["url"] + "/")
+    page.click("text=Log out")
+    page.wait_for_url(re.compile(r"/login$"))
+    assert not [c for c in page.context.cookies() if c["name"] == "ember_session"]
+    status, _ = http(cluster["url"], "GET", "/api/dashboard/overview",
+                     headers={"Cookie": f"ember_session={cookie['value']}"})
+    assert status == 401  # the old cookie is dead on the server too
+    assert not page.errors, page.errors

@@ -38,9 +38,10 @@ def host_stats(node_id: bytes, worker_pids: dict[bytes, int], worker_jobs: dict[
     for worker_id, pid in list(worker_pids.items()):
         cpu, rss = _usage(pid)
         workers.append([worker_id, pid, worker_jobs.get(worker_id, b""), cpu, rss])
-    live = set(worker_pids.values()) | {os.getpid()}
-    for pid in [p for p in _procs if p not in live]:
-        del _procs[pid]
+    if worker_pids:  # asked with the workers: forget the processes of workers gone
+        live = set(worker_pids.values()) | {os.getpid()}
+        for pid in [p for p in _procs if p not in live]:
+            del _procs[pid]
     cpu, rss = _usage(os.getpid())
     return m.HostStats(node_id, psutil.cpu_percent(interval=None), psutil.cpu_count() or 1, mem.total,
                        mem.total - mem.available, load, workers, [os.getpid(), cpu, rss])
