@@ -38,12 +38,16 @@ class ClusterSource:
         self.token = token
         self.session_dir = session_dir
         self._conns: dict[str, rpc.Connection] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
         self._head_node_id = ""
 
     async def _request(self, address: str, msg: Any) -> Any:
-        conn = self._conns.get(address)
-        if conn is None or conn.closed:
-            conn = self._conns[address] = await rpc.connect(address, self.token, _NoCalls(), "client", TIMEOUT_S)
+        lock = self._locks.setdefault(address, asyncio.Lock())
+        async with lock:  # one connection per peer, even when several requests find none
+            conn = self._conns.get(address)
+            if conn is None or conn.closed:
+                conn = self._conns[address] = await rpc.connect(address, self.token, _NoCalls(), "client",
+                                                                TIMEOUT_S)
         return await conn.request(msg, timeout_s=TIMEOUT_S)
 
     async def gcs(self, msg: Any) -> Any:

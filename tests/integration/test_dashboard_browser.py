@@ -20,7 +20,7 @@ from playwright import sync_api as playwright_sync
 import ember
 from ember.job_submission import JobSubmissionClient
 from ember.util.placement_group import placement_group, remove_placement_group
-from tests.integration.jobs_helpers import http, wait_status
+from jobs_helpers import http, wait_status
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = pytest.mark.timeout(600)
