@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from ember.dashboard.auth import Sessions
+from ember.dashboard.auth import Sessions, cookie_name
 from ember.dashboard.history import SERIES, History, sample_figures
 from ember.dashboard.pages import safe_next
 from ember.dashboard.source import LOG_READ_MAX_BYTES, ClusterSource
@@ -84,3 +84,10 @@ def test_log_reader_takes_names_in_the_logs_directory_only(tmp_path):
             src.read_log(bad, 0)
     with pytest.raises(OSError):  # O_NOFOLLOW: a link inside logs/ is not followed
         src.read_log("link.out", 0)
+
+
+def test_cookie_names_differ_per_cluster_and_hide_the_token():
+    a, b = cookie_name(b"token-a"), cookie_name(b"token-b")
+    assert a != b and a.startswith("ember_session_") and a == cookie_name(b"token-a")
+    suffix = a[len("ember_session_"):]
+    assert len(suffix) == 8 and int(suffix, 16) >= 0  # a digest's first 8 hex digits, not the token

@@ -19,6 +19,7 @@ def install(app: web.Application, gcs_address: str, token: bytes, session_dir: s
     app.middlewares.insert(1, auth.session_middleware)  # after the error mapping, before the token check
     app[auth.SESSIONS] = auth.Sessions()
     app[auth.TOKEN] = token
+    app[auth.COOKIE] = auth.cookie_name(token)
     app[pages.FILES] = pages.load_files()
     app[api.SOURCE] = ClusterSource(gcs_address, token, session_dir)
     app[api.HISTORY] = History(period_s=CONFIG.dashboard_history_period_s)

@@ -16,6 +16,7 @@ something (not GET/HEAD) or opens a websocket must come from the dashboard's own
 """
 from __future__ import annotations
 
+import hashlib
 import hmac
 import logging
 import secrets
@@ -30,7 +31,7 @@ from ember.shells.control.jobs.http_app import AUTH_DONE
 
 log = logging.getLogger("ember.dashboard")
 
-COOKIE = "ember_session"
+COOKIE_PREFIX = "ember_session_"  # + a digest of the token: browsers share cookies across ports, clusters must not
 SESSION_TTL_S = 12 * 3600.0
 SESSIONS_MAX = 10_000
 FORM_MAX_BYTES = 4096
@@ -73,6 +74,13 @@ class Sessions:
 
 SESSIONS = web.AppKey("dashboard_sessions", Sessions)
 TOKEN = web.AppKey("dashboard_token", bytes)
+COOKIE = web.AppKey("dashboard_cookie", str)
+
+
+def cookie_name(token: bytes) -> str:
+    """Two clusters on one host (other ports) must not overwrite each other's session cookie; 8 hex
+    digits of a digest of the 256-bit token tell them apart and say nothing about it."""
+    return COOKIE_PREFIX + hashlib.sha256(b"ember-dashboard-cookie:" + token).hexdigest()[:8]
 
 
 def _same_origin(request: web.Request) -> bool:
@@ -89,7 +97,7 @@ async def session_middleware(request: web.Request, handler: Handler) -> web.Stre
     if request.path == "/login":  # the form that takes the token: nothing else runs there
         request[AUTH_DONE] = True
         return await handler(request)
-    if request.app[SESSIONS].valid(request.cookies.get(COOKIE)):
+    if request.app[SESSIONS].valid(request.cookies.get(request.app[COOKIE])):
         if not _same_origin(request):
             log.warning("refused a cross-origin %s %s from %s", request.method, request.path, request.remote)
             return web.json_response({"error": "cross-origin request refused"}, status=403)
@@ -113,13 +121,13 @@ async def login_post(request: web.Request) -> web.StreamResponse:
         log.warning("refused a dashboard login from %s: wrong token", request.remote)
         return login_page(target, "Wrong token.", status=401)
     resp = web.HTTPSeeOther(target)
-    resp.set_cookie(COOKIE, request.app[SESSIONS].create(), httponly=True, samesite="Strict", path="/",
+    resp.set_cookie(request.app[COOKIE], request.app[SESSIONS].create(), httponly=True, samesite="Strict", path="/",
                     secure=request.secure, max_age=int(SESSION_TTL_S))
     raise resp
 
 
 async def logout_post(request: web.Request) -> web.StreamResponse:
-    request.app[SESSIONS].drop(request.cookies.get(COOKIE))
+    request.app[SESSIONS].drop(request.cookies.get(request.app[COOKIE]))
     resp = web.HTTPSeeOther("/login")
-    resp.del_cookie(COOKIE, path="/")
+    resp.del_cookie(request.app[COOKIE], path="/")
     raise resp

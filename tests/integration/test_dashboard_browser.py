@@ -114,6 +114,11 @@ def page(cluster, browser):
     context.close()
 
 
+def _cookie_name(token: str) -> str:
+    from ember.dashboard.auth import cookie_name
+    return cookie_name(token.encode())
+
+
 def _open(page, url: str, path: str, expect: str, artifacts: pathlib.Path, name: str) -> str:
     page.goto(url + path)
     page.wait_for_function("text => document.getElementById('main').innerText.includes(text)", arg=expect,
@@ -124,9 +129,9 @@ def _open(page, url: str, path: str, expect: str, artifacts: pathlib.Path, name:
 
 
 def test_cookie_is_httponly_and_strict(page):
-    cookies = {c["name"]: c for c in page.context.cookies()}
-    assert cookies["ember_session"]["httpOnly"] is True
-    assert cookies["ember_session"]["sameSite"] == "Strict"
+    (cookie,) = [c for c in page.context.cookies() if c["name"].startswith("ember_session_")]
+    assert cookie["httpOnly"] is True and cookie["sameSite"] == "Strict" and cookie["path"] == "/"
+    assert len(cookie["value"]) >= 40
 
 
 def test_overview_shows_nodes_charts_and_jobs(page, cluster, artifacts):
@@ -215,7 +220,7 @@ def test_refused_without_the_cookie_or_token(browser, cluster):
     assert http(url, "GET", "/api/version", token=token)[0] == 200
     assert http(url, "GET", "/api/dashboard/actors", token="wrong")[0] == 401
     # A forged cookie is refused too.
-    status, _ = http(url, "GET", "/api/dashboard/overview", headers={"Cookie": "ember_session=forged"})
+    status, _ = http(url, "GET", "/api/dashboard/overview", headers={"Cookie": f"{_cookie_name(token)}=forged"})
     assert status == 401
 
 
@@ -227,20 +232,20 @@ def test_log_viewer_reads_only_names_in_the_logs_directory(cluster):
 
 
 def test_cross_origin_change_with_the_cookie_is_refused(page, cluster):
-    cookie = next(c for c in page.context.cookies() if c["name"] == "ember_session")
+    cookie = next(c for c in page.context.cookies() if c["name"].startswith("ember_session_"))
     status, body = http(cluster["url"], "POST", f"/api/jobs/{cluster['job_id']}/stop",
-                        headers={"Cookie": f"ember_session={cookie['value']}", "Origin": "http://evil.example"})
+                        headers={"Cookie": f"{cookie['name']}={cookie['value']}", "Origin": "http://evil.example"})
     assert status == 403, body
 
 
 def test_logout_ends_the_session(page, cluster):
     """Last: it ends the module's session."""
-    cookie = next(c for c in page.context.cookies() if c["name"] == "ember_session")
+    cookie = next(c for c in page.context.cookies() if c["name"].startswith("ember_session_"))
     page.goto(cluster["url"] + "/")
     page.click("text=Log out")
     page.wait_for_url(re.compile(r"/login$"))
-    assert not [c for c in page.context.cookies() if c["name"] == "ember_session"]
+    assert not [c for c in page.context.cookies() if c["name"].startswith("ember_session_")]
     status, _ = http(cluster["url"], "GET", "/api/dashboard/overview",
-                     headers={"Cookie": f"ember_session={cookie['value']}"})
+                     headers={"Cookie": f"{cookie['name']}={cookie['value']}"})
     assert status == 401  # the old cookie is dead on the server too
     assert not page.errors, page.errors
