@@ -47,6 +47,7 @@ class Config:
     scheduler_keep_margin_s: float = 0.02      # a node keeps a request whose estimated cost is this close to the best
     scheduler_spread_threshold: float = 0.5    # "hybrid": pack onto a node until it is this utilized
     worker_warning_threshold: int = 0   # warn the job when a node's workers reach this, then 2x, 4x... (0: max(32, 4 x CPUs))
+    dashboard_history_period_s: float = 10.0   # the dashboard's charts: one cluster sample per period, an hour kept
 
     @classmethod
     def from_env(cls) -> "Config":

@@ -79,6 +79,8 @@ async def _serve(args: argparse.Namespace, token: bytes) -> None:
     from ember import __version__
     app = make_app(manager, token, {"ember_version": __version__,
                                     "session_name": os.path.basename(args.session_dir)})
+    from ember import dashboard
+    dashboard.install(app, args.gcs_address, token, args.session_dir)  # the web pages: docs/dashboard.md
     ssl_ctx = tls.server_context()
     warning = tls.exposure_warning(args.host, ssl_ctx is not None)
     if warning:

@@ -237,6 +237,8 @@ def _start_head(host: str, port: int, extra: list[str], block: bool,
     _print_head_guidance(cluster, host)
     if job_url:
         click.echo(f"  Jobs API: {job_url}  (ember job submit -- python script.py)")
+        click.echo(f"  Dashboard: {job_url}  (log in with the token in "
+                   f"{session.token_path(cluster.session_dir)})")
     if block:
         names = ["control store", "node daemon", "job server"][:len(cluster.procs)]
         _block(cluster.procs, names, cluster.session_dir, is_head=True)
@@ -366,7 +368,7 @@ def _override_resources(num_cpus, num_gpus, memory, resources):
 @token_options
 @click.option("--block", is_flag=True, help="Stay in the foreground; Ctrl-C stops the started processes.")
 @click.option("--include-dashboard", type=bool, default=True, show_default=True,
-              help="Start the job server (jobs REST API) on the head.")
+              help="Start the job server (jobs REST API and web dashboard) on the head.")
 @click.option("--dashboard-host", default="127.0.0.1", show_default=True,
               help="Address the job server listens on (non-loopback without TLS prints a warning).")
 @click.option("--dashboard-port", type=click.IntRange(0, 65535), default=8265, show_default=True,

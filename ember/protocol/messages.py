@@ -780,3 +780,22 @@ class PlacementGroupList:
 class PlacementGroupRemoved:
     """Published to node daemons (channel "placement_groups"): refuse the group's leases."""
     pg_id: bytes
+
+
+# --- dashboard: what a node's machine and processes use (580-599; docs/dashboard.md) ------------
+@message(580)
+class GetHostStats:
+    """-> node daemon: the machine's CPU and memory use and its workers' (the dashboard's nodes page)."""
+    include_workers: bool   # False: the machine and the daemon only (the charts' sampler)
+
+
+@message(581)
+class HostStats:
+    node_id: bytes
+    cpu_percent: float      # the machine's, since the previous GetHostStats (0.0 on the first)
+    cpu_count: int
+    mem_total_bytes: int
+    mem_used_bytes: int     # total - available
+    load_avg: list          # [1 min, 5 min, 15 min]
+    workers: list           # [[worker_id, pid, job_id, cpu_percent, rss_bytes]]
+    daemon: list            # [pid, cpu_percent, rss_bytes] of the node daemon itself

@@ -236,6 +236,11 @@ class NodeDaemon:
                                                 self.objects.capacity_bytes, self.objects.spilled_bytes(),
                                                 self.objects.num_spilled_objects()))
 
+    def on_GetHostStats(self, conn: rpc.Connection, request_id: int, msg: m.GetHostStats) -> None:
+        from ember.shells.node.host_stats import host_stats  # the dashboard's nodes page
+        conn.reply(request_id, host_stats(self.node_id, self.worker_pids if msg.include_workers else {},
+                                          self.worker_jobs))
+
     def on_Published(self, conn: rpc.Connection, request_id: int, msg: m.Published) -> None:
         if msg.channel == "jobs" and isinstance(msg.data, m.JobFinished):
             self.run_effects(self.leases.on_job_finished(msg.data.job_id))
