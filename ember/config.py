@@ -46,6 +46,9 @@ class Config:
     scheduler_bandwidth_bytes_per_s: float = 125e6   # the placement policy's estimate of node-to-node bandwidth
     scheduler_keep_margin_s: float = 0.02      # a node keeps a request whose estimated cost is this close to the best
     scheduler_spread_threshold: float = 0.5    # "hybrid": pack onto a node until it is this utilized
+    # lineage reconstruction (logic/owner/lineage.py): bytes of task specs an owner keeps to rebuild
+    # lost objects (Ray's RAY_max_lineage_bytes, default 1 GiB); past it the oldest are evicted
+    max_lineage_bytes: int = 1 << 30
 
     @classmethod
     def from_env(cls) -> "Config":
