@@ -780,3 +780,14 @@ class PlacementGroupList:
 class PlacementGroupRemoved:
     """Published to node daemons (channel "placement_groups"): refuse the group's leases."""
     pg_id: bytes
+
+
+# --- lineage reconstruction (docs/fault_tolerance.md, "Objects lost with their node") ---
+@message(430)
+class ReportObjectLost:
+    """A borrower could not read an object at ``node_address`` (the owner's last answer):
+    the owner checks that every copy is gone, rebuilds the object from its lineage or
+    fails it, and answers with the object's new ``ObjectStatus``."""
+    object_id: bytes
+    node_address: str
+    detail: str

@@ -29,6 +29,7 @@ from ember.shells.worker.memory_store import FAILED, PENDING, READY, Entry, Memo
 from ember.shells.shared.shm_store import ShmStore, map_spill_file
 from ember.shells.worker.store_writer import store_full_error as _store_full_error
 from ember.shells.worker.store_writer import write_object
+from ember.shells.worker.recovery import RECOVERIES_PER_GET_MAX
 
 log = logging.getLogger("ember.core_worker")
 
@@ -99,6 +100,8 @@ class CoreWorker:
         self._tasks: set[asyncio.Task] = set()  # every task spawned on the I/O loop, cancelled at shutdown
         from ember.shells.worker.head_link import HeadLink
         self.head = HeadLink(self)
+        from ember.shells.worker.recovery import ObjectRecovery
+        self.recovery = ObjectRecovery(self)   # lineage: lost objects rebuilt (recovery.py)
         from ember.shells.worker.ref_counting import RefCounting
         self.refs = RefCounting(self)
         from ember.shells.worker.task_submitter import TaskSubmitter
@@ -443,7 +446,7 @@ class CoreWorker:
         finally:
             if blocked:
                 self._notify_unblocked()
-        return [self.materialize(r, e) for r, e in zip(refs, entries)]
+        return [self.materialize(r, e, deadline) for r, e in zip(refs, entries)]
 
     def _notify_blocked(self) -> bool:
         if self.mode != "worker" or getattr(self.context, "task", None) is None:
@@ -458,15 +461,27 @@ class CoreWorker:
         if self.raylet is not None and not self.raylet.closed:
             self.raylet.send(msg)
 
-    def materialize(self, ref: ObjectRef, e: Entry) -> Any:
-        if e.state == FAILED:
-            err = e.error
-            if isinstance(err, exc.RayTaskError):
-                raise err.as_instanceof_cause()
-            raise err  # type: ignore[misc]
-        if e.data is not None:
-            return serialization.deserialize(e.data)
-        return serialization.deserialize(self._map_local(ref._id, e))
+    def materialize(self, ref: ObjectRef, e: Entry, deadline: Optional[float] = None) -> Any:
+        for _ in range(RECOVERIES_PER_GET_MAX):
+            if e.state == FAILED:
+                err = e.error
+                if isinstance(err, exc.RayTaskError):
+                    raise err.as_instanceof_cause()
+                raise err  # type: ignore[misc]
+            if e.data is not None:
+                return serialization.deserialize(e.data)
+            try:
+                return serialization.deserialize(self._map_local(ref._id, e))
+            except exc.ObjectLostError as lost:   # its copy is gone: rebuilt or relocated (recovery.py)
+                if type(lost) is not exc.ObjectLostError:
+                    raise
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                try:
+                    e = self.recovery.recover_blocking(ref, e, lost, left)
+                except concurrent.futures.TimeoutError:
+                    raise exc.GetTimeoutError(f"Get timed out: object {ref.hex()} was being rebuilt after "
+                                              "its node died") from None
+        raise self._lost_error(ref._id, f"still unreadable after {RECOVERIES_PER_GET_MAX} rebuilds or re-reads")
 
     def _map_local(self, oid: bytes, e: Entry) -> memoryview:
         mapping = self._mapped.get(oid)

@@ -141,6 +141,11 @@ class TaskSubmitter:
             self.cw.task_events.record(rec.task_id, rec.attempt, ts.PENDING_NODE_ASSIGNMENT)
             self._enqueue(rec)
 
+    def resubmit(self, rec: TaskRecord) -> None:
+        """Run a finished task again (lineage reconstruction, I/O thread): its lost returns are
+        PENDING again and its argument refs are held in ``rec.arg_refs``."""
+        self._resolve_deps(rec)
+
     def cancel(self, task_id: bytes, force: bool) -> None:
         """``ember.cancel`` (I/O thread): drop a queued task, or ask its worker to stop it."""
         error = exc.TaskCancelledError(task_id.hex())
@@ -367,15 +372,24 @@ class TaskSubmitter:
             returns = self.cw.generator_task_done(rec.task_id, rec.num_returns, None)
         store = self.cw.store
         has_refs = False
+        stored: Optional[list] = None   # returns kept in a node's store: lineage may rebuild them
         for ret in returns:
             if not store.complete(ret.object_id, data=ret.data, node_id=ret.node_id,
                                   node_address=ret.node_address, size=ret.size_bytes):
-                if ret.node_address:   # nobody holds the ref any more
-                    self.cw._send_free(ret.node_address, ret.object_id)
+                if ret.node_address:   # nobody holds the ref any more (or a rebuild found it READY)
+                    e = store.get(ret.object_id)
+                    if e is None or e.node_address != ret.node_address:
+                        self.cw._send_free(ret.node_address, ret.object_id)
+            elif ret.node_address:
+                if stored is None:
+                    stored = []
+                stored.append(ret.object_id)
             if ret.contained_refs:
                 has_refs = True
         if has_refs:  # count the refs inside the values, then let the executor drop its holds
             self.cw.refs.returns_arrived(worker_address, rec.task_id, returns)
+        if stored is not None or self.cw.recovery.active:
+            self.cw.recovery.task_completed(rec, stored or [])
         rec.arg_refs = None
         self.cw.task_events.record(rec.task_id, rec.attempt, ts.FINISHED)
 
@@ -384,6 +398,8 @@ class TaskSubmitter:
             self.cw.generator_task_done(rec.task_id, rec.num_returns, error)
         for oid in rec.return_ids:
             self.cw.store.complete(oid, error=error)
+        if self.cw.recovery.active:
+            self.cw.recovery.task_failed(rec)
         rec.arg_refs = None
         self.cw.task_events.record(rec.task_id, rec.attempt, ts.FAILED, error_fields(error))
 
