@@ -142,6 +142,8 @@ class CoreWorker:
             if self.log_to_driver:
                 await self.gcs.request(m.Subscribe("logs", self.job_id))
             self.head.reconnected_hooks.append(self.head.rejoin_job)
+            await self.recovery.follow_node_deaths(self.gcs)   # in-flight tasks on dead nodes are retried
+            self.head.reconnected_hooks.append(self.recovery.follow_node_deaths)
             if not self.node_address:
                 self.node_address = await self._pick_local_node()
         self.raylet = await rpc.connect(self.node_address, self.token, self, self.mode, CONFIG.connect_timeout_s)

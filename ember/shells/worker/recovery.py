@@ -52,6 +52,21 @@ class ObjectRecovery:
         self.dead_nodes: set[str] = set()        # node daemon addresses the control store said are dead
         self._holds: dict[bytes, list[ObjectRef]] = {}   # rebuilt task -> its recreated returns
         cw.handlers[m.ReportObjectLost] = self._on_report_object_lost
+        cw.published_hooks["nodes"] = self._on_node_published
+
+    # --- node deaths (drivers follow the control store's "nodes" channel) ------------------------
+    async def follow_node_deaths(self, conn: rpc.Connection) -> None:
+        """Subscribe to node changes (a driver, at connect and after every reconnection)."""
+        await conn.request(m.Subscribe("nodes", b""))
+
+    def _on_node_published(self, msg: m.Published) -> None:
+        info = msg.data
+        if isinstance(info, m.NodeInfo) and not info.is_alive and info.address not in self.dead_nodes:
+            self.dead_nodes.add(info.address)
+            self.cw.submitter.node_died(info.address)
+
+    def node_is_dead(self, address: str) -> bool:
+        return address in self.dead_nodes
 
     # --- from the submitter and reference counting (I/O thread) -------------------------------
     def task_completed(self, rec: Any, stored: list[bytes]) -> None:

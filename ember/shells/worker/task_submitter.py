@@ -341,8 +341,7 @@ class TaskSubmitter:
         if err is not None:
             self._lease_dead(ks, lease)
             if isinstance(err, rpc.ConnectionLost):
-                self._retry_or_fail(ks, rec, exc.WorkerCrashedError(f"(task {rec.name}, worker {lease.worker_address})"),
-                                    is_system=True)
+                self._retry_or_fail(ks, rec, self._crash_error(rec, lease), is_system=True)
             else:
                 self._retry_or_fail(ks, rec, exc.RaySystemError(f"pushing {rec.name} failed: {err}"), is_system=True)
             return
@@ -353,6 +352,28 @@ class TaskSubmitter:
         else:
             self._complete(rec, done.returns, lease.worker_address)
         self._pump(ks)
+
+    def _crash_error(self, rec: TaskRecord, lease: LeaseState) -> BaseException:
+        """The error of a task whose worker connection closed: NodeDiedError when its node is known
+        dead (or its node daemon's connection closed too), else WorkerCrashedError."""
+        node = lease.raylet.peer or ""
+        if lease.raylet is not self.cw.raylet and (lease.raylet.closed or self.cw.recovery.node_is_dead(node)):
+            return exc.NodeDiedError(f"Task {rec.name} failed because the node it ran on (node daemon {node}) "
+                                     f"died; its worker was {lease.worker_address}.")
+        return exc.WorkerCrashedError(f"(task {rec.name}, worker {lease.worker_address})")
+
+    def node_died(self, address: str) -> None:
+        """The control store declared the node daemon at ``address`` dead: tasks pushed to its
+        workers will never answer (a partitioned node's connections hang), so close them; the
+        replies then fail and the tasks are retried elsewhere within max_retries."""
+        for lease in set(self.in_flight.values()):
+            if lease.raylet.peer == address and lease.conn is not None and not lease.conn.closed:
+                log.warning("node daemon %s died: retrying the tasks pushed to its worker %s", address,
+                            lease.worker_address)
+                lease.conn.abort()
+        raylet = self.cw.peers.get_nowait(address)   # lease requests waiting there fail and go elsewhere
+        if raylet is not None and raylet is not self.cw.raylet and not raylet.closed:
+            raylet.abort()
 
     def _retry_or_fail(self, ks: KeyState, rec: TaskRecord, error: BaseException, is_system: bool) -> None:
         if task_policy.should_retry(max_retries=rec.max_retries, attempt=rec.attempt, is_system_failure=is_system,
