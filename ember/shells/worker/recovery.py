@@ -52,11 +52,11 @@ class ObjectRecovery:
         self.dead_nodes: set[str] = set()        # node daemon addresses the control store said are dead
         self._holds: dict[bytes, list[ObjectRef]] = {}   # rebuilt task -> its recreated returns
         cw.handlers[m.ReportObjectLost] = self._on_report_object_lost
-        cw.published_hooks["nodes"] = self._on_node_published
 
     # --- node deaths (drivers follow the control store's "nodes" channel) ------------------------
     async def follow_node_deaths(self, conn: rpc.Connection) -> None:
         """Subscribe to node changes (a driver, at connect and after every reconnection)."""
+        self.cw.published_hooks["nodes"] = self._on_node_published
         await conn.request(m.Subscribe("nodes", b""))
 
     def _on_node_published(self, msg: m.Published) -> None:
