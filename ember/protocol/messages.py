@@ -791,3 +791,11 @@ class ReportObjectLost:
     object_id: bytes
     node_address: str
     detail: str
+
+
+# --- recursive cancellation (ember.cancel(recursive=True)) ---
+@message(431)
+class CancelChildren:
+    """Owner -> the worker running ``task_id``: cancel the tasks that task submitted (and theirs)."""
+    task_id: bytes
+    force: bool

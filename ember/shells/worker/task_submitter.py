@@ -98,6 +98,8 @@ class TaskSubmitter:
         self._drain_scheduled = False
         self._unreachable_warned: set[str] = set()  # node daemons whose failure was already reported
         cw.connection_lost_hooks.append(self._on_connection_lost)
+        self.children: dict[bytes, list[bytes]] = {}   # (workers) running task id -> tasks it submitted
+        cw.handlers[m.CancelChildren] = self._on_cancel_children
         self._event_fields: dict[tuple, dict] = {}   # scheduling key -> the fields of its task events
 
     # --- from user threads --------------------------------------------------------------------
@@ -146,25 +148,45 @@ class TaskSubmitter:
         PENDING again and its argument refs are held in ``rec.arg_refs``."""
         self._resolve_deps(rec)
 
-    def cancel(self, task_id: bytes, force: bool) -> None:
-        """``ember.cancel`` (I/O thread): drop a queued task, or ask its worker to stop it."""
+    def cancel(self, task_id: bytes, force: bool, recursive: bool = True) -> bool:
+        """``ember.cancel`` (I/O thread): drop a queued task, or ask its worker to stop it (and,
+        with ``recursive``, the tasks it submitted).  False when this owner has no such pending
+        task (finished already: a no-op; or an actor call)."""
         error = exc.TaskCancelledError(task_id.hex())
         for ks in self.keys.values():
             for rec in ks.q.queue:
                 if rec.task_id == task_id:
                     ks.q.task_removed(rec)
                     self._fail(rec, error)
-                    return
+                    return True
         lease = self.in_flight.get(task_id)
         if lease is not None:
             self.cancelled.add(task_id)
             if lease.conn is not None and not lease.conn.closed:
+                if recursive:   # before CancelTask: with force the worker dies on it
+                    lease.conn.send(m.CancelChildren(task_id, force))
                 lease.conn.request_future(m.CancelTask(task_id, force)).add_done_callback(lambda f: f.exception())
-            return
+            return True
         rec = self.waiting.pop(task_id, None)
         if rec is not None:   # still waiting for its arguments
             self.cancelled.add(task_id)
             self._fail(rec, error)
+            return True
+        return False
+
+    def cancel_any(self, task_id: bytes, force: bool, recursive: bool) -> None:
+        """``ember.cancel`` (I/O thread): a task or, failing that, an actor call; a finished one is
+        left alone (a no-op, as in Ray)."""
+        if not self.cancel(task_id, force, recursive):
+            self.cw.actor_submitter.cancel(task_id)
+
+    def note_child(self, parent_id: bytes, child_id: bytes) -> None:
+        """A task running here (``parent_id``) submitted ``child_id`` (any thread)."""
+        self.children.setdefault(parent_id, []).append(child_id)
+
+    def _on_cancel_children(self, conn: rpc.Connection, request_id: int, msg: m.CancelChildren) -> None:
+        for child_id in self.children.pop(msg.task_id, ()):
+            self.cancel(child_id, msg.force, True)
 
     def _enqueue(self, rec: TaskRecord) -> None:
         store = self.cw.store
@@ -526,5 +548,9 @@ def submit_task(cw: Any, plan: TaskPlan, args: tuple, kwargs: dict) -> list[Obje
         refs.append(cw.new_generator(rec.task_id, rec.num_returns))
     elif rec.num_returns == generators.DYNAMIC:
         cw.generators.register(rec.task_id, rec.num_returns)
+    if cw.mode == "worker":   # a nested task: ember.cancel(parent, recursive=True) reaches it
+        parent = getattr(cw.context, "task", None)
+        if parent is not None:
+            cw.submitter.note_child(parent.task_id, rec.task_id)
     cw.submitter.submit(rec)
     return refs
