@@ -221,27 +221,8 @@ class ObjectRecovery:
             self.cw.submitter.resubmit(rec)
 
     def _error_for(self, object_id: bytes, failure: Unrecoverable, detail: str) -> exc.ObjectLostError:
-        hex_id = object_id.hex()
         site = self.cw.call_sites.get(object_id, "") if self.cw.call_sites is not None else ""
-        why = f"{detail}. " if detail else ""
-        if failure.object_id != object_id:
-            why += f"Its task's argument {failure.object_id.hex()} is lost too and cannot be rebuilt. "
-        reason = failure.reason
-        if reason is LossReason.NO_LINEAGE:
-            if failure.object_id[-4:] == b"\x00\x00\x00\x00":
-                return exc.ObjectLostError(hex_id, self.cw.address, site,
-                                           detail=why + "Objects made by ember.put() cannot be rebuilt.")
-            return exc.ObjectReconstructionFailedError(hex_id, self.cw.address, site,
-                                                       detail=why + "No lineage is kept for it.")
-        if reason is LossReason.NOT_RETRYABLE:
-            return exc.ObjectReconstructionFailedMaxAttemptsExceededError(
-                hex_id, self.cw.address, site, detail=why + "Its task was submitted with max_retries=0.")
-        if reason is LossReason.MAX_ATTEMPTS_EXCEEDED:
-            return exc.ObjectReconstructionFailedMaxAttemptsExceededError(
-                hex_id, self.cw.address, site, detail=why + "Its task used up its max_retries.")
-        return exc.ObjectReconstructionFailedLineageEvictedError(
-            hex_id, self.cw.address, site,
-            detail=why + f"max_lineage_bytes={self.table.max_bytes} (EMBER_MAX_LINEAGE_BYTES).")
+        return loss_error(object_id, failure, detail, self.cw.address, site, self.table.max_bytes)
 
     async def _wait_node_dead(self, address: str) -> bool:
         """True once the control store says the node daemon at ``address`` is dead (or never
@@ -264,3 +245,24 @@ class ObjectRecovery:
                 return False
             await asyncio.sleep(_DEATH_POLL_S)
 
+
+def loss_error(object_id: bytes, failure: Unrecoverable, detail: str, owner: str, site: str,
+               max_lineage_bytes: int) -> exc.ObjectLostError:
+    """The error a reader of ``object_id`` gets when it cannot be rebuilt (Ray's classes)."""
+    hex_id = object_id.hex()
+    why = f"{detail}. " if detail else ""
+    if failure.object_id != object_id:
+        why += f"Its task's argument {failure.object_id.hex()} is lost too and cannot be rebuilt. "
+    reason = failure.reason
+    if reason is LossReason.NO_LINEAGE:
+        if failure.object_id[-4:] == b"\x00\x00\x00\x00":   # index 0: made by put(), not returned by a task
+            return exc.ObjectLostError(hex_id, owner, site, detail=why + "Objects made by ember.put() cannot be rebuilt.")
+        return exc.ObjectReconstructionFailedError(hex_id, owner, site, detail=why + "No lineage is kept for it.")
+    if reason is LossReason.NOT_RETRYABLE:
+        return exc.ObjectReconstructionFailedMaxAttemptsExceededError(
+            hex_id, owner, site, detail=why + "Its task was submitted with max_retries=0.")
+    if reason is LossReason.MAX_ATTEMPTS_EXCEEDED:
+        return exc.ObjectReconstructionFailedMaxAttemptsExceededError(
+            hex_id, owner, site, detail=why + "Its task used up its max_retries.")
+    return exc.ObjectReconstructionFailedLineageEvictedError(
+        hex_id, owner, site, detail=why + f"max_lineage_bytes={max_lineage_bytes} (EMBER_MAX_LINEAGE_BYTES).")
