@@ -51,6 +51,7 @@ class ObjectRecovery:
         self.active = 0                          # rebuilt tasks not finished yet
         self.dead_nodes: set[str] = set()        # node daemon addresses the control store said are dead
         self._holds: dict[bytes, list[ObjectRef]] = {}   # rebuilt task -> its recreated returns
+        self._warned_eviction = False
         cw.handlers[m.ReportObjectLost] = self._on_report_object_lost
 
     # --- node deaths (drivers follow the control store's "nodes" channel) ------------------------
@@ -91,6 +92,11 @@ class ObjectRecovery:
         retries_left = -1 if rec.max_retries < 0 else max(0, rec.max_retries - rec.attempt)
         table.task_finished(rec.task_id, rec, size, retries_left, tuple(rec.return_ids), tuple(stored),
                             tuple(args))
+        if table.evicted_tasks_total and not self._warned_eviction:
+            self._warned_eviction = True
+            log.warning("The lineage kept to rebuild lost objects exceeds max_lineage_bytes=%d "
+                        "(EMBER_MAX_LINEAGE_BYTES): the oldest is evicted, and objects it made cannot be "
+                        "rebuilt if lost (ObjectReconstructionFailedLineageEvictedError).", table.max_bytes)
 
     def task_failed(self, rec: Any) -> None:
         if self.table.is_rebuilding(rec.task_id):

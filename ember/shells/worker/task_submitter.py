@@ -363,7 +363,10 @@ class TaskSubmitter:
         if err is not None:
             self._lease_dead(ks, lease)
             if isinstance(err, rpc.ConnectionLost):
-                self._retry_or_fail(ks, rec, self._crash_error(rec, lease), is_system=True)
+                if task_policy.has_attempts_left(rec.max_retries, rec.attempt):
+                    self._retry_or_fail(ks, rec, self._crash_error(rec, lease), is_system=True)
+                else:   # failing for good: say whether its node died (learned within a moment)
+                    self.cw.spawn(self._fail_crashed(rec, lease))
             else:
                 self._retry_or_fail(ks, rec, exc.RaySystemError(f"pushing {rec.name} failed: {err}"), is_system=True)
             return
@@ -383,6 +386,15 @@ class TaskSubmitter:
             return exc.NodeDiedError(f"Task {rec.name} failed because the node it ran on (node daemon {node}) "
                                      f"died; its worker was {lease.worker_address}.")
         return exc.WorkerCrashedError(f"(task {rec.name}, worker {lease.worker_address})")
+
+    async def _fail_crashed(self, rec: TaskRecord, lease: LeaseState) -> None:
+        """A task out of retries lost its worker: wait briefly for its node daemon's connection
+        to close or the node's death to be published, so the error names the cause."""
+        for _ in range(10 if lease.raylet is not self.cw.raylet else 0):   # our own node: not dead
+            if isinstance(self._crash_error(rec, lease), exc.NodeDiedError):
+                break
+            await asyncio.sleep(0.1)
+        self._fail(rec, self._crash_error(rec, lease))
 
     def node_died(self, address: str) -> None:
         """The control store declared the node daemon at ``address`` dead: tasks pushed to its
