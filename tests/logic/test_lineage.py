@@ -174,7 +174,9 @@ class _World:
                                  tuple(oid(a) for a in args))
 
     def release(self, task: int) -> None:
-        if task in self.in_scope and task not in self.pending:
+        # a resubmitted task holds its arguments (the shell's arg_refs) until it ran
+        needed = any(task in self.args[q] for q in self.queue)
+        if task in self.in_scope and task not in self.pending and not needed:
             self.in_scope.discard(task)
             self.available.discard(task)
             self.table.object_released(oid(task))
@@ -247,3 +249,15 @@ def test_random_failure_sequences_keep_the_promises(ops: list, max_bytes: int) -
     for t in list(w.in_scope):
         w.release(t)
     assert len(w.table) == 0 and w.table.stats().bytes == 0
+
+
+def test_a_producer_reached_through_two_dependents_is_dropped_once() -> None:
+    """Found by the property test: 2 takes 0 and 1, 1 takes 0; dropping 2 reaches 0 twice."""
+    t = LineageTable()
+    finish(t, 0)
+    finish(t, 1, args=(0,))
+    finish(t, 2, args=(0, 1))
+    for task in (0, 1, 2):
+        t.object_released(oid(task))
+        t.check_invariants()
+    assert len(t) == 0

@@ -233,6 +233,8 @@ class LineageTable:
         stack = [(task_id, task)]
         while stack:
             tid, t = stack.pop()
+            if self._tasks.get(tid) is not t:
+                continue   # reached twice through two dependents, and dropped already
             if t.in_scope or t.dependents or t.state is _State.REBUILDING:
                 continue
             del self._tasks[tid]
