@@ -477,16 +477,7 @@ class CoreWorker:
             except exc.ObjectLostError as lost:   # its copy is gone: rebuilt or relocated (recovery.py)
                 if type(lost) is not exc.ObjectLostError:
                     raise
-                left = None if deadline is None else max(0.0, deadline - time.monotonic())
-                blocked = self._notify_blocked()   # a task waiting for a rebuild lends its CPU to it
-                try:
-                    e = self.recovery.recover_blocking(ref, e, lost, left)
-                except concurrent.futures.TimeoutError:
-                    raise exc.GetTimeoutError(f"Get timed out: object {ref.hex()} was being rebuilt after "
-                                              "its node died") from None
-                finally:
-                    if blocked:
-                        self._notify_unblocked()
+                e = self.recovery.after_failed_read(ref, e, lost, deadline)
         raise self._lost_error(ref._id, f"still unreadable after {RECOVERIES_PER_GET_MAX} rebuilds or re-reads")
 
     def _map_local(self, oid: bytes, e: Entry) -> memoryview:

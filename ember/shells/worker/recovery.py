@@ -20,6 +20,7 @@ carries out its plans on the core worker's I/O thread.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import time
 from typing import Any, Optional
@@ -108,6 +109,21 @@ class ObjectRecovery:
         self.table.object_released(object_id)
 
     # --- readers (their own thread) ------------------------------------------------------------
+    def after_failed_read(self, ref: ObjectRef, e: Entry, error: exc.ObjectLostError,
+                          deadline: Optional[float]) -> Entry:
+        """``get`` could not read ``ref`` where ``e`` says it is (a reader's thread): wait for it to
+        be rebuilt or relocated, lending this task's CPU meanwhile; its new entry."""
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        blocked = self.cw._notify_blocked()
+        try:
+            return self.recover_blocking(ref, e, error, left)
+        except concurrent.futures.TimeoutError:
+            raise exc.GetTimeoutError(f"Get timed out: object {ref.hex()} was being rebuilt after its node "
+                                      "died") from None
+        finally:
+            if blocked:
+                self.cw._notify_unblocked()
+
     def recover_blocking(self, ref: ObjectRef, e: Entry, error: exc.ObjectLostError,
                          timeout_s: Optional[float]) -> Entry:
         """The read of ``ref`` at ``e.node_address`` failed with ``error``: rebuild or relocate it
