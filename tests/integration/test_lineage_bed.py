@@ -176,3 +176,30 @@ def test_retries_are_spent_by_rebuilds_and_by_node_deaths(bed: NetBed, tmp_path:
     with pytest.raises(exc.ObjectReconstructionFailedMaxAttemptsExceededError):
         ember.get(spent, timeout=60)
     assert len(runs(d, "spent")) == 2
+
+
+def test_a_task_on_a_partitioned_host_is_retried_elsewhere(bed: NetBed, tmp_path: Any) -> None:
+    """The host's link is cut while its task runs: its connections hang (no reset). Once the control
+    store declares the node dead, the driver cuts its connection to the task's worker and the task
+    is retried on another host."""
+    d = str(tmp_path)
+    host = bed.add_host(HostSpec(num_cpus=2))
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            node = bed.node_id(host.index)
+            break
+        except LookupError:
+            assert time.monotonic() < deadline, "the new host never joined"
+            time.sleep(0.2)
+    retried = slow_first_time.options(scheduling_strategy=on(bed, host.index), max_retries=1).remote(d, "cut")
+    while not runs(d, "cut"):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert runs(d, "cut") == [node]
+    bed.cut(host.index)
+    try:
+        assert ember.get(retried, timeout=120) != node
+        assert len(runs(d, "cut")) == 2
+    finally:
+        bed.restore(host.index)   # declared dead: its daemon exits when it hears from the head again
