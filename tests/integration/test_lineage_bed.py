@@ -82,6 +82,14 @@ def slow_first_time(log_dir: str, tag: str) -> str:
     return ember.get_runtime_context().get_node_id()
 
 
+@ember.remote(num_cpus=0)
+def parent_of(log_dir: str, tag: str, node_id: str) -> str:
+    """Submits slow_first_time to ``node_id`` (softly) and waits for it: the owner is this task."""
+    child = slow_first_time.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node_id, soft=True),
+                                    max_retries=1).remote(log_dir, tag)
+    return ember.get(child)
+
+
 @ember.remote
 def crash_once(log_dir: str, tag: str) -> np.ndarray:
     """Kills its worker on the first run: its one retry is spent before its node dies."""
@@ -192,14 +200,19 @@ def test_a_task_on_a_partitioned_host_is_retried_elsewhere(bed: NetBed, tmp_path
         except LookupError:
             assert time.monotonic() < deadline, "the new host never joined"
             time.sleep(0.2)
+    time.sleep(2.0)   # node daemons learn of the new node from heartbeats: soft affinity needs their view
     retried = slow_first_time.options(scheduling_strategy=on(bed, host.index), max_retries=1).remote(d, "cut")
-    while not runs(d, "cut"):
+    # a nested task: its owner is a task running on the head's host
+    nested = parent_of.options(scheduling_strategy=on(bed, 0, soft=False)).remote(d, "nested", node)
+    while not (runs(d, "cut") and runs(d, "nested")):
         assert time.monotonic() < deadline
         time.sleep(0.1)
-    assert runs(d, "cut") == [node]
+    assert runs(d, "cut") == [node] and runs(d, "nested") == [node]
     bed.cut(host.index)
     try:
         assert ember.get(retried, timeout=120) != node
         assert len(runs(d, "cut")) == 2
+        assert ember.get(nested, timeout=120) != node
+        assert len(runs(d, "nested")) == 2
     finally:
         bed.restore(host.index)   # declared dead: its daemon exits when it hears from the head again

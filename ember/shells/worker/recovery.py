@@ -53,13 +53,32 @@ class ObjectRecovery:
         self.dead_nodes: set[str] = set()        # node daemon addresses the control store said are dead
         self._holds: dict[bytes, list[ObjectRef]] = {}   # rebuilt task -> its recreated returns
         self._warned_eviction = False
+        self.is_following = False                # subscribed to the control store's "nodes" channel
         cw.handlers[m.ReportObjectLost] = self._on_report_object_lost
 
     # --- node deaths (drivers follow the control store's "nodes" channel) ------------------------
     async def follow_node_deaths(self, conn: rpc.Connection) -> None:
-        """Subscribe to node changes (a driver, at connect and after every reconnection)."""
+        """Subscribe to node changes (a driver at connect, a worker once it leases on another
+        node; both again after every reconnection to the control store)."""
+        self.is_following = True
         self.cw.published_hooks["nodes"] = self._on_node_published
         await conn.request(m.Subscribe("nodes", b""))
+
+    def follow_node_deaths_soon(self) -> None:
+        """A worker leased on another node for the first time (I/O thread): follow node deaths
+        from now on, so its tasks there are retried when that node dies or is cut off."""
+        if not self.is_following:
+            self.is_following = True
+            self.cw.spawn(self._follow_in_background())
+
+    async def _follow_in_background(self) -> None:
+        try:
+            await self.follow_node_deaths(await self.cw.gcs_conn())
+        except (OSError, rpc.ConnectionLost, TimeoutError, rpc.RpcError) as err:
+            self.is_following = False
+            log.info("could not follow node deaths: %s", err)
+            return
+        self.cw.head.reconnected_hooks.append(self.follow_node_deaths)
 
     def _on_node_published(self, msg: m.Published) -> None:
         info = msg.data

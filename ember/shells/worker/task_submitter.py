@@ -314,6 +314,8 @@ class TaskSubmitter:
 
     async def _lease_granted(self, ks: KeyState, granted: m.LeaseGranted, raylet: rpc.Connection) -> None:
         ks.q.lease_request_ended()
+        if raylet is not self.cw.raylet and not self.cw.recovery.is_following:
+            self.cw.recovery.follow_node_deaths_soon()   # a worker owning tasks on another node
         lease = LeaseState(granted, raylet)
         try:
             lease.conn = await self.cw.peers.get(granted.worker_address)
