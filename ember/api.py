@@ -71,8 +71,10 @@ def wait(ray_waitables: Sequence[ObjectRef], *, num_returns: int = 1, timeout: O
 def cancel(ray_waitable: ObjectRef, *, force: bool = False, recursive: bool = True) -> None:
     """Cancel the task that creates ``ray_waitable``: a queued task is dropped, a running one is
     interrupted (KeyboardInterrupt in the task), or with ``force=True`` its worker is killed.
-    ``get`` on its results then raises ``TaskCancelledError``.  Tasks the cancelled task
-    submitted are not cancelled (``recursive`` is accepted for compatibility)."""
+    With ``recursive`` (the default) the tasks it submitted are cancelled too.  An actor call is
+    dropped if it has not started; a running async actor method is cancelled (asyncio), a running
+    sync one is not interrupted.  ``get`` on its results then raises ``TaskCancelledError``.
+    Cancelling a finished task does nothing."""
     cw = core_worker_or_init()
     if isinstance(ray_waitable, ObjectRefGenerator):   # cancelling a generator stops its producer
         ray_waitable = ray_waitable.completed()
@@ -80,7 +82,7 @@ def cancel(ray_waitable: ObjectRef, *, force: bool = False, recursive: bool = Tr
         raise TypeError(f"ember.cancel() only supports ObjectRefs, got {type(ray_waitable).__name__}")
     if ray_waitable.owner_address != cw.address:
         raise ValueError("Only the process that submitted a task (its owner) can cancel it.")
-    cw.post(cw.submitter.cancel, ray_waitable.task_id(), bool(force))
+    cw.post(cw.submitter.cancel_any, ray_waitable.task_id(), bool(force), bool(recursive))
 
 
 def remote(*args: Any, **kwargs: Any) -> Any:

@@ -48,6 +48,9 @@ class Config:
     scheduler_spread_threshold: float = 0.5    # "hybrid": pack onto a node until it is this utilized
     worker_warning_threshold: int = 0   # warn the job when a node's workers reach this, then 2x, 4x... (0: max(32, 4 x CPUs))
     dashboard_history_period_s: float = 10.0   # the dashboard's charts: one cluster sample per period, an hour kept
+    # lineage reconstruction (logic/owner/lineage.py): bytes of task specs an owner keeps to rebuild
+    # lost objects (Ray's RAY_max_lineage_bytes, default 1 GiB); past it the oldest are evicted
+    max_lineage_bytes: int = 1 << 30
 
     @classmethod
     def from_env(cls) -> "Config":

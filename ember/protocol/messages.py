@@ -799,3 +799,20 @@ class HostStats:
     load_avg: list          # [1 min, 5 min, 15 min]
     workers: list           # [[worker_id, pid, job_id, cpu_percent, rss_bytes]]
     daemon: list            # [pid, cpu_percent, rss_bytes] of the node daemon itself
+# --- lineage reconstruction (docs/fault_tolerance.md, "Objects lost with their node") ---
+@message(430)
+class ReportObjectLost:
+    """A borrower could not read an object at ``node_address`` (the owner's last answer):
+    the owner checks that every copy is gone, rebuilds the object from its lineage or
+    fails it, and answers with the object's new ``ObjectStatus``."""
+    object_id: bytes
+    node_address: str
+    detail: str
+
+
+# --- recursive cancellation (ember.cancel(recursive=True)) ---
+@message(431)
+class CancelChildren:
+    """Owner -> the worker running ``task_id``: cancel the tasks that task submitted (and theirs)."""
+    task_id: bytes
+    force: bool

@@ -265,3 +265,48 @@ def test_actor_whose_init_always_raises_dies_with_the_cause(actor_cluster):
     actor = Broken.remote()
     with pytest.raises(ember.exceptions.RayActorError, match="never constructible"):
         ember.get(actor.ping.remote(), timeout=60)
+
+
+def test_sigkilled_driver_takes_its_actors_and_borrowers_hear_owner_died(actor_cluster):
+    """A driver killed with SIGKILL: its non-detached actor is stopped, its detached actor lives on,
+    and that actor's get of an object the dead driver owned raises OwnerDiedError."""
+    token = lifecycle._local_cluster.token.decode()
+    script = textwrap.dedent("""
+        import os, time, ember
+        ember.init(address=os.environ["ADDR"])
+        @ember.remote
+        class Holder:
+            def __init__(self):
+                self.refs = []
+            def pid(self):
+                return os.getpid()
+            def keep(self, wrapped):
+                self.refs = wrapped
+                return True
+            def read(self):
+                return ember.get(self.refs[0], timeout=30)
+        a = Holder.remote()
+        d = Holder.options(name="orphan_holder", namespace="owner_death", lifetime="detached").remote()
+        ember.get(d.keep.remote([ember.put("owned by the driver")]))
+        print(ember.get(a.pid.remote()), ember.get(d.pid.remote()), flush=True)
+        time.sleep(120)
+    """)
+    env = dict(os.environ, ADDR=actor_cluster["gcs_address"], EMBER_CLUSTER_TOKEN=token)
+    driver = subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        line = driver.stdout.readline()
+        assert line, driver.stderr.read()
+        pid_a, pid_d = (int(x) for x in line.split())
+        driver.send_signal(signal.SIGKILL)
+        driver.wait(timeout=30)
+        assert _wait_gone(pid_a)
+        d = ember.get_actor("orphan_holder", namespace="owner_death")
+        assert ember.get(d.pid.remote(), timeout=30) == pid_d
+        with pytest.raises(exc.OwnerDiedError):
+            ember.get(d.read.remote(), timeout=60)
+        ember.kill(d)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait(timeout=30)

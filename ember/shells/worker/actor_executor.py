@@ -124,6 +124,8 @@ class ActorExecutor:
         self.method_groups: dict[str, str] = {}   # method name -> the group it was declared in
         self.gpu_ids: list = []
         self.is_exiting = False
+        self.cancelled_calls: set[bytes] = set()   # calls cancelled before they started
+        self.async_calls: dict[bytes, tuple[asyncio.AbstractEventLoop, asyncio.Task]] = {}  # running async calls
         cw.handlers[m.CreateActor] = self._on_create
         cw.handlers[m.PushActorTask] = self._on_push
 
@@ -236,6 +238,10 @@ class ActorExecutor:
         return getattr(self.instance, name)
 
     def _run_sync(self, conn: rpc.Connection, request_id: int, spec: m.TaskSpec) -> None:
+        if self.cancelled_calls and spec.task_id in self.cancelled_calls:   # cancelled before it started
+            self.cancelled_calls.discard(spec.task_id)
+            self.cw.post(conn.reply, request_id, self.executor.cancelled_reply(spec))
+            return
         self.cw.task_events.record(spec.task_id, 0, ts.RUNNING, self._running_fields())
         ctx = self.cw.context
         ctx.task = self.executor_task_context(spec)
@@ -266,7 +272,25 @@ class ActorExecutor:
         return fields
 
     def _start_async(self, loop: asyncio.AbstractEventLoop, item: tuple) -> None:
-        loop.create_task(self._run_async(*item))
+        task_id = item[2].task_id
+        if task_id in self.cancelled_calls:
+            self.cancelled_calls.discard(task_id)
+            self.cw.post(item[0].reply, item[1], self.executor.cancelled_reply(item[2]))
+            return
+        task = loop.create_task(self._run_async(*item))
+        self.async_calls[task_id] = (loop, task)
+        task.add_done_callback(lambda _t: self.async_calls.pop(task_id, None))
+
+    def cancel(self, task_id: bytes) -> None:
+        """``ember.cancel`` of a call (I/O thread): an async method's asyncio task is cancelled
+        (CancelledError inside it); a call not started yet is answered TaskCancelledError when it
+        comes up; a running sync method is not interrupted (as in Ray)."""
+        running = self.async_calls.get(task_id)
+        if running is not None:
+            loop, task = running
+            loop.call_soon_threadsafe(task.cancel)
+        else:
+            self.cancelled_calls.add(task_id)
 
     async def _run_async(self, conn: rpc.Connection, request_id: int, spec: m.TaskSpec,
                          semaphore: asyncio.Semaphore) -> None:
@@ -285,6 +309,8 @@ class ActorExecutor:
             except (_ExitRequested, SystemExit, exc.AsyncioActorExit):
                 self._exit(conn, request_id, spec)
                 return
+            except asyncio.CancelledError:   # ember.cancel of this call
+                done = self.executor.cancelled_reply(spec)
             except Exception as e:
                 done = self.executor.error_reply(spec, e)
         self.cw.post(conn.reply, request_id, done)

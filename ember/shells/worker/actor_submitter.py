@@ -283,6 +283,24 @@ class ActorSubmitter:
                 self._pending_counts.pop(actor_id, None)
 
     # --- I/O thread: queues and pushes -------------------------------------------------------------------------
+    def cancel(self, task_id: bytes) -> bool:
+        """``ember.cancel`` of an actor call (I/O thread): a call still queued here fails with
+        TaskCancelledError; one already sent is cancelled by the actor's worker (async methods are
+        interrupted, calls not started are dropped).  False when no such call is pending."""
+        for client in self.clients.values():
+            for call in client.queue:
+                if call.task_id == task_id:
+                    client.queue.remove(call)
+                    self._fail(client, call, exc.TaskCancelledError(task_id.hex()))
+                    return True
+            for call in client.in_flight.values():
+                if call.task_id == task_id:
+                    conn = client.conn
+                    if conn is not None and not conn.closed:
+                        conn.request_future(m.CancelTask(task_id, False)).add_done_callback(lambda f: f.exception())
+                    return True
+        return False
+
     def _client(self, actor_id: bytes, meta: dict) -> _ActorClient:
         client = self.clients.get(actor_id)
         if client is None:

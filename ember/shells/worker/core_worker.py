@@ -29,6 +29,7 @@ from ember.shells.worker.memory_store import FAILED, PENDING, READY, Entry, Memo
 from ember.shells.shared.shm_store import ShmStore, map_spill_file
 from ember.shells.worker.store_writer import store_full_error as _store_full_error
 from ember.shells.worker.store_writer import write_object
+from ember.shells.worker.recovery import RECOVERIES_PER_GET_MAX
 
 log = logging.getLogger("ember.core_worker")
 
@@ -99,6 +100,8 @@ class CoreWorker:
         self._tasks: set[asyncio.Task] = set()  # every task spawned on the I/O loop, cancelled at shutdown
         from ember.shells.worker.head_link import HeadLink
         self.head = HeadLink(self)
+        from ember.shells.worker.recovery import ObjectRecovery
+        self.recovery = ObjectRecovery(self)   # lineage: lost objects rebuilt (recovery.py)
         from ember.shells.worker.ref_counting import RefCounting
         self.refs = RefCounting(self)
         from ember.shells.worker.task_submitter import TaskSubmitter
@@ -139,6 +142,8 @@ class CoreWorker:
             if self.log_to_driver:
                 await self.gcs.request(m.Subscribe("logs", self.job_id))
             self.head.reconnected_hooks.append(self.head.rejoin_job)
+            await self.recovery.follow_node_deaths(self.gcs)   # in-flight tasks on dead nodes are retried
+            self.head.reconnected_hooks.append(self.recovery.follow_node_deaths)
             if not self.node_address:
                 self.node_address = await self._pick_local_node()
         self.raylet = await rpc.connect(self.node_address, self.token, self, self.mode, CONFIG.connect_timeout_s)
@@ -443,7 +448,7 @@ class CoreWorker:
         finally:
             if blocked:
                 self._notify_unblocked()
-        return [self.materialize(r, e) for r, e in zip(refs, entries)]
+        return [self.materialize(r, e, deadline) for r, e in zip(refs, entries)]
 
     def _notify_blocked(self) -> bool:
         if self.mode != "worker" or getattr(self.context, "task", None) is None:
@@ -458,15 +463,22 @@ class CoreWorker:
         if self.raylet is not None and not self.raylet.closed:
             self.raylet.send(msg)
 
-    def materialize(self, ref: ObjectRef, e: Entry) -> Any:
-        if e.state == FAILED:
-            err = e.error
-            if isinstance(err, exc.RayTaskError):
-                raise err.as_instanceof_cause()
-            raise err  # type: ignore[misc]
-        if e.data is not None:
-            return serialization.deserialize(e.data)
-        return serialization.deserialize(self._map_local(ref._id, e))
+    def materialize(self, ref: ObjectRef, e: Entry, deadline: Optional[float] = None) -> Any:
+        for _ in range(RECOVERIES_PER_GET_MAX):
+            if e.state == FAILED:
+                err = e.error
+                if isinstance(err, exc.RayTaskError):
+                    raise err.as_instanceof_cause()
+                raise err  # type: ignore[misc]
+            if e.data is not None:
+                return serialization.deserialize(e.data)
+            try:
+                return serialization.deserialize(self._map_local(ref._id, e))
+            except exc.ObjectLostError as lost:   # its copy is gone: rebuilt or relocated (recovery.py)
+                if type(lost) is not exc.ObjectLostError:
+                    raise
+                e = self.recovery.after_failed_read(ref, e, lost, deadline)
+        raise self._lost_error(ref._id, f"still unreadable after {RECOVERIES_PER_GET_MAX} rebuilds or re-reads")
 
     def _map_local(self, oid: bytes, e: Entry) -> memoryview:
         mapping = self._mapped.get(oid)

@@ -53,10 +53,16 @@ class Executor:
     def _on_cancel(self, conn: rpc.Connection, request_id: int, msg: m.CancelTask) -> None:
         """Cancel a queued task, interrupt a running one (KeyboardInterrupt), or with force
         end this worker process (the owner then reports TaskCancelledError)."""
+        if self.actor.instance is not None:   # an actor call: queued ones are dropped, async ones cancelled
+            self.actor.cancel(msg.task_id)
+            conn.reply(request_id, m.Ok())
+            return
         with self._cancel_lock:
             if msg.task_id == self.running_task:
-                if msg.force:
-                    os._exit(1)
+                if msg.force:   # after a moment: the cancels of its children (CancelChildren) go out first
+                    self.cw.loop.call_later(0.1, os._exit, 1)
+                    conn.reply(request_id, m.Ok())
+                    return
                 # SIGINT to the main thread: interrupts blocking calls (sleep, I/O) too, and
                 # Python raises KeyboardInterrupt in the task.
                 signal.pthread_kill(self._main_thread_id, signal.SIGINT)
@@ -158,6 +164,8 @@ class Executor:
             with self._cancel_lock:
                 self.running_task = None
             ctx.task = None
+            if self.cw.submitter.children:   # the tasks it submitted: no longer cancellable through it
+                self.cw.submitter.children.pop(spec.task_id, None)
 
     def cancelled_reply(self, spec: m.TaskSpec) -> m.TaskDone:
         self.cw.refs.wait_borrows_registered()

@@ -67,6 +67,24 @@ class MemoryStore:
                 w()
         return True
 
+    def reset_pending(self, object_id: bytes) -> Optional[Entry]:
+        """An owned object whose copies were lost is being rebuilt: replace its done entry with a
+        fresh PENDING one (readers holding the old entry keep it).  None when not tracked."""
+        with self.lock:
+            old = self.entries.get(object_id)
+            if old is None:
+                return None
+            if old.state == PENDING:
+                return old
+            e = self.entries[object_id] = Entry(old.is_owned)
+            return e
+
+    def replace(self, object_id: bytes, entry: Entry) -> None:
+        """A borrower's cached answer from the owner, replaced by a newer one."""
+        with self.lock:
+            if object_id in self.entries:   # else released meanwhile: stay forgotten
+                self.entries[object_id] = entry
+
     def add_waiter(self, object_id: bytes, callback: Callable[[], None]) -> bool:
         """Call ``callback`` once the entry is done; False (and no call) if it already is."""
         with self.lock:

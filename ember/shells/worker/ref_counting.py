@@ -148,6 +148,7 @@ class RefCounting:
         add_ref, drop_local, popleft = table.add_ref, table.drop_local, ops.popleft
         store_pop, mapped = self.cw.store.pop, self.cw._mapped
         released, slow = r.DROP_RELEASED, r.DROP_SLOW
+        lineage_released = self.cw.recovery.object_released
         me = self.cw.address
         now = time.monotonic()
         while ops:
@@ -158,10 +159,13 @@ class RefCounting:
                 done = drop_local(object_id)
                 if done == released:  # inlined _free()
                     e = store_pop(object_id)
-                    if e is not None and e.node_address:
-                        mapped.pop(object_id, None)
-                        if e.is_owned:
-                            self._free_stored(e.node_address, object_id)
+                    if e is not None and e.data is None:
+                        if e.is_owned:   # stored or pending: its lineage may go (recovery.py)
+                            lineage_released(object_id)
+                        if e.node_address:
+                            mapped.pop(object_id, None)
+                            if e.is_owned:
+                                self._free_stored(e.node_address, object_id)
                 elif done == slow:
                     self._apply(table.handle(r.RefDropped(object_id), now))
                     if object_id not in table:
@@ -192,6 +196,8 @@ class RefCounting:
         """A released object: drop its value or cached copy here and, when this process owns
         it, its file in its node's store."""
         e = self.cw.store.pop(object_id)
+        if e is not None and e.is_owned and e.data is None:
+            self.cw.recovery.object_released(object_id)
         if e is not None and e.node_address:  # inline values are never mapped
             self.cw._mapped.pop(object_id, None)
             if e.is_owned:

@@ -98,6 +98,8 @@ class TaskSubmitter:
         self._drain_scheduled = False
         self._unreachable_warned: set[str] = set()  # node daemons whose failure was already reported
         cw.connection_lost_hooks.append(self._on_connection_lost)
+        self.children: dict[bytes, list[bytes]] = {}   # (workers) running task id -> tasks it submitted
+        cw.handlers[m.CancelChildren] = self._on_cancel_children
         self._event_fields: dict[tuple, dict] = {}   # scheduling key -> the fields of its task events
 
     # --- from user threads --------------------------------------------------------------------
@@ -141,25 +143,50 @@ class TaskSubmitter:
             self.cw.task_events.record(rec.task_id, rec.attempt, ts.PENDING_NODE_ASSIGNMENT)
             self._enqueue(rec)
 
-    def cancel(self, task_id: bytes, force: bool) -> None:
-        """``ember.cancel`` (I/O thread): drop a queued task, or ask its worker to stop it."""
+    def resubmit(self, rec: TaskRecord) -> None:
+        """Run a finished task again (lineage reconstruction, I/O thread): its lost returns are
+        PENDING again and its argument refs are held in ``rec.arg_refs``."""
+        self._resolve_deps(rec)
+
+    def cancel(self, task_id: bytes, force: bool, recursive: bool = True) -> bool:
+        """``ember.cancel`` (I/O thread): drop a queued task, or ask its worker to stop it (and,
+        with ``recursive``, the tasks it submitted).  False when this owner has no such pending
+        task (finished already: a no-op; or an actor call)."""
         error = exc.TaskCancelledError(task_id.hex())
         for ks in self.keys.values():
             for rec in ks.q.queue:
                 if rec.task_id == task_id:
                     ks.q.task_removed(rec)
                     self._fail(rec, error)
-                    return
+                    return True
         lease = self.in_flight.get(task_id)
         if lease is not None:
             self.cancelled.add(task_id)
             if lease.conn is not None and not lease.conn.closed:
+                if recursive:   # before CancelTask: with force the worker dies on it
+                    lease.conn.send(m.CancelChildren(task_id, force))
                 lease.conn.request_future(m.CancelTask(task_id, force)).add_done_callback(lambda f: f.exception())
-            return
+            return True
         rec = self.waiting.pop(task_id, None)
         if rec is not None:   # still waiting for its arguments
             self.cancelled.add(task_id)
             self._fail(rec, error)
+            return True
+        return False
+
+    def cancel_any(self, task_id: bytes, force: bool, recursive: bool) -> None:
+        """``ember.cancel`` (I/O thread): a task or, failing that, an actor call; a finished one is
+        left alone (a no-op, as in Ray)."""
+        if not self.cancel(task_id, force, recursive):
+            self.cw.actor_submitter.cancel(task_id)
+
+    def note_child(self, parent_id: bytes, child_id: bytes) -> None:
+        """A task running here (``parent_id``) submitted ``child_id`` (any thread)."""
+        self.children.setdefault(parent_id, []).append(child_id)
+
+    def _on_cancel_children(self, conn: rpc.Connection, request_id: int, msg: m.CancelChildren) -> None:
+        for child_id in self.children.pop(msg.task_id, ()):
+            self.cancel(child_id, msg.force, True)
 
     def _enqueue(self, rec: TaskRecord) -> None:
         store = self.cw.store
@@ -289,6 +316,8 @@ class TaskSubmitter:
 
     async def _lease_granted(self, ks: KeyState, granted: m.LeaseGranted, raylet: rpc.Connection) -> None:
         ks.q.lease_request_ended()
+        if raylet is not self.cw.raylet and not self.cw.recovery.is_following:
+            self.cw.recovery.follow_node_deaths_soon()   # a worker owning tasks on another node
         lease = LeaseState(granted, raylet)
         try:
             lease.conn = await self.cw.peers.get(granted.worker_address)
@@ -338,8 +367,10 @@ class TaskSubmitter:
         if err is not None:
             self._lease_dead(ks, lease)
             if isinstance(err, rpc.ConnectionLost):
-                self._retry_or_fail(ks, rec, exc.WorkerCrashedError(f"(task {rec.name}, worker {lease.worker_address})"),
-                                    is_system=True)
+                if task_policy.has_attempts_left(rec.max_retries, rec.attempt):
+                    self._retry_or_fail(ks, rec, self._crash_error(rec, lease), is_system=True)
+                else:   # failing for good: say whether its node died (learned within a moment)
+                    self.cw.spawn(self._fail_crashed(rec, lease))
             else:
                 self._retry_or_fail(ks, rec, exc.RaySystemError(f"pushing {rec.name} failed: {err}"), is_system=True)
             return
@@ -350,6 +381,37 @@ class TaskSubmitter:
         else:
             self._complete(rec, done.returns, lease.worker_address)
         self._pump(ks)
+
+    def _crash_error(self, rec: TaskRecord, lease: LeaseState) -> BaseException:
+        """The error of a task whose worker connection closed: NodeDiedError when its node is known
+        dead (or its node daemon's connection closed too), else WorkerCrashedError."""
+        node = lease.raylet.peer or ""
+        if lease.raylet is not self.cw.raylet and (lease.raylet.closed or self.cw.recovery.node_is_dead(node)):
+            return exc.NodeDiedError(f"Task {rec.name} failed because the node it ran on (node daemon {node}) "
+                                     f"died; its worker was {lease.worker_address}.")
+        return exc.WorkerCrashedError(f"(task {rec.name}, worker {lease.worker_address})")
+
+    async def _fail_crashed(self, rec: TaskRecord, lease: LeaseState) -> None:
+        """A task out of retries lost its worker: wait briefly for its node daemon's connection
+        to close or the node's death to be published, so the error names the cause."""
+        for _ in range(10 if lease.raylet is not self.cw.raylet else 0):   # our own node: not dead
+            if isinstance(self._crash_error(rec, lease), exc.NodeDiedError):
+                break
+            await asyncio.sleep(0.1)
+        self._fail(rec, self._crash_error(rec, lease))
+
+    def node_died(self, address: str) -> None:
+        """The control store declared the node daemon at ``address`` dead: tasks pushed to its
+        workers will never answer (a partitioned node's connections hang), so close them; the
+        replies then fail and the tasks are retried elsewhere within max_retries."""
+        for lease in set(self.in_flight.values()):
+            if lease.raylet.peer == address and lease.conn is not None and not lease.conn.closed:
+                log.warning("node daemon %s died: retrying the tasks pushed to its worker %s", address,
+                            lease.worker_address)
+                lease.conn.abort()
+        raylet = self.cw.peers.get_nowait(address)   # lease requests waiting there fail and go elsewhere
+        if raylet is not None and raylet is not self.cw.raylet and not raylet.closed:
+            raylet.abort()
 
     def _retry_or_fail(self, ks: KeyState, rec: TaskRecord, error: BaseException, is_system: bool) -> None:
         if task_policy.should_retry(max_retries=rec.max_retries, attempt=rec.attempt, is_system_failure=is_system,
@@ -369,15 +431,24 @@ class TaskSubmitter:
             returns = self.cw.generator_task_done(rec.task_id, rec.num_returns, None)
         store = self.cw.store
         has_refs = False
+        stored: Optional[list] = None   # returns kept in a node's store: lineage may rebuild them
         for ret in returns:
             if not store.complete(ret.object_id, data=ret.data, node_id=ret.node_id,
                                   node_address=ret.node_address, size=ret.size_bytes):
-                if ret.node_address:   # nobody holds the ref any more
-                    self.cw._send_free(ret.node_address, ret.object_id)
+                if ret.node_address:   # nobody holds the ref any more (or a rebuild found it READY)
+                    e = store.get(ret.object_id)
+                    if e is None or e.node_address != ret.node_address:
+                        self.cw._send_free(ret.node_address, ret.object_id)
+            elif ret.node_address:
+                if stored is None:
+                    stored = []
+                stored.append(ret.object_id)
             if ret.contained_refs:
                 has_refs = True
         if has_refs:  # count the refs inside the values, then let the executor drop its holds
             self.cw.refs.returns_arrived(worker_address, rec.task_id, returns)
+        if stored is not None or self.cw.recovery.active:
+            self.cw.recovery.task_completed(rec, stored or [])
         rec.arg_refs = None
         self.cw.task_events.record(rec.task_id, rec.attempt, ts.FINISHED)
 
@@ -386,6 +457,8 @@ class TaskSubmitter:
             self.cw.generator_task_done(rec.task_id, rec.num_returns, error)
         for oid in rec.return_ids:
             self.cw.store.complete(oid, error=error)
+        if self.cw.recovery.active:
+            self.cw.recovery.task_failed(rec)
         rec.arg_refs = None
         self.cw.task_events.record(rec.task_id, rec.attempt, ts.FAILED, error_fields(error))
 
@@ -491,5 +564,9 @@ def submit_task(cw: Any, plan: TaskPlan, args: tuple, kwargs: dict) -> list[Obje
         refs.append(cw.new_generator(rec.task_id, rec.num_returns))
     elif rec.num_returns == generators.DYNAMIC:
         cw.generators.register(rec.task_id, rec.num_returns)
+    if cw.mode == "worker":   # a nested task: ember.cancel(parent, recursive=True) reaches it
+        parent = getattr(cw.context, "task", None)
+        if parent is not None:
+            cw.submitter.note_child(parent.task_id, rec.task_id)
     cw.submitter.submit(rec)
     return refs
