@@ -799,6 +799,8 @@ class HostStats:
     load_avg: list          # [1 min, 5 min, 15 min]
     workers: list           # [[worker_id, pid, job_id, cpu_percent, rss_bytes]]
     daemon: list            # [pid, cpu_percent, rss_bytes] of the node daemon itself
+
+
 # --- lineage reconstruction (docs/fault_tolerance.md, "Objects lost with their node") ---
 @message(430)
 class ReportObjectLost:
