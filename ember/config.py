@@ -46,6 +46,12 @@ class Config:
     scheduler_bandwidth_bytes_per_s: float = 125e6   # the placement policy's estimate of node-to-node bandwidth
     scheduler_keep_margin_s: float = 0.02      # a node keeps a request whose estimated cost is this close to the best
     scheduler_spread_threshold: float = 0.5    # "hybrid": pack onto a node until it is this utilized
+    # remote client (ember://, docs/client.md): the client server's port on the head, how long it keeps
+    # the session of a client it does not hear from, and the tunnel's ping interval and silence limit
+    client_server_port: int = 10001
+    client_reconnect_grace_s: float = 30.0
+    client_ping_interval_s: float = 1.0
+    client_idle_timeout_s: float = 4.0
 
     @classmethod
     def from_env(cls) -> "Config":
