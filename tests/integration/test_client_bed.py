@@ -218,3 +218,47 @@ def test_a_client_without_the_token_is_refused_across_the_network(bed, tmp_path)
     """, token="wrong-token")
     got = script.result()
     assert got["error"] and "refused" in got["error"] and "token" in got["error"]
+
+
+NOTEBOOK_CELLS = [
+    "import ember\nctx = ember.init(ADDRESS)\nprint('connected', ctx['namespace'] != '')",
+    "@ember.remote\ndef square(x):\n    return x * x\n\nember.get([square.remote(i) for i in range(5)])",
+    "@ember.remote\nclass Greeter:\n    def __init__(self, who):\n        self.who = who\n"
+    "    def greet(self):\n        return f'hello {self.who}'\n\ng = Greeter.remote('notebook')\nember.get(g.greet.remote())",
+    "ref = ember.put(list(range(1000)))\nsum(ember.get(ref))",
+    "ember.shutdown()\nprint('bye')",
+]
+
+RUN_NOTEBOOK = """
+import sys, nbformat
+from nbclient import NotebookClient
+nb = nbformat.read(sys.argv[1], as_version=4)
+NotebookClient(nb, timeout=120, kernel_name="python3").execute()
+nbformat.write(nb, sys.argv[2])
+"""
+
+
+def test_a_notebook_on_the_client_host_uses_the_cluster(bed, tmp_path):
+    """A real Jupyter kernel (nbclient + ipykernel) in the client's namespace host runs cells that
+    connect with ember://, define a remote function and an actor, and get results."""
+    import nbformat
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(f"ADDRESS = 'ember://{bed.head.ip}:{CLIENT_PORT}'")]
+    nb.cells += [nbformat.v4.new_code_cell(src) for src in NOTEBOOK_CELLS]
+    source, executed = tmp_path / "client.ipynb", tmp_path / "executed.ipynb"
+    nbformat.write(nb, source)
+    done = bed.exec(1, [sys.executable, "-c", RUN_NOTEBOOK, str(source), str(executed)], timeout_s=240)
+    assert done.returncode == 0, done.stderr[-4000:]
+    cells = nbformat.read(executed, as_version=4).cells
+
+    def text(cell) -> str:
+        parts = []
+        for out in cell.outputs:
+            parts.append(out.get("text", "") or out.get("data", {}).get("text/plain", ""))
+        return "".join(parts)
+
+    assert "connected True" in text(cells[1])
+    assert text(cells[2]) == "[0, 1, 4, 9, 16]"
+    assert text(cells[3]) == "'hello notebook'"
+    assert text(cells[4]) == str(sum(range(1000)))
+    assert "bye" in text(cells[5])
