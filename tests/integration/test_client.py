@@ -325,3 +325,19 @@ def test_garbage_on_the_client_port_does_not_disturb_the_server(client):
         except (ConnectionResetError, socket.timeout):
             pass
     assert ember.get(add.remote(2, 2)) == 4
+
+
+def test_ember_scheme_naming_a_control_store_still_joins_it_as_a_driver(head):
+    cluster, _ = head
+    out = _run_client(cluster.gcs_address, """
+        import os, ember
+        from ember.shells.worker.core_worker import get_core_worker
+        ember.init(os.environ["CLIENT_ADDRESS"])
+        @ember.remote
+        def f():
+            return 7
+        print(ember.get(f.remote()), get_core_worker().tunnel is None)
+        ember.shutdown()
+    """, cluster.token.decode())
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "7 True"

@@ -83,6 +83,14 @@ class ClientScript:
         return json.loads(lines[-1][len("RESULT "):])
 
 
+def _stored_objects(bed: NetBed) -> int:
+    import re
+    out = bed.ember(0, "status").stdout
+    found = re.search(r"(\d+) objects in object stores", out)
+    assert found, out
+    return int(found.group(1))
+
+
 def test_client_on_another_host_runs_tasks_actors_and_objects(bed, tmp_path):
     script = ClientScript(bed, tmp_path, """
         import numpy as np
@@ -164,6 +172,8 @@ def test_a_cut_past_the_grace_period_ends_the_session_with_a_clear_error(bed, tm
         c = Counter.options(name="temporary").remote()
         d = Counter.options(name="kept", lifetime="detached").remote()
         ember.get([c.inc.remote(), d.inc.remote()])
+        import numpy as np
+        owned = ember.put(np.zeros(5_000_000, dtype=np.uint8))   # in the head node's store
         step("cut")
         errors = []
         try:
@@ -177,6 +187,7 @@ def test_a_cut_past_the_grace_period_ends_the_session_with_a_clear_error(bed, tm
         print("RESULT " + json.dumps({"errors": errors}))
     """)
     script.wait_at("cut")
+    assert _stored_objects(bed) >= 1
     bed.cut(1)
     try:
         script.release("cut")
@@ -203,6 +214,10 @@ def test_a_cut_past_the_grace_period_ends_the_session_with_a_clear_error(bed, tm
         kept = ember.get_actor("kept")
         assert ember.get(kept.inc.remote()) == 2
         ember.kill(kept)
+        deadline = time.monotonic() + 30
+        while _stored_objects(bed) != 0:   # the client's object was freed with its session
+            assert time.monotonic() < deadline, "the expired client's object is still stored"
+            time.sleep(0.5)
     finally:
         ember.shutdown()
         os.environ.pop("EMBER_CLUSTER_TOKEN", None)
