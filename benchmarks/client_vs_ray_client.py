@@ -99,7 +99,9 @@ def start_ray(ray_python: str, tmp: str) -> tuple[str, dict, subprocess.Popen]:
     (never ``ray stop``, which would stop every Ray of this user on the machine)."""
     ray_bin = os.path.join(os.path.dirname(ray_python), "ray")
     port = _free_port()
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    # Token authentication on both sides, as ember's (Ray turns it on when ~/.ray/auth_token exists,
+    # and its client then needs RAY_AUTH_MODE=token to send the token).
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token"}
     proc = subprocess.Popen([ray_bin, "start", "--head", "--block", "--port", str(_free_port()), "--num-cpus", "2",
                              "--include-dashboard", "false", "--ray-client-server-port", str(port), "--temp-dir", tmp,
                              "--disable-usage-stats"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -118,7 +120,7 @@ def start_ray(ray_python: str, tmp: str) -> tuple[str, dict, subprocess.Popen]:
 
 
 def stop_ray(proc: subprocess.Popen) -> None:
-    for sig, wait_s in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
+    for sig, wait_s in ((signal.SIGTERM, 10), (signal.SIGKILL, 10)):
         try:
             os.killpg(proc.pid, sig)
         except ProcessLookupError:

@@ -24,6 +24,7 @@ from ember.shells.wire.tunnel import ClientTunnel
 __all__ = ["connect", "upload", "download", "close", "session_error"]
 
 _CHUNKS_IN_FLIGHT = 4
+_SMALL_PART_BYTES = 64 * 1024
 
 
 async def connect(cw: Any, server_address: str) -> None:
@@ -90,21 +91,28 @@ async def _upload(cw: Any, oid: bytes, ser: Any, owner_address: str) -> None:
 
 
 def _pieces(ser: Any, chunk_bytes: int) -> Any:
-    """(offset, bytes) of the object's encoding, ``chunk_bytes`` at a time, one chunk in memory."""
-    buf = bytearray()
+    """(offset, bytes-like) pieces of the object's encoding, at most ``chunk_bytes`` each: slices
+    of the value's own buffers (no copy; the message is encoded at once), small parts joined."""
     offset = 0
+    small = bytearray()
     for part in ser.chunks():
         view = memoryview(part).cast("B")
-        while view.nbytes:
-            take = min(chunk_bytes - len(buf), view.nbytes)
-            buf += view[:take]
-            view = view[take:]
-            if len(buf) == chunk_bytes:
-                yield offset, bytes(buf)
-                offset += len(buf)
-                buf = bytearray()
-    if buf:
-        yield offset, bytes(buf)
+        if view.nbytes < _SMALL_PART_BYTES:
+            small += view
+            if len(small) < chunk_bytes:
+                continue
+        if small:
+            yield offset, bytes(small)
+            offset += len(small)
+            small = bytearray()
+            if view.nbytes < _SMALL_PART_BYTES:
+                continue
+        for start in range(0, view.nbytes, chunk_bytes):
+            piece = view[start:start + chunk_bytes]
+            yield offset, piece
+            offset += piece.nbytes
+    if small:
+        yield offset, bytes(small)
 
 
 def download(cw: Any, oid: bytes, e: Any) -> memoryview:
