@@ -156,6 +156,11 @@ def init_error(server: str, error: BaseException) -> BaseException:
     if isinstance(error, (TimeoutError, asyncio.TimeoutError)):
         return TimeoutError(f"The ember client server at {server} did not answer within "
                             f"{CONFIG.connect_timeout_s:g} s (EMBER_CONNECT_TIMEOUT_S).")
+    if isinstance(error, rpc.ConnectionLost):
+        return ConnectionError(
+            f"The ember client server at {server} closed the connection before the session started: check "
+            f"that this client has the cluster's TLS settings (EMBER_TLS_CERT/KEY/CA, a certificate of the "
+            f"cluster's CA) if the cluster uses TLS. ({error})")
     if isinstance(error, OSError):
         return ConnectionError(f"Could not connect to the ember client server at {server}: {error}. Is the head "
                                f"started with `ember start --head` (client server port "
