@@ -136,7 +136,20 @@ def stop_ray(proc: subprocess.Popen) -> None:
         pass
 
 
-def run_client(python: str, module: str, address: str, env: dict) -> dict:
+def run_client(python: str, module: str, address: str, env: dict, tries: int = 3) -> dict:
+    """One client's rows; a client that failed to start is tried again (Ray Client's per-client
+    server sometimes fails to start on a loaded machine), at most ``tries`` times."""
+    for attempt in range(1, tries + 1):
+        try:
+            return _run_client_once(python, module, address, env)
+        except RuntimeError as e:
+            if attempt == tries:
+                raise
+            print(f"{module} client failed (try {attempt}), again: {str(e)[-300:]}", flush=True)
+    raise AssertionError("unreachable")
+
+
+def _run_client_once(python: str, module: str, address: str, env: dict) -> dict:
     done = subprocess.run([python, "-c", CLIENT, module, address], env=env, capture_output=True, text=True,
                           timeout=600)
     lines = [ln for ln in done.stdout.splitlines() if ln.startswith("ROWS ")]

@@ -190,7 +190,9 @@ def _start_remote_client(address: Optional[str], namespace: str, log_to_driver: 
     if not isinstance(address, str) or not address.startswith(("ember://", "ray://")):
         return None
     from ember.shells.worker import remote_client
-    server = address.split("://", 1)[1]
+    server = address.split("://", 1)[1].rstrip("/")
+    if not server.rpartition(":")[2].isdigit():
+        server = f"{server}:10001"  # Ray Client's default port
     if any(option is not None for option in node_options):
         raise ValueError("When connecting to an existing cluster, num_cpus, num_gpus, resources and labels "
                          "must not be provided.")
