@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Create benchmarks/.ray-venv with Ray (plain `ray`, no extras) and numpy, for
-# benchmarks/compare_ray.py. Idempotent: does nothing when the pinned version is
+# Create benchmarks/.ray-venv with Ray (with its `client` extra, for Ray Client in
+# benchmarks/client_vs_ray_client.py) and numpy, for benchmarks/compare_ray.py. Idempotent: does nothing when the pinned version is
 # already installed there. Ray is never a dependency of ember itself.
 # RAY_EXTRAS=default installs `ray[default]` (Ray's dashboard and its dependencies), which
 # benchmarks/footprint.py needs to measure Ray with its dashboard.
@@ -18,7 +18,7 @@ EXTRA_CHECK=""
 [ -n "$RAY_EXTRAS" ] && EXTRA_CHECK="; import aiohttp_cors, prometheus_client"
 
 if [ -x "$VENV/bin/python" ] &&
-   "$VENV/bin/python" -c "import ray, numpy, sys$EXTRA_CHECK; sys.exit(ray.__version__ != '$RAY_VERSION')" 2>/dev/null; then
+   "$VENV/bin/python" -c "import ray, numpy, grpc, sys$EXTRA_CHECK; sys.exit(ray.__version__ != '$RAY_VERSION')" 2>/dev/null; then
     echo "ray $RAY_VERSION already installed in $VENV"
     exit 0
 fi
@@ -28,5 +28,5 @@ if [ ! -x "$VENV/bin/python" ]; then
     "$PYTHON" -m venv "$VENV"
 fi
 "$VENV/bin/python" -m pip install --quiet --upgrade pip
-"$VENV/bin/python" -m pip install --quiet "ray${RAY_EXTRAS:+[$RAY_EXTRAS]}==$RAY_VERSION" numpy psutil
+"$VENV/bin/python" -m pip install --quiet "ray[client${RAY_EXTRAS:+,$RAY_EXTRAS}]==$RAY_VERSION" numpy psutil
 "$VENV/bin/python" -c "import ray; print('installed ray', ray.__version__, 'in $VENV')"

@@ -51,6 +51,12 @@ class Config:
     # lineage reconstruction (logic/owner/lineage.py): bytes of task specs an owner keeps to rebuild
     # lost objects (Ray's RAY_max_lineage_bytes, default 1 GiB); past it the oldest are evicted
     max_lineage_bytes: int = 1 << 30
+    # remote client (ember://, docs/client.md): the client server's port on the head, how long it keeps
+    # the session of a client it does not hear from, and the tunnel's ping interval and silence limit
+    client_server_port: int = 10001
+    client_reconnect_grace_s: float = 30.0
+    client_ping_interval_s: float = 1.0
+    client_idle_timeout_s: float = 4.0
 
     @classmethod
     def from_env(cls) -> "Config":

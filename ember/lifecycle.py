@@ -57,6 +57,8 @@ def core_worker_or_init() -> cwmod.CoreWorker:
         init()
         cw = cwmod._core_worker
         assert cw is not None
+    if cw.tunnel is not None and cw.tunnel.error is not None:
+        raise cw.tunnel.error  # a remote client whose session ended (docs/client.md)
     return cw
 
 
@@ -98,10 +100,13 @@ def init(address: Optional[str] = None, *, num_cpus: Optional[float] = None, num
         if labels is not None and (not isinstance(labels, dict) or not all(
                 isinstance(k, str) and k and isinstance(v, str) for k, v in labels.items())):
             raise ValueError(f"labels must be a dict of non-empty string keys to string values, got {labels!r}")
+        ns = namespace if namespace is not None else f"anon-{uuid.uuid4().hex[:12]}"
+        client_cw = _start_remote_client(address, ns, log_to_driver, num_cpus, num_gpus, resources, labels)
+        if client_cw is not None:
+            return _finish_init(client_cw, runtime_env, "")
         decision = discovery.resolve(address)
         if isinstance(decision, NotFound):
             raise ConnectionError(decision.message)
-        ns = namespace if namespace is not None else f"anon-{uuid.uuid4().hex[:12]}"
         token: bytes
         node_address = ""
         dashboard_url = ""
@@ -155,19 +160,54 @@ def init(address: Optional[str] = None, *, num_cpus: Optional[float] = None, num
                                    f"{CONFIG.connect_timeout_s:g} s (EMBER_CONNECT_TIMEOUT_S): its control store "
                                    f"or node daemon is hung or overloaded.") from error
             raise
-        cwmod.set_core_worker(cw)
-        if runtime_env:
-            try:
-                runtime_env_mod.set_job_env(runtime_env_mod.upload(runtime_env, cw))
-            except BaseException:
-                shutdown()
-                raise
-        if not _atexit_registered:
-            atexit.register(shutdown)
-            _atexit_registered = True
-        ctx = EmberContext(gcs_address, cw.node_id.hex(), cw.session_dir, ns)
-        ctx["dashboard_url"] = ctx.address_info["dashboard_url"] = dashboard_url
-        return ctx
+        return _finish_init(cw, runtime_env, dashboard_url)
+
+
+def _finish_init(cw: cwmod.CoreWorker, runtime_env: Optional[dict], dashboard_url: str) -> EmberContext:
+    global _atexit_registered
+    cwmod.set_core_worker(cw)
+    if runtime_env:
+        try:
+            runtime_env_mod.set_job_env(runtime_env_mod.upload(runtime_env, cw))
+        except BaseException:
+            shutdown()
+            raise
+    if not _atexit_registered:
+        atexit.register(shutdown)
+        _atexit_registered = True
+    ctx = EmberContext(cw.gcs_address, cw.node_id.hex(), cw.session_dir, cw.namespace)
+    ctx["dashboard_url"] = ctx.address_info["dashboard_url"] = dashboard_url
+    return ctx
+
+
+def _start_remote_client(address: Optional[str], namespace: str, log_to_driver: bool, *node_options: Any
+                         ) -> Optional[cwmod.CoreWorker]:
+    """``ember://HOST:PORT`` / ``ray://HOST:PORT``: a remote client through the head's client
+    server (docs/client.md).  None when the address is not one, or names a control store
+    (``ember://`` was allowed for a control store before the client existed: joined directly)."""
+    if address is None:
+        address = os.environ.get("EMBER_ADDRESS") or os.environ.get("RAY_ADDRESS")
+    if not isinstance(address, str) or not address.startswith(("ember://", "ray://")):
+        return None
+    from ember.shells.worker import remote_client
+    server = address.split("://", 1)[1].rstrip("/")
+    if not server.rpartition(":")[2].isdigit():
+        server = f"{server}:10001"  # Ray Client's default port
+    if any(option is not None for option in node_options):
+        raise ValueError("When connecting to an existing cluster, num_cpus, num_gpus, resources and labels "
+                         "must not be provided.")
+    token = session.find_token(server)
+    cw = cwmod.CoreWorker(mode="driver", token=token, node_address="", gcs_address="", worker_id=os.urandom(16),
+                          namespace=namespace, log_to_driver=log_to_driver, client_server_address=server)
+    try:
+        cw.start()
+    except BaseException as error:
+        cw.shutdown()
+        if isinstance(error, rpc.RpcError) and "does not handle ClientHello" in error.message:
+            return None  # a control store: join it as a driver
+        raise remote_client.init_error(server, error) from error
+    log.info("Connected to the ember cluster at %s as a remote client (namespace %s)", address, namespace)
+    return cw
 
 
 def _dashboard_port(host: str, port: Optional[int]) -> int:

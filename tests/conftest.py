@@ -22,6 +22,9 @@ _RUN_ROOT = tempfile.mkdtemp(prefix="ember-tests-", dir=_PARENT_ROOT)
 os.environ["EMBER_TMPDIR"] = _RUN_ROOT
 for _name in ("EMBER_ADDRESS", "RAY_ADDRESS"):
     os.environ.pop(_name, None)
+# Heads that tests start serve remote clients on a free port, not all on 10001 (tests that need a
+# known port pass --client-server-port).
+os.environ.setdefault("EMBER_CLIENT_SERVER_PORT", "0")
 
 
 def pytest_unconfigure(config):

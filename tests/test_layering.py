@@ -28,7 +28,7 @@ def test_pure_module_imports_nothing_impure(path):
 # --- shells: one package per process, and no circles anywhere -------------------------------------------------
 # Each shell package runs in one kind of process.  wire/ and shared/ run in all of them; a process package
 # imports neither another process package nor the public layer above it.
-PROCESS_PACKAGES = ("control", "node", "worker")
+PROCESS_PACKAGES = ("control", "node", "worker", "client")
 PUBLIC = ("ember.api", "ember.lifecycle", "ember.cli", "ember.actor", "ember.remote_function")
 # The zygote pre-imports the worker's entry point: the processes it forks become workers.
 ALLOWED = {("ember.shells.node.zygote", "ember.shells.worker.worker_main")}

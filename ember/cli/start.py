@@ -208,9 +208,25 @@ def _start_job_server(cluster: local_cluster.StartedCluster, dashboard: Optional
     return url
 
 
+def _start_client_server(cluster: local_cluster.StartedCluster, host: str, port: int) -> str:
+    """Start the client server (ember://) when its port is free; a failure costs only ember://."""
+    if port < 0:
+        return ""
+    try:
+        check_port_free(host, port)
+        address = local_cluster.start_client_server(cluster, host=host, port=port, tied_to_parent=False)
+    except (click.ClickException, RuntimeError) as exc:
+        text = exc.format_message() if isinstance(exc, click.ClickException) else str(exc)
+        click.echo(f"Warning: the client server (ember://) did not start: {text}", err=True)
+        return ""
+    _record(cluster.session_dir, cluster.procs[-1], "client_server", address)
+    return address
+
+
 def _start_head(host: str, port: int, extra: list[str], block: bool,
                 dashboard: Optional[tuple[str, int]] = None, storage: str = "memory://",
-                supervise: bool = False, autoscaling_config: Optional[str] = None) -> None:
+                supervise: bool = False, client_server_port: int = -1,
+                autoscaling_config: Optional[str] = None) -> None:
     check_port_free(host, port)
     if autoscaling_config is not None:
         from ember.cli.up import load
@@ -224,6 +240,7 @@ def _start_head(host: str, port: int, extra: list[str], block: bool,
     _record(cluster.session_dir, cluster.procs[0], "control_store", cluster.gcs_address)
     _record(cluster.session_dir, cluster.procs[1], "node_daemon", cluster.node_address)
     job_url = _start_job_server(cluster, dashboard)
+    client_address = _start_client_server(cluster, host, client_server_port)
     session.write_current_cluster(cluster.gcs_address, cluster.session_dir)
     if autoscaling_config is not None:
         from ember.cli.up import keep_config, start_autoscaler
@@ -239,8 +256,11 @@ def _start_head(host: str, port: int, extra: list[str], block: bool,
         click.echo(f"  Jobs API: {job_url}  (ember job submit -- python script.py)")
         click.echo(f"  Dashboard: {job_url}  (log in with the token in "
                    f"{session.token_path(cluster.session_dir)})")
+    if client_address:
+        click.echo(f"  Remote clients: ember.init('ember://{client_address}')  (docs/client.md)")
     if block:
-        names = ["control store", "node daemon", "job server"][:len(cluster.procs)]
+        names = ["control store", "node daemon"] + (["job server"] if job_url else []) + (
+            ["client server"] if client_address else [])
         _block(cluster.procs, names, cluster.session_dir, is_head=True)
     else:
         _release_pipes(cluster.procs)
@@ -379,6 +399,9 @@ def _override_resources(num_cpus, num_gpus, memory, resources):
               help="PEM private key of --tls-cert.")
 @click.option("--tls-ca", default=None, envvar=tls.ENV_CA, show_envvar=True,
               help="PEM CA certificate: mutual TLS, peers must present a certificate signed by it.")
+@click.option("--client-server-port", type=click.IntRange(-1, 65535), default=CONFIG.client_server_port,
+              show_default=True, help="Head only: port of the client server for ember://HOST:PORT remote clients "
+                                      "(0 picks a free one, -1 starts none).")
 @click.option("--storage", default=None,
               help="Head only: where the control store keeps its tables (docs/head.md): file:///path/state.db "
                    "(default: a SQLite file in the session directory), redis://[:password@]host:port[/db], "
@@ -395,7 +418,8 @@ def start(is_head: bool, address: Optional[str], port: Optional[int], node_ip_ad
           token_file: Optional[str], block: bool,
           include_dashboard: bool, dashboard_host: str, dashboard_port: int,
           tls_cert: Optional[str], tls_key: Optional[str], tls_ca: Optional[str],
-          storage: Optional[str], supervise: bool, autoscaling_config: Optional[str]) -> None:
+          storage: Optional[str], supervise: bool, client_server_port: int,
+          autoscaling_config: Optional[str]) -> None:
     """Start ember's processes on this machine: a head (--head) or a node joining one (--address).
 
     With --node-ip-address 0.0.0.0 the processes listen on every interface and advertise the
@@ -428,7 +452,8 @@ def start(is_head: bool, address: Optional[str], port: Optional[int], node_ip_ad
         host = node_ip_address or "127.0.0.1"
         dashboard = (dashboard_host, dashboard_port) if include_dashboard else None
         _start_head(host, CONFIG.gcs_port if port is None else port, extra, block, dashboard,
-                    storage or local_cluster.SESSION_FILE_STORAGE, supervise, autoscaling_config)
+                    storage or local_cluster.SESSION_FILE_STORAGE, supervise, client_server_port,
+                    autoscaling_config)
     else:
         assert address is not None
         _start_worker_node(address, token_file, node_ip_address, extra, block)

@@ -818,3 +818,75 @@ class CancelChildren:
     """Owner -> the worker running ``task_id``: cancel the tasks that task submitted (and theirs)."""
     task_id: bytes
     force: bool
+
+
+# --- remote client: ember:// (500-549) --------------------------------------------------
+# A client (``ember.init("ember://HOST:10001")``) keeps one authenticated connection to the
+# head's client server and runs its core worker's connections through it as channels; the
+# sequenced messages (ChannelOpen/ChannelData/ChannelClose) are delivered exactly once across
+# reconnections (docs/client.md).
+@message(500)
+class ClientHello:
+    """Client -> client server, the first request on a tunnel: start or resume a session."""
+    session_id: bytes       # b"" for a new session
+    received_upto: int      # last sequence number the client has applied
+    version: str            # ember's version on the client
+    python: str             # "3.12" (major.minor): pickles must be read by the same Python
+    namespace: str
+
+
+@message(501)
+class ClientWelcome:
+    session_id: bytes
+    received_upto: int      # last sequence number the server has applied
+    address: str            # where the cluster reaches the client's core worker (a listener on the head)
+    gcs_address: str
+    node_address: str       # the head's node daemon: the client's "local" node
+    grace_s: float          # how long the server keeps the session of a silent client
+    ping_interval_s: float
+
+
+@message(502)
+class ChannelOpen:
+    """Open a relayed connection: client -> server dials ``address``; server -> client
+    announces an inbound connection from ``address`` to the client's listener."""
+    seq: int
+    channel_id: int
+    address: str
+
+
+@message(503)
+class ChannelData:
+    seq: int
+    channel_id: int
+    data: bytes
+
+
+@message(504)
+class ChannelClose:
+    seq: int
+    channel_id: int
+    reason: str
+
+
+@message(505)
+class TunnelPing:
+    """Both ways, every ping interval: liveness, and the sender's ack of what it applied."""
+    received_upto: int
+
+
+@message(506)
+class WriteObjectChunk:
+    """A writer that cannot map the node's shared memory (a remote client) sends the bytes of
+    an object it created with ``CreateObject``; ``ObjectSealed`` ends it."""
+    object_id: bytes
+    offset: int
+    total_bytes: int
+    recycled_name: str      # from CreateObjectGranted
+    data: bytes
+
+
+@message(507)
+class ClientGoodbye:
+    """Client -> client server at ``ember.shutdown()``: end the session now (no grace period)."""
+    pass

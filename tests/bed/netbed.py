@@ -427,9 +427,11 @@ class NetBed:
         finally:
             self.restore(i)
 
-    def add_host(self, spec: Optional[HostSpec] = None) -> Host:
+    def add_host(self, spec: Optional[HostSpec] = None, *, start_node: bool = True) -> Host:
+        """A new host; with ``start_node=False`` a bare one (e.g. a remote client's machine)."""
         host = self._make_host(spec or HostSpec())
-        self._start_joiners([host])
+        if start_node:
+            self._start_joiners([host])
         return host
 
     def rejoin(self, i: int) -> None:

@@ -120,8 +120,9 @@ def test_start_writes_current_cluster_and_pid_file(harness: CliHarness, head_por
     token_file = os.path.join(current["session_dir"], "token")
     assert os.stat(token_file).st_mode & 0o777 == 0o600
     roles = sorted(e["role"] for e in harness.pid_entries())
-    # The job server starts too when its port (8265) is free; another cluster may hold it.
-    assert [r for r in roles if r != "job_server"] == ["control_store", "node_daemon"]
+    # The job server starts too when its port (8265) is free; another cluster may hold it. The
+    # client server (ember://) starts on a free port here (tests/conftest.py).
+    assert [r for r in roles if r != "job_server"] == ["client_server", "control_store", "node_daemon"]
     for entry in harness.pid_entries():
         assert psutil.Process(entry["pid"]).is_running()
 

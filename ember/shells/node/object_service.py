@@ -292,8 +292,30 @@ class ObjectService:
             assert isinstance(err, StoreError)
             conn.reply_error(request_id, err.kind, err.message, err.data)
 
+    def on_WriteObjectChunk(self, conn: rpc.Connection, request_id: int, msg: m.WriteObjectChunk) -> None:
+        """A remote client's put (docs/client.md): it cannot map this node's shared memory, so it
+        sends the object's bytes, after ``CreateObject`` and before ``ObjectSealed``."""
+        if msg.object_id not in conn.state.get("objects_creating", ()):
+            conn.reply_error(request_id, "ValueError", f"WriteObjectChunk for {msg.object_id.hex()} without "
+                                                       "a granted CreateObject on this connection")
+            return
+        writes = conn.state.setdefault("remote_writes", {})
+        pending = writes.get(msg.object_id)
+        try:
+            if pending is None:
+                pending = writes[msg.object_id] = self.store.create_for_write(msg.object_id, msg.total_bytes,
+                                                                              msg.recycled_name)
+            pending.write_at(msg.offset, msg.data)
+        except (OSError, ValueError) as exc:
+            conn.reply_error(request_id, type(exc).__name__, f"writing {msg.object_id.hex()}: {exc}")
+            return
+        conn.reply(request_id, m.Ok())
+
     def on_ObjectSealed(self, conn: rpc.Connection, request_id: int, msg: m.ObjectSealed) -> None:
         conn.state.get("objects_creating", set()).discard(msg.object_id)
+        writes = conn.state.get("remote_writes")
+        if writes and writes.pop(msg.object_id, None) is not None:
+            self.store.seal(msg.object_id)  # written here by WriteObjectChunk
         self._feed(T.ObjectSealed(msg.object_id, self._cause("seal")))
         if self.table.state_of(msg.object_id) is None:
             self.store.delete(msg.object_id)  # unknown here (its create was aborted)
@@ -301,6 +323,8 @@ class ObjectService:
     def on_AbortObject(self, conn: rpc.Connection, request_id: int, msg: m.AbortObject) -> None:
         """A writer's write failed: give the reservation back (see ``AbortObject``)."""
         conn.state.get("objects_creating", set()).discard(msg.object_id)
+        if conn.state.get("remote_writes", {}).pop(msg.object_id, None) is not None:
+            self.store.abort(msg.object_id)
         if msg.is_out_of_space:
             log.warning("%s is full: a write of %s failed with ENOSPC; lowering the store's capacity "
                         "to what it holds", self.shm_root, msg.object_id.hex())
@@ -310,6 +334,8 @@ class ObjectService:
 
     def connection_lost(self, conn: rpc.Connection) -> None:
         """A writer that died between create and seal: give its room back."""
+        for object_id in conn.state.pop("remote_writes", {}):
+            self.store.abort(object_id)
         for object_id in conn.state.pop("objects_creating", set()):
             self._feed(T.ObjectCreateAborted(object_id, self._cause("writer-lost")))
             self.store.remove_partial(object_id)

@@ -147,3 +147,17 @@ def start_job_server(cluster: StartedCluster, *, host: str, port: int, tied_to_p
     cluster.pids.append(proc.pid)
     processes.wait_ready(proc, "ember.job_server", log_path, timeout_s=60.0)
     return session.read_job_server_url(cluster.session_dir) or f"http://{host}:{port}"
+
+
+def start_client_server(cluster: StartedCluster, *, host: str, port: int, tied_to_parent: bool) -> str:
+    """Start the client server (ember://, docs/client.md) on the head; returns its address."""
+    log_path = os.path.join(cluster.session_dir, "logs", "client_server.err")
+    proc = processes.launch_daemon(
+        "ember.shells.client.server",
+        ["--gcs-address", cluster.gcs_address, "--node-address", cluster.node_address,
+         "--token-file", session.token_path(cluster.session_dir), "--host", host, "--port", str(port)],
+        log_path=log_path, tied_to_parent=tied_to_parent)
+    cluster.procs.append(proc)
+    cluster.pids.append(proc.pid)
+    bound = processes.wait_ready(proc, "ember.shells.client.server", log_path)
+    return f"{addresses.advertised_host(host)}:{bound}"

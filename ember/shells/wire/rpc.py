@@ -309,10 +309,27 @@ async def serve(handler: Handler, host: str, port: int, token: bytes) -> asyncio
     )
 
 
+_dialer: Optional[tuple[asyncio.AbstractEventLoop, Any]] = None
+
+
+def set_dialer(loop: Optional[asyncio.AbstractEventLoop], dial: Any) -> None:
+    """Route the connections made on ``loop`` through ``dial(address, protocol_factory)``
+    (a remote client's tunnel, shells/wire/tunnel.py); None: connect directly again."""
+    global _dialer
+    _dialer = (loop, dial) if loop is not None else None
+
+
 async def connect(address: str, token: bytes, handler: Handler, peer_kind: str,
-                  timeout_s: float = 10.0) -> Connection:
+                  timeout_s: float = 10.0, *, direct: bool = False) -> Connection:
     loop = asyncio.get_running_loop()
     host, port = split_address(address)
+    dialer = _dialer
+    if dialer is not None and not direct and dialer[0] is loop:
+        # No timeout of ours: the client server's dial has one and closes the channel, and
+        # during a tunnel outage the connection waits for the tunnel (docs/client.md).
+        conn = dialer[1](address, lambda: Connection(handler, token, is_server=False, peer_kind=peer_kind))
+        await conn.ready
+        return conn
     async with asyncio.timeout(timeout_s):
         ssl_ctx = tls.env_client_context()
         _, conn = await loop.create_connection(

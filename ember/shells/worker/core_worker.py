@@ -65,7 +65,7 @@ def set_core_worker(cw: Optional["CoreWorker"]) -> None:
 class CoreWorker:
     def __init__(self, *, mode: str, token: bytes, node_address: str, gcs_address: str,
                  worker_id: bytes, job_id: bytes = b"", namespace: str = "", host: str = "127.0.0.1",
-                 log_to_driver: bool = True) -> None:
+                 log_to_driver: bool = True, client_server_address: str = "") -> None:
         self.mode = mode                      # "driver" or "worker"
         self.token = token
         self.node_address = node_address
@@ -75,6 +75,8 @@ class CoreWorker:
         self.namespace = namespace
         self.host = host
         self.log_to_driver = log_to_driver
+        self.client_server_address = client_server_address  # ember:// client: no node of its own
+        self.tunnel: Any = None                               # (shells/worker/remote_client.py)
         self.address = ""
         self.node_id = b""
         self.session_dir = ""
@@ -132,8 +134,12 @@ class CoreWorker:
         self.loop.run_forever()
 
     async def _connect(self) -> None:
-        self._server = await rpc.serve(self, self.host, 0, self.token)
-        self.address = f"{addresses.advertised_host(self.host)}:{self._server.sockets[0].getsockname()[1]}"
+        if self.client_server_address:
+            from ember.shells.worker import remote_client
+            await remote_client.connect(self, self.client_server_address)
+        else:
+            self._server = await rpc.serve(self, self.host, 0, self.token)
+            self.address = f"{addresses.advertised_host(self.host)}:{self._server.sockets[0].getsockname()[1]}"
         if self.mode == "driver":
             self.gcs = await rpc.connect(self.gcs_address, self.token, self, "driver", CONFIG.connect_timeout_s)
             reg = await self.gcs.request(m.RegisterJob(self.address, os.getpid(), self.namespace, b"",
@@ -152,7 +158,8 @@ class CoreWorker:
         self.node_id = info.node_id
         self.session_dir = info.session_dir
         self.node_resources = info.node_resources
-        self.shm = ShmStore(info.store_dir)
+        if self.tunnel is None:
+            self.shm = ShmStore(info.store_dir)
         self.loop.call_later(0.1, self._drain_ref_ops_periodic)
 
     async def _pick_local_node(self) -> str:
@@ -192,6 +199,9 @@ class CoreWorker:
             self.peers.close_all()
             if self._server is not None:
                 self._server.close()
+            if self.tunnel is not None:
+                from ember.shells.worker import remote_client
+                remote_client.close(self)
 
         try:
             self.run_sync(_close(), timeout_s=5)
@@ -260,7 +270,9 @@ class CoreWorker:
                 os._exit(1)
             self._fail_pending(self.raylet_lost_error())
 
-    def raylet_lost_error(self) -> exc.LocalRayletDiedError:
+    def raylet_lost_error(self) -> exc.RaySystemError:
+        if self.tunnel is not None and self.tunnel.error is not None:
+            return self.tunnel.error  # a remote client whose session ended
         why = " after losing the control store (head)" if self.head.is_out else ""
         return exc.LocalRayletDiedError(
             f"the node daemon at {self.node_address} died or closed the connection{why}; "
@@ -356,7 +368,9 @@ class CoreWorker:
         self.store.put_ready(oid, None, self.node_id, self.node_address, size)
 
     def write_to_shm(self, oid: bytes, ser: Any, owner_address: str) -> None:
-        assert self.shm is not None
+        if self.shm is None:  # a remote client: into the head node's store, in chunks
+            from ember.shells.worker import remote_client
+            return remote_client.upload(self, oid, ser, owner_address)
         # A recycled file (pages already in memory) when the node daemon has one that fits;
         # a failed write gives its reservation back (store_writer).
         if not write_object(self, oid, ser, owner_address):
@@ -484,7 +498,9 @@ class CoreWorker:
         mapping = self._mapped.get(oid)
         if mapping is not None:
             return memoryview(mapping)
-        assert self.shm is not None
+        if self.shm is None:  # a remote client: read it from its node, in chunks
+            from ember.shells.worker import remote_client
+            return remote_client.download(self, oid, e)
         view = self.shm.open(oid)
         tries = 0
         while view is None:  # spilled (map its spill file) or on another node (pull it)
