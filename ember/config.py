@@ -46,6 +46,10 @@ class Config:
     scheduler_bandwidth_bytes_per_s: float = 125e6   # the placement policy's estimate of node-to-node bandwidth
     scheduler_keep_margin_s: float = 0.02      # a node keeps a request whose estimated cost is this close to the best
     scheduler_spread_threshold: float = 0.5    # "hybrid": pack onto a node until it is this utilized
+    # object transfer (docs/object_store.md section 6): connections one pull stripes over, and
+    # holders it reads from at most (the primary's node names the least loaded)
+    transfer_connections_max: int = 4
+    transfer_sources_max: int = 4
 
     @classmethod
     def from_env(cls) -> "Config":

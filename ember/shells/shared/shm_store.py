@@ -361,6 +361,29 @@ class ShmStore:
         finally:
             os.close(fd)
 
+    def open_fd(self, object_id: bytes) -> Optional[int]:
+        """A read-only descriptor of a sealed object holding a shared flock (as ``open``, so
+        the file is not recycled while it is read), or None; the caller closes it.  Used
+        to ``sendfile`` an object to another node without mapping it."""
+        path = self._path(object_id)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            st = os.fstat(fd)
+            now = os.stat(path)
+            if (now.st_ino, now.st_dev) == (st.st_ino, st.st_dev):
+                fd, kept = -1, fd
+                return kept
+            return None
+        except FileNotFoundError:
+            return None  # recycled or deleted between our open and our lock
+        finally:
+            if fd >= 0:
+                os.close(fd)
+
     def contains(self, object_id: bytes) -> bool:
         return os.path.exists(self._path(object_id))
 
