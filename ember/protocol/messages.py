@@ -794,6 +794,7 @@ class LocateObject:
 class ObjectSources:
     total_bytes: int
     sources: list           # transfer endpoints "host:port", least loaded first
+    primary: str            # the answering node's own transfer endpoint
 
 
 @message(472)
@@ -805,6 +806,7 @@ class TransferDone:
     sources: list
     failed: list
     is_copy_added: bool
+    requester_address: str  # the puller's node daemon: told to free its copy with the primary
 
 
 @message(473)

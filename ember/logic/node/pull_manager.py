@@ -121,20 +121,22 @@ class PullManager:
         self.attempts_max = attempts_max
         self._pulls: dict[ObjectId, _Pull] = {}
         self._seq = 0
+        self._active_bytes = 0
+        self._num_active = 0
         self._log = TransitionLog(log_max)
 
     # --- queries ----------------------------------------------------------------------
     @property
     def active_bytes(self) -> int:
-        return sum(p.size_bytes for p in self._pulls.values() if p.state is PullState.ACTIVE)
+        return self._active_bytes
 
     @property
     def num_active(self) -> int:
-        return sum(1 for p in self._pulls.values() if p.state is PullState.ACTIVE)
+        return self._num_active
 
     @property
     def num_queued(self) -> int:
-        return sum(1 for p in self._pulls.values() if p.state is PullState.QUEUED)
+        return len(self._pulls) - self._num_active
 
     def state_of(self, object_id: ObjectId) -> Optional[PullState]:
         pull = self._pulls.get(object_id)
@@ -149,6 +151,9 @@ class PullManager:
             assert pull.state is not PullState.DONE, "finished pulls are forgotten"
             assert pull.state is PullState.QUEUED or pull.attempt >= 1
             assert pull.attempt <= self.attempts_max
+        active = [p for p in self._pulls.values() if p.state is PullState.ACTIVE]
+        assert self._num_active == len(active)
+        assert self._active_bytes == sum(p.size_bytes for p in active)
         if self.num_active > 1:
             assert self.active_bytes <= self.budget_bytes, "admitted past the budget"
 
@@ -206,20 +211,23 @@ class PullManager:
         pull = self._pulls.pop(object_id, None)
         if pull is None:
             return
+        if pull.state is PullState.ACTIVE:
+            self._num_active -= 1
+            self._active_bytes -= pull.size_bytes
         self._log.record(object_id, pull.state, PullState.DONE, cause_id, at_s=now, note=error)
         effects.append(PullDone(object_id, error, cause_id))
 
     def _admit(self, now: float, effects: list[Effect]) -> None:
+        if self._num_active == len(self._pulls):
+            return
         queued = sorted((p for p in self._pulls.values() if p.state is PullState.QUEUED),
                         key=lambda p: (p.priority, p.seq))
-        active_bytes = self.active_bytes
-        is_any_active = self.num_active > 0
         for pull in queued:  # rule 3: head of line; nothing overtakes a pull that waits for room
-            if is_any_active and active_bytes + pull.size_bytes > self.budget_bytes:
+            if self._num_active and self._active_bytes + pull.size_bytes > self.budget_bytes:
                 break
             pull.state, pull.attempt = PullState.ACTIVE, 1
-            active_bytes += pull.size_bytes
-            is_any_active = True
+            self._active_bytes += pull.size_bytes
+            self._num_active += 1
             self._log.record(pull.object_id, PullState.QUEUED, PullState.ACTIVE, "admit", at_s=now)
             effects.append(StartPull(pull.object_id, pull.size_bytes, tuple(pull.sources), 1, "admit"))
 

@@ -341,7 +341,7 @@ class ObjectService:
         cause = self._cause("free")
         for object_id in msg.object_ids:
             self._feed(T.ObjectFreed(object_id, cause))
-            self.pulls.forget(object_id)
+        self.pulls.forget(msg.object_ids)
 
     # --- local readers ------------------------------------------------------------------------
     def on_EnsureLocal(self, conn: rpc.Connection, request_id: int, msg: m.EnsureLocal) -> None:

@@ -47,6 +47,8 @@ class PullService:
         self._pool = concurrent.futures.ThreadPoolExecutor(_STRIPE_THREADS, "ember-transfer")
         self._waiters: dict[bytes, list[asyncio.Future[None]]] = {}
         self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._copy_nodes: dict[bytes, set[str]] = {}
+        self._endpoints: dict[str, str] = {}  # node daemon address -> its transfer endpoint  # node daemons holding copies of our primaries
         self.pulled_bytes = 0
 
     def start(self, host: str, token: bytes) -> None:
@@ -76,14 +78,32 @@ class PullService:
                              f"object {msg.object_id.hex()} is not on the node at {self.daemon.address}")
             return
         sources = self.directory.locate(msg.object_id, msg.requester, CONFIG.transfer_sources_max)
-        conn.reply(request_id, m.ObjectSources(size, sources))
+        conn.reply(request_id, m.ObjectSources(size, sources, self.endpoint))
 
     def on_TransferDone(self, conn: rpc.Connection, request_id: int, msg: m.TransferDone) -> None:
         self.directory.transfer_done(msg.object_id, msg.requester, list(msg.sources), list(msg.failed),
                                      msg.is_copy_added)
+        if msg.is_copy_added and msg.requester_address and self.objects.table.state_of(msg.object_id) is not None:
+            self._copy_nodes.setdefault(msg.object_id, set()).add(msg.requester_address)
 
-    def forget(self, object_id: bytes) -> None:
-        self.directory.forget(object_id)
+    def forget(self, object_ids: list[bytes]) -> None:
+        """The owner freed these objects: forget their sources and free their copies on
+        other nodes, so those nodes pool the files (the next pull there writes into pages
+        that exist) instead of keeping dead copies until room is needed."""
+        by_node: dict[str, list[bytes]] = {}
+        for object_id in object_ids:
+            self.directory.forget(object_id)
+            for address in sorted(self._copy_nodes.pop(object_id, ())):
+                by_node.setdefault(address, []).append(object_id)
+        for address, oids in by_node.items():
+            self.objects.spawn(self._free_copies(address, oids))
+
+    async def _free_copies(self, address: str, object_ids: list[bytes]) -> None:
+        try:
+            peer = await self.daemon.peers.get(address)
+            peer.send(m.FreeObjects(object_ids))
+        except (OSError, rpc.ConnectionLost) as exc:
+            log.info("could not free copies on %s: %s", address, exc)
 
     # --- pulling ------------------------------------------------------------------------
     async def pull(self, object_id: bytes, from_address: str, size_bytes: int,
@@ -114,28 +134,39 @@ class PullService:
 
     async def _attempt(self, start: P.StartPull) -> None:
         object_id, directory_address = start.object_id, start.sources[0]
+        endpoint = self._endpoints.get(directory_address)
+        peer: Optional[rpc.Connection] = None
+        if start.attempt == 1 and endpoint and 0 < start.size_bytes <= CONFIG.transfer_chunk_bytes:
+            total, sources = start.size_bytes, [endpoint]  # small: read the primary, no directory
+        else:
+            try:
+                peer = await self.daemon.peers.get(directory_address)
+                where = await peer.request(m.LocateObject(object_id, self.endpoint))
+            except rpc.RpcError as err:
+                return self._feed(P.PullFailed(object_id, (), err.message, is_final=True))
+            except (OSError, rpc.ConnectionLost) as exc:
+                return self._feed(P.PullFailed(object_id, (directory_address,), f"{directory_address}: {exc}"))
+            self._endpoints[directory_address] = where.primary
+            total, sources = where.total_bytes, list(where.sources)
         try:
-            peer = await self.daemon.peers.get(directory_address)
-            where = await peer.request(m.LocateObject(object_id, self.endpoint))
-        except rpc.RpcError as err:
-            return self._feed(P.PullFailed(object_id, (), err.message, is_final=True))
-        except (OSError, rpc.ConnectionLost) as exc:
-            return self._feed(P.PullFailed(object_id, (directory_address,), f"{directory_address}: {exc}"))
-        try:
-            failed = await self._transfer(object_id, where.total_bytes, list(where.sources))
+            failed = await self._transfer(object_id, total, sources)
         except Exception as exc:  # the store refused the room, or a local I/O error
             kind = getattr(exc, "kind", type(exc).__name__)
-            peer.send(m.TransferDone(object_id, self.endpoint, list(where.sources), [], False))
+            self._report(peer, object_id, sources, [], False)
             return self._feed(P.PullFailed(object_id, (), f"{kind}: {getattr(exc, 'message', exc)}",
                                            is_final=True))
-        is_ok = failed is None
-        peer.send(m.TransferDone(object_id, self.endpoint, list(where.sources), list(failed or {}), is_ok))
-        if is_ok:
+        self._report(peer, object_id, sources, list(failed or {}), failed is None)
+        if failed is None:
             self._feed(P.PullSucceeded(object_id, "sealed"))
         else:
-            assert failed is not None
             reasons = "; ".join(f"{k}: {v}" for k, v in failed.items()) or "no holder left"
             self._feed(P.PullFailed(object_id, (), f"every holder failed ({reasons})"))
+
+    def _report(self, peer: Optional[rpc.Connection], object_id: bytes, sources: list[str], failed: list[str],
+                is_copy_added: bool) -> None:
+        """Tell the directory that charged these sources (a located pull) how it ended."""
+        if peer is not None and not peer.closed:
+            peer.send(m.TransferDone(object_id, self.endpoint, sources, failed, is_copy_added, self.daemon.address))
 
     async def _transfer(self, object_id: bytes, total: int, sources: list[str]) -> Optional[dict[str, str]]:
         """Fetch the object into a new allocation: None when sealed here, else the failed
@@ -145,17 +176,15 @@ class PullService:
         if recycled_name is None:
             await objects.ensure_local(object_id)  # a local writer made it meanwhile
             return None
-        try:
-            pending = self.store.create_for_write(object_id, total, recycled_name)
-        except BaseException:
-            objects.feed(T.ObjectCreateAborted(object_id, objects.cause("pull-failed")))
-            raise
-        try:
-            job = FetchJob(object_id, pending.buffer, total, CONFIG.transfer_chunk_bytes)
-            await self._run_stripes(job, sources)
-            if not job.is_complete:
-                raise _Incomplete(job.failed)
-            self.store.seal(object_id)
+        loop = asyncio.get_running_loop()
+        try:  # file creation, mapping, a one-chunk fetch and its seal: one hop to a thread
+            job = await loop.run_in_executor(self._pool, self._open_and_fetch, object_id, total,
+                                             recycled_name, sources[0])
+            if not job.is_sealed:
+                await self._run_stripes(job, sources)
+                if not job.is_complete:
+                    raise _Incomplete(job.failed)
+                self.store.seal(object_id)
         except BaseException as exc:
             self.store.abort(object_id)
             objects.feed(T.ObjectCreateAborted(object_id, objects.cause("pull-failed")))
@@ -167,6 +196,21 @@ class PullService:
         if objects.table.state_of(object_id) is None:
             self.store.delete(object_id)  # freed while it was arriving
         return None
+
+    def _open_and_fetch(self, object_id: bytes, total: int, recycled_name: str, source: str) -> FetchJob:
+        """A transfer thread: create the allocation and map it (page tables filled up front:
+        no fault per page); fetch and seal an object of one chunk at once."""
+        pending = self.store.create_for_write(object_id, total, recycled_name)
+        is_small = total <= CONFIG.transfer_chunk_bytes
+        pending.is_populated = not is_small
+        job = FetchJob(object_id, pending.buffer, total, CONFIG.transfer_chunk_bytes)
+        if is_small:
+            assert self.client is not None
+            self.client.run_stripe(job, source, 1)
+            if job.is_complete:
+                self.store.seal(object_id)
+                job.is_sealed = True
+        return job
 
     async def _run_stripes(self, job: FetchJob, sources: list[str]) -> None:
         loop = asyncio.get_running_loop()

@@ -15,6 +15,7 @@ import collections
 import os
 import socket
 import ssl
+import struct
 import threading
 from typing import Optional
 
@@ -34,6 +35,14 @@ class SourceFailed(Exception):
 def split_endpoint(endpoint: str) -> tuple[str, int]:
     host, _, port = endpoint.rpartition(":")
     return host.strip("[]"), int(port)
+
+
+_STALL_TIMEOUT_S = 30  # a holder that sends nothing for this long (host cut off) fails
+
+
+def _tune(sock: socket.socket) -> None:
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", _STALL_TIMEOUT_S, 0))
 
 
 class _Conn:
@@ -65,6 +74,7 @@ class FetchJob:
                                          for off in range(0, total, max(chunk_bytes, 1)))
         self.failed: dict[str, str] = {}
         self.received_bytes = 0
+        self.is_sealed = False
 
     def take(self) -> Optional[tuple[int, int]]:
         with self._lock:
@@ -109,7 +119,7 @@ class TransferClient:
         host, port = split_endpoint(endpoint)
         sock = socket.create_connection((host, port), timeout=CONFIG.connect_timeout_s)
         try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            _tune(sock)
             if self._ssl is not None:
                 sock = self._ssl.wrap_socket(sock, server_hostname=host)
             hello = recv_exact(sock, W.HELLO_BYTES)
@@ -124,7 +134,7 @@ class TransferClient:
                 raise SourceFailed(f"{endpoint} refused the transfer handshake (wrong cluster token?)") from None
             if not auth.verify(auth.server_proof(self.token, nonce), proof):
                 raise SourceFailed(f"{endpoint} failed to prove it holds the cluster token")
-            sock.settimeout(None)
+            sock.settimeout(None)  # blocking for MSG_WAITALL; the kernel's receive timeout stays
         except BaseException:
             sock.close()
             raise
@@ -202,10 +212,11 @@ class TransferClient:
             raise SourceFailed(f"{conn.endpoint} answered status {status}, {total} bytes at "
                                f"[{r_offset}, +{r_length}) for [{offset}, +{length}) of {job.total}")
         view = job.buffer[offset:offset + length]
+        flags = 0 if isinstance(conn.sock, ssl.SSLSocket) else socket.MSG_WAITALL
         try:
             got = 0
-            while got < length:
-                n = conn.sock.recv_into(view[got:])
+            while got < length:  # MSG_WAITALL: one syscall (one GIL release) per chunk
+                n = conn.sock.recv_into(view[got:], 0, flags)
                 if n == 0:
                     raise ConnectionError(f"{conn.endpoint} closed the connection mid-chunk")
                 got += n

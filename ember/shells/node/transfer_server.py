@@ -118,6 +118,7 @@ class TransferServer:
         source: Optional[_Source] = None
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 * 1024 * 1024)
             sock.settimeout(CONFIG.handshake_timeout_s)
             if self._ssl is not None:
                 sock = self._ssl.wrap_socket(raw, server_side=True)

@@ -108,6 +108,9 @@ def _write_all(fd: int, data: Buffer, offset: int) -> int:
     return total
 
 
+_MAP_POPULATE = getattr(mmap, "MAP_POPULATE", 0)
+
+
 class PendingObject:
     """An object being written in place (e.g. by a transfer), not yet visible."""
 
@@ -118,6 +121,7 @@ class PendingObject:
         self._fd = fd
         self._mmap: Optional[mmap.mmap] = None
         self._view: Optional[memoryview] = None
+        self.is_populated = False  # map with MAP_POPULATE: fill page tables up front (transfers)
 
     @property
     def buffer(self) -> memoryview:
@@ -126,7 +130,8 @@ class PendingObject:
             if self.size_bytes == 0:
                 self._view = memoryview(bytearray(0))
             else:
-                self._mmap = mmap.mmap(self._fd, self.size_bytes)
+                flags = mmap.MAP_SHARED | (_MAP_POPULATE if self.is_populated else 0)
+                self._mmap = mmap.mmap(self._fd, self.size_bytes, flags=flags)
                 self._view = memoryview(self._mmap)
         return self._view
 
