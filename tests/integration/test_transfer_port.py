@@ -66,6 +66,25 @@ def _fetch(client: TransferClient, endpoints: list[str], oid: bytes, size: int, 
     return job
 
 
+def _fetch_into_file(client: TransferClient, endpoint: str, oid: bytes, size: int, store: ShmStore) -> bytes:
+    """The splice path: socket -> pipe -> a fresh file, as a pull into new pages does."""
+    path = os.path.join(store.directory, "spliced.tmp")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.ftruncate(fd, size)
+        job = FetchJob(oid, None, size, CHUNK, fd=fd)
+        threads = [threading.Thread(target=client.run_stripe, args=(job, endpoint, 2)) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert job.is_complete and not job.failed
+        return os.pread(fd, size, 0) if size else b""
+    finally:
+        os.close(fd)
+        os.unlink(path)
+
+
 def test_every_byte_arrives_across_chunk_boundaries_and_odd_sizes(stores, servers):
     store = stores("a")
     server = servers(store)
@@ -79,6 +98,8 @@ def test_every_byte_arrives_across_chunk_boundaries_and_odd_sizes(stores, server
             job = _fetch(client, [_endpoint(server)], oid, size)
             assert job.is_complete and not job.failed
             assert hashlib.sha256(job.buffer).digest() == hashlib.sha256(data).digest(), size
+            spliced = _fetch_into_file(client, _endpoint(server), oid, size, store)
+            assert spliced == data, size
     finally:
         client.close()
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import os
 import time
 from typing import Any, Optional
 
@@ -45,10 +46,13 @@ class PullService:
         self.directory = P.SourceDirectory("")
         self.endpoint = ""
         self._pool = concurrent.futures.ThreadPoolExecutor(_STRIPE_THREADS, "ember-transfer")
+        # objects of one chunk: a few threads keep the cores busy; more only trade the GIL
+        self._small_pool = concurrent.futures.ThreadPoolExecutor(8, "ember-transfer-small")
         self._waiters: dict[bytes, list[asyncio.Future[None]]] = {}
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._copy_nodes: dict[bytes, set[str]] = {}
-        self._endpoints: dict[str, str] = {}  # node daemon address -> its transfer endpoint  # node daemons holding copies of our primaries
+        self._endpoints: dict[str, str] = {}  # node daemon address -> its transfer endpoint
+        self._endpoint_waits: dict[str, asyncio.Future[str]] = {}  # node daemons holding copies of our primaries
         self.pulled_bytes = 0
 
     def start(self, host: str, token: bytes) -> None:
@@ -65,6 +69,7 @@ class PullService:
         if self.client is not None:
             self.client.close()
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._small_pool.shutdown(wait=False, cancel_futures=True)
 
     def _served(self, object_id: bytes, nbytes: int) -> None:  # a serving thread
         if self._loop is not None and nbytes and not self._loop.is_closed():
@@ -134,19 +139,28 @@ class PullService:
 
     async def _attempt(self, start: P.StartPull) -> None:
         object_id, directory_address = start.object_id, start.sources[0]
+        is_small = start.attempt == 1 and 0 < start.size_bytes <= CONFIG.transfer_chunk_bytes
         endpoint = self._endpoints.get(directory_address)
+        learning = self._endpoint_waits.get(directory_address)
+        if is_small and not endpoint and learning is not None:
+            endpoint = await asyncio.shield(learning)  # another pull is asking that node now
         peer: Optional[rpc.Connection] = None
-        if start.attempt == 1 and endpoint and 0 < start.size_bytes <= CONFIG.transfer_chunk_bytes:
+        if is_small and endpoint:
             total, sources = start.size_bytes, [endpoint]  # small: read the primary, no directory
         else:
+            if directory_address not in self._endpoints and directory_address not in self._endpoint_waits:
+                learning = asyncio.get_running_loop().create_future()
+                self._endpoint_waits[directory_address] = learning
             try:
                 peer = await self.daemon.peers.get(directory_address)
                 where = await peer.request(m.LocateObject(object_id, self.endpoint))
             except rpc.RpcError as err:
+                self._learned(directory_address, "")
                 return self._feed(P.PullFailed(object_id, (), err.message, is_final=True))
             except (OSError, rpc.ConnectionLost) as exc:
+                self._learned(directory_address, "")
                 return self._feed(P.PullFailed(object_id, (directory_address,), f"{directory_address}: {exc}"))
-            self._endpoints[directory_address] = where.primary
+            self._learned(directory_address, where.primary)
             total, sources = where.total_bytes, list(where.sources)
         try:
             failed = await self._transfer(object_id, total, sources)
@@ -161,6 +175,14 @@ class PullService:
         else:
             reasons = "; ".join(f"{k}: {v}" for k, v in failed.items()) or "no holder left"
             self._feed(P.PullFailed(object_id, (), f"every holder failed ({reasons})"))
+
+    def _learned(self, address: str, endpoint: str) -> None:
+        """The transfer endpoint of the node daemon at ``address`` ("" when it did not answer)."""
+        if endpoint:
+            self._endpoints[address] = endpoint
+        waiting = self._endpoint_waits.pop(address, None)
+        if waiting is not None and not waiting.done():
+            waiting.set_result(endpoint)
 
     def _report(self, peer: Optional[rpc.Connection], object_id: bytes, sources: list[str], failed: list[str],
                 is_copy_added: bool) -> None:
@@ -178,7 +200,8 @@ class PullService:
             return None
         loop = asyncio.get_running_loop()
         try:  # file creation, mapping, a one-chunk fetch and its seal: one hop to a thread
-            job = await loop.run_in_executor(self._pool, self._open_and_fetch, object_id, total,
+            pool = self._small_pool if total <= CONFIG.transfer_chunk_bytes else self._pool
+            job = await loop.run_in_executor(pool, self._open_and_fetch, object_id, total,
                                              recycled_name, sources[0])
             if not job.is_sealed:
                 await self._run_stripes(job, sources)
@@ -202,8 +225,12 @@ class PullService:
         no fault per page); fetch and seal an object of one chunk at once."""
         pending = self.store.create_for_write(object_id, total, recycled_name)
         is_small = total <= CONFIG.transfer_chunk_bytes
-        pending.is_populated = not is_small
-        job = FetchJob(object_id, pending.buffer, total, CONFIG.transfer_chunk_bytes)
+        if not recycled_name and self.client is not None and not self.client.is_tls:
+            # fresh pages: splice into the file (no fault per page of a mapping)
+            job = FetchJob(object_id, None, total, CONFIG.transfer_chunk_bytes, fd=pending.fd)
+        else:  # pages that exist (a pooled file), or TLS: receive into a populated mapping
+            pending.is_populated = not is_small
+            job = FetchJob(object_id, pending.buffer, total, CONFIG.transfer_chunk_bytes)
         if is_small:
             assert self.client is not None
             self.client.run_stripe(job, source, 1)

@@ -12,6 +12,7 @@ from threads: the kernel copies release the GIL.
 from __future__ import annotations
 
 import collections
+import fcntl
 import os
 import socket
 import ssl
@@ -63,11 +64,15 @@ class _Conn:
 
 
 class FetchJob:
-    """One object being fetched into ``buffer`` (a writable view of ``total`` bytes)."""
+    """One object being fetched into ``buffer`` (a writable view of ``total`` bytes), or,
+    with ``fd``, spliced from the socket into that file (no mapping: a fresh tmpfs file
+    fills about 1.6x faster through the file than through page faults of a mapping)."""
 
-    def __init__(self, object_id: bytes, buffer: memoryview, total: int, chunk_bytes: int) -> None:
+    def __init__(self, object_id: bytes, buffer: Optional[memoryview], total: int, chunk_bytes: int,
+                 fd: Optional[int] = None) -> None:
         self.object_id = object_id
         self.buffer = buffer
+        self.fd = fd
         self.total = total
         self._lock = threading.Lock()
         self._chunks = collections.deque((off, min(chunk_bytes, total - off))
@@ -106,6 +111,10 @@ class TransferClient:
         self._ssl = tls.env_client_context()
         self._idle: dict[str, list[_Conn]] = {}
         self._lock = threading.Lock()
+
+    @property
+    def is_tls(self) -> bool:
+        return self._ssl is not None
 
     def close(self) -> None:
         with self._lock:
@@ -211,6 +220,11 @@ class TransferClient:
         if status != W.STATUS_OK or total != job.total or (r_offset, r_length) != (offset, length):
             raise SourceFailed(f"{conn.endpoint} answered status {status}, {total} bytes at "
                                f"[{r_offset}, +{r_length}) for [{offset}, +{length}) of {job.total}")
+        if job.fd is not None and not isinstance(conn.sock, ssl.SSLSocket):
+            _splice_into(conn, job.fd, offset, length)
+            job.chunk_done(length)
+            return
+        assert job.buffer is not None
         view = job.buffer[offset:offset + length]
         flags = 0 if isinstance(conn.sock, ssl.SSLSocket) else socket.MSG_WAITALL
         try:
@@ -223,3 +237,40 @@ class TransferClient:
         finally:
             view.release()
         job.chunk_done(length)
+
+
+_PIPE_BYTES = 1024 * 1024
+_F_SETPIPE_SZ = 1031
+_F_GETPIPE_SZ = 1032
+_pipes = threading.local()
+
+
+def _thread_pipe() -> tuple[int, int, int]:
+    """This thread's pipe for splicing (read end, write end, capacity in bytes)."""
+    pipe = getattr(_pipes, "pipe", None)
+    if pipe is None:
+        read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
+        try:
+            fcntl.fcntl(write_fd, _F_SETPIPE_SZ, _PIPE_BYTES)
+        except OSError:
+            pass  # the default size (64 KiB) still works
+        pipe = (read_fd, write_fd, fcntl.fcntl(write_fd, _F_GETPIPE_SZ))
+        _pipes.pipe = pipe
+    return pipe
+
+
+def _splice_into(conn: _Conn, fd: int, offset: int, length: int) -> None:
+    """Move ``length`` bytes from the socket to ``fd`` at ``offset`` through a pipe: the
+    kernel copies socket pages into the file's pages; nothing passes through Python."""
+    read_fd, write_fd, capacity = _thread_pipe()
+    sock_fd = conn.sock.fileno()
+    left = length
+    while left:
+        moved = os.splice(sock_fd, write_fd, min(left, capacity))
+        if moved == 0:
+            raise ConnectionError(f"{conn.endpoint} closed the connection mid-chunk")
+        done = 0
+        while done < moved:
+            done += os.splice(read_fd, fd, moved - done, offset_dst=offset + done)
+        offset += moved
+        left -= moved

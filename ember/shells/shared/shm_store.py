@@ -124,6 +124,11 @@ class PendingObject:
         self.is_populated = False  # map with MAP_POPULATE: fill page tables up front (transfers)
 
     @property
+    def fd(self) -> int:
+        """The open file (to splice into, or pwrite)."""
+        return self._fd
+
+    @property
     def buffer(self) -> memoryview:
         """A writable view of the whole object (mapped on first use)."""
         if self._view is None:
