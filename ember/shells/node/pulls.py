@@ -199,6 +199,7 @@ class PullService:
             await objects.ensure_local(object_id)  # a local writer made it meanwhile
             return None
         loop = asyncio.get_running_loop()
+        started_s = time.monotonic()
         try:  # file creation, mapping, a one-chunk fetch and its seal: one hop to a thread
             pool = self._small_pool if total <= CONFIG.transfer_chunk_bytes else self._pool
             job = await loop.run_in_executor(pool, self._open_and_fetch, object_id, total,
@@ -215,6 +216,9 @@ class PullService:
                 return exc.failed
             raise
         self.pulled_bytes += total
+        if total > CONFIG.transfer_chunk_bytes:
+            log.info("pulled %s: %d bytes from %d holder(s) in %.3f s into %s", object_id.hex(), total,
+                     len(sources), time.monotonic() - started_s, "a pooled file" if recycled_name else "a new file")
         objects.feed(T.ObjectSealed(object_id, objects.cause("pulled")))
         if objects.table.state_of(object_id) is None:
             self.store.delete(object_id)  # freed while it was arriving
