@@ -82,20 +82,43 @@ class RayCluster:
         self.tmp = tempfile.mkdtemp(prefix="rtx-", dir="/tmp")
         self.ray_bin = os.path.join(os.path.dirname(sys.executable), "ray")
         port = 6390
+        # the nodes join by address on one machine; Ray 2.60's token auth would need the
+        # token handed to each `ray start` (ember's benchmark keeps its auth on)
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
         base = [self.ray_bin, "start", "--num-cpus", "1", f"--object-store-memory={store_bytes}",
                 "--disable-usage-stats"]
         subprocess.run(base + ["--head", f"--port={port}", "--resources", json.dumps({"n0": 100}),
                                "--include-dashboard=false", f"--temp-dir={self.tmp}"], check=True,
                        stdout=subprocess.DEVNULL)
         for i in range(1, nodes):
-            subprocess.run(base + [f"--address=127.0.0.1:{port}", "--resources", json.dumps({f"n{i}": 100})],
-                           check=True, stdout=subprocess.DEVNULL)
+            subprocess.run(base + [f"--address=127.0.0.1:{port}", "--resources", json.dumps({f"n{i}": 100}),
+                                   f"--temp-dir={self.tmp}"], check=True, stdout=subprocess.DEVNULL)
         ray.init(address=f"127.0.0.1:{port}")
         _wait(lambda: len([n for n in ray.nodes() if n["Alive"]]) >= nodes, "nodes to register")
 
     def close(self) -> None:
+        """Stop this cluster's processes only (never `ray stop`: other Ray clusters may run here):
+        every process whose command line names this cluster's temp dir, and their children."""
+        import psutil
         self.rt.shutdown()
-        subprocess.run([self.ray_bin, "stop", "--force"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        ours = [p for p in psutil.process_iter(["cmdline"]) if any(self.tmp in a for a in (p.info["cmdline"] or []))]
+        family = {p.pid: p for p in ours}
+        for p in ours:
+            try:
+                family.update({c.pid: c for c in p.children(recursive=True)})
+            except psutil.Error:
+                pass
+        for p in family.values():
+            try:
+                p.terminate()
+            except psutil.Error:
+                pass
+        _, alive = psutil.wait_procs(list(family.values()), timeout=15)
+        for p in alive:
+            try:
+                p.kill()
+            except psutil.Error:
+                pass
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
@@ -207,8 +230,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-limits", action="store_true")
     p.add_argument("--json", dest="json_path", default=None)
     args = p.parse_args(argv)
-    if args.runtime == "ray" and os.path.realpath(sys.executable) != os.path.realpath(args.ray_python):
-        return subprocess.call([args.ray_python, __file__, *(argv if argv is not None else sys.argv[1:])])
+    if args.runtime == "ray":
+        try:
+            import ray  # noqa: F401
+        except ImportError:  # run in the Ray venv
+            return subprocess.call([args.ray_python, __file__, *(argv if argv is not None else sys.argv[1:])])
     limits: dict[str, float] = {}
     if not args.no_limits:
         import machine_limits as L
