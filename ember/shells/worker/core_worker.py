@@ -443,10 +443,11 @@ class CoreWorker:
         finally:
             if blocked:
                 self._notify_unblocked()
-        self._prefetch(refs, entries, is_task_args)
+        self._prefetch(refs, entries, is_task_args, None if deadline is None else deadline - time.monotonic())
         return [self.materialize(r, e) for r, e in zip(refs, entries)]
 
-    def _prefetch(self, refs: list[ObjectRef], entries: list[Entry], is_task_args: bool) -> None:
+    def _prefetch(self, refs: list[ObjectRef], entries: list[Entry], is_task_args: bool,
+                  timeout_s: Optional[float]) -> None:
         """Have the node daemon pull every object of this get held on other nodes at once
         (its pull manager admits them by room, task arguments first); errors show when
         each one is read."""
@@ -456,8 +457,9 @@ class CoreWorker:
         if self.raylet is None or not remote or (len(remote) == 1 and not is_task_args):
             return
         try:
-            self.run_sync(self._raylet_request(m.PrefetchObjects(remote, 0 if is_task_args else 1)))
-        except (exc.EmberError, ConnectionError):
+            self.run_sync(self._raylet_request(m.PrefetchObjects(remote, 0 if is_task_args else 1)),
+                          None if timeout_s is None else max(0.0, timeout_s))
+        except (exc.EmberError, ConnectionError, concurrent.futures.TimeoutError):
             pass
 
     def _notify_blocked(self) -> bool:
