@@ -65,7 +65,7 @@ class _Source:
 
 class TransferServer:
     """Listens on ``host``:``port`` (0: any free port); ``on_served(object_id, nbytes)`` is
-    called from serving threads after each chunk (the daemon posts it to its loop)."""
+    called from serving threads after an object's first chunk (the daemon posts it to its loop)."""
 
     def __init__(self, host: str, token: bytes, store: ShmStore, spill_dir: str,
                  on_served: Optional[Callable[[bytes, int], None]] = None, port: int = 0) -> None:
@@ -179,7 +179,7 @@ class TransferServer:
         if length:
             self._send_payload(sock, source, offset, length)
             self.bytes_served += length
-            if self.on_served is not None:
+            if self.on_served is not None and offset == 0:  # once per object read: its LRU place
                 self.on_served(object_id, length)
         if offset + length >= total:  # its last chunk: let the file be recycled
             source.close()
