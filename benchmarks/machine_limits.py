@@ -9,6 +9,8 @@ These numbers put the benchmark rows in context:
   included), which is what a put into a new shared-memory object pays;
 - ``unix_socket_rtt_us``, ``tcp_loopback_rtt_us``: 64-byte ping-pong between two
   processes over a Unix socket pair and loopback TCP (TCP_NODELAY);
+- ``tcp_loopback_gb_s``: one loopback TCP stream between two processes, received into a
+  warm buffer (the best of three 1 GiB runs);
 - ``asyncio_tcp_rtt_us`` (and ``uvloop_tcp_rtt_us`` when uvloop is installed): the
   same ping-pong with an asyncio client and an asyncio echo server.
 
@@ -199,6 +201,47 @@ def _has_uvloop() -> bool:
     return True
 
 
+_STREAM_BUFFER_BYTES = 16 * 1024 * 1024
+
+
+def _stream_out(listener: socket.socket, total_bytes: int) -> None:
+    conn, _ = listener.accept()
+    data = memoryview(bytearray(os.urandom(1024)) * (_STREAM_BUFFER_BYTES // 1024))
+    with conn:
+        sent = 0
+        while sent < total_bytes:
+            piece = data[: min(_STREAM_BUFFER_BYTES, total_bytes - sent)]
+            conn.sendall(piece)
+            sent += len(piece)
+
+
+def tcp_loopback_gb_s(total_bytes: int) -> float:
+    """One TCP stream over loopback between two processes, received into a warm buffer:
+    what one connection carries when neither end copies in Python nor touches fresh pages."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    port = listener.getsockname()[1]
+    sink = bytearray(_STREAM_BUFFER_BYTES)
+    view = memoryview(sink)
+    view[:] = b"\x01" * len(sink)
+
+    def body() -> float:
+        with socket.create_connection(("127.0.0.1", port), timeout=60) as client:
+            got = 0
+            start = time.perf_counter()
+            while got < total_bytes:
+                n = client.recv_into(view)
+                if n == 0:
+                    break
+                got += n
+            took_s = time.perf_counter() - start
+        return got / took_s / GB
+
+    with listener:
+        return _with_helper(_stream_out, (listener, total_bytes), body)
+
+
 def measure(is_quick: bool) -> dict[str, float]:
     """Every limit; ``is_quick`` copies 256 MiB instead of 1 GiB and does fewer round trips."""
     copy_bytes = (256 if is_quick else 1024) * 1024 * 1024
@@ -209,6 +252,7 @@ def measure(is_quick: bool) -> dict[str, float]:
         "unix_socket_rtt_us": _best_of(unix_socket_rtt_us, round_trips),
         "tcp_loopback_rtt_us": _best_of(tcp_loopback_rtt_us, round_trips),
         "asyncio_tcp_rtt_us": _best_of(asyncio_tcp_rtt_us, round_trips),
+        "tcp_loopback_gb_s": max(tcp_loopback_gb_s(copy_bytes) for _ in range(3)),
     }
     if _has_uvloop():
         limits["uvloop_tcp_rtt_us"] = _best_of(
@@ -229,6 +273,7 @@ UNITS = {
     "tcp_loopback_rtt_us": "us",
     "asyncio_tcp_rtt_us": "us",
     "uvloop_tcp_rtt_us": "us",
+    "tcp_loopback_gb_s": "GB/s",
 }
 
 

@@ -57,6 +57,10 @@ class Config:
     client_reconnect_grace_s: float = 30.0
     client_ping_interval_s: float = 1.0
     client_idle_timeout_s: float = 4.0
+    # object transfer (docs/object_store.md section 6): connections one pull stripes over, and
+    # holders it reads from at most (the primary's node names the least loaded)
+    transfer_connections_max: int = 4
+    transfer_sources_max: int = 4
 
     @classmethod
     def from_env(cls) -> "Config":

@@ -31,6 +31,7 @@ ROW_MODULES = (
     "rows_generators",
     "rows_ember",
     "rows_process",
+    "rows_transfer",
 )
 Echo = Callable[[str], None]
 

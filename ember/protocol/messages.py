@@ -890,3 +890,39 @@ class WriteObjectChunk:
 class ClientGoodbye:
     """Client -> client server at ``ember.shutdown()``: end the session now (no grace period)."""
     pass
+
+
+# --- object transfer at wire speed (issue 12; tags 470-499) -----------------------------------
+@message(470)
+class LocateObject:
+    """Puller -> the node daemon of the object's primary copy: where to read it from."""
+    object_id: bytes
+    requester: str          # the puller's transfer endpoint "host:port"
+
+
+@message(471)
+class ObjectSources:
+    total_bytes: int
+    sources: list           # transfer endpoints "host:port", least loaded first
+    primary: str            # the answering node's own transfer endpoint
+
+
+@message(472)
+class TransferDone:
+    """One-way, puller -> primary's node daemon: the transfer ended; a complete copy
+    (``is_copy_added``) makes the puller a source for later pulls."""
+    object_id: bytes
+    requester: str
+    sources: list
+    failed: list
+    is_copy_added: bool
+    requester_address: str  # the puller's node daemon: told to free its copy with the primary
+
+
+@message(473)
+class PrefetchObjects:
+    """Worker -> its node daemon: pull these remote objects (``entries``: [object id,
+    primary's node daemon address, size]) and answer Ok when every one ended (an object
+    that failed is reported by the ``PullObject`` the reader sends next)."""
+    entries: list
+    priority: int           # PullPriority: 0 task arguments, 1 get

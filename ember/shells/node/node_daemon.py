@@ -447,6 +447,7 @@ async def _main(args: argparse.Namespace) -> None:
     port = server.sockets[0].getsockname()[1]
     daemon.address = f"{addresses.advertised_host(args.host)}:{port}"
     daemon.leases.address = daemon.address
+    daemon.objects.start_transfer(args.host, token)
     warning = addresses.exposure_warning(args.host)
     if warning:
         log.warning("%s", warning)

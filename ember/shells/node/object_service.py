@@ -43,7 +43,10 @@ from typing import Any, Coroutine, Optional
 
 from ember.config import CONFIG
 from ember.logic.node import object_table as T
+from ember.logic.node import pull_manager as P
 from ember.protocol import messages as m
+from ember.shells.node.pulls import PullService
+from ember.shells.node.store_errors import StoreError
 from ember.shells.wire import rpc
 from ember.shells.shared.shm_store import (
     SPILL_DIR_PREFIX,
@@ -66,16 +69,6 @@ _MEMORY_TIMEOUT_MIN_S = 0.05  # bounds on how long `ember memory` waits for a no
 _MEMORY_TIMEOUT_MAX_S = 60.0
 
 
-class StoreError(Exception):
-    """A request the store cannot serve; ``kind`` is the error kind sent to the caller."""
-
-    def __init__(self, kind: str, message: str, data: Optional[bytes] = None) -> None:
-        super().__init__(f"{kind}: {message}")
-        self.kind = kind
-        self.message = message
-        self.data = data
-
-
 class ObjectService:
     """One node's object store: an ``ObjectTable`` plus the I/O it orders."""
 
@@ -95,13 +88,13 @@ class ObjectService:
                                               os.path.basename(daemon.session_dir), daemon.node_id.hex())
         self._io = concurrent.futures.ThreadPoolExecutor(_SPILL_THREADS, "ember-spill")
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._pulls: dict[bytes, asyncio.Future[Any]] = {}
         self._cause_seq = 0
         self._events: list[Any] = []   # fed while effects are being carried out
         self._is_feeding = False
         self._pool_timer: Optional[asyncio.TimerHandle] = None
         self.spilled_total_bytes = 0
         self.restored_total_bytes = 0
+        self.pulls = PullService(self)
 
     # --- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -113,7 +106,12 @@ class ObjectService:
             log.info("removed the stale spill directory %s", path)
         create_owned_dir(self.spill_dir)
 
+    def start_transfer(self, host: str, token: bytes) -> None:
+        """Open this node's transfer port (docs/object_store.md section 6)."""
+        self.pulls.start(host, token)
+
     def close(self) -> None:
+        self.pulls.close()
         if self._pool_timer is not None:
             self._pool_timer.cancel()
         for task in self._tasks:
@@ -223,6 +221,20 @@ class ObjectService:
         return StoreError("ObjectStoreFullError",
                           f"Cannot store an object of {eff.needed_bytes} bytes: the object store holds "
                           f"{eff.used_bytes} of {eff.capacity_bytes} bytes and {why}.", sizes)
+
+    def feed(self, event: Any) -> None:
+        self._feed(event)
+
+    def cause(self, what: str) -> str:
+        return self._cause(what)
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        self._spawn(coro)
+
+    def note_access(self, object_id: bytes) -> None:
+        """Another node read the object: refresh its place in the LRU order."""
+        if self.table.state_of(object_id) is not None:
+            self._feed(T.ObjectAccessed(object_id))
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -355,6 +367,7 @@ class ObjectService:
         cause = self._cause("free")
         for object_id in msg.object_ids:
             self._feed(T.ObjectFreed(object_id, cause))
+        self.pulls.forget(msg.object_ids)
 
     # --- local readers ------------------------------------------------------------------------
     def on_EnsureLocal(self, conn: rpc.Connection, request_id: int, msg: m.EnsureLocal) -> None:
@@ -433,7 +446,7 @@ class ObjectService:
                 return
         conn.reply_error(request_id, "ObjectLostError", f"object {msg.object_id.hex()} could not be read")
 
-    # --- transfer: pulling ------------------------------------------------------------------
+    # --- transfer: pulling (shells/node/pulls.py) -------------------------------------
     def on_PullObject(self, conn: rpc.Connection, request_id: int, msg: m.PullObject) -> None:
         if self.store.contains(msg.object_id):
             conn.reply(request_id, m.Ok())
@@ -442,7 +455,7 @@ class ObjectService:
 
     async def _reply_pull(self, conn: rpc.Connection, request_id: int, msg: m.PullObject) -> None:
         try:
-            await self.pull(msg.object_id, msg.from_address)
+            await self.pull(msg.object_id, msg.from_address, msg.size_bytes)
             conn.reply(request_id, m.Ok())
         except (StoreError, rpc.RpcError) as exc:
             conn.reply_error(request_id, exc.kind, exc.message, exc.data)
@@ -450,28 +463,26 @@ class ObjectService:
             conn.reply_error(request_id, "ObjectLostError",
                              f"pulling {msg.object_id.hex()} from {msg.from_address}: {exc}")
 
-    async def pull(self, object_id: bytes, from_address: str) -> None:
-        """Bring a copy of the object from the node daemon at ``from_address``."""
+    def on_PrefetchObjects(self, conn: rpc.Connection, request_id: int, msg: m.PrefetchObjects) -> None:
+        """Pull many objects at once (the pull manager admits them by room and priority)."""
+        self._spawn(self._reply_prefetch(conn, request_id, msg))
+
+    async def _reply_prefetch(self, conn: rpc.Connection, request_id: int, msg: m.PrefetchObjects) -> None:
+        priority = P.PullPriority(min(max(int(msg.priority), 0), 1))
+        await asyncio.gather(*(self.pull(oid, address, int(size), priority) for oid, address, size in msg.entries),
+                             return_exceptions=True)
+        conn.reply(request_id, m.Ok())
+
+    async def pull(self, object_id: bytes, from_address: str, size_bytes: int = 0,
+                   priority: P.PullPriority = P.PullPriority.GET) -> None:
+        """Bring a copy of the object whose primary is on the node daemon at ``from_address``."""
         if self.store.contains(object_id):
             return
-        if self.table.state_of(object_id) is not None and object_id not in self._pulls:
+        if self.table.state_of(object_id) is not None and self.pulls.manager.state_of(object_id) is None:
             return await self.ensure_local(object_id)  # ours, spilled (or arriving)
-        fut = self._pulls.get(object_id)
-        if fut is not None:
-            return await asyncio.shield(fut)
-        fut = asyncio.get_running_loop().create_future()
-        self._pulls[object_id] = fut
-        try:
-            await self._pull_chunks(object_id, from_address)
-            fut.set_result(None)
-        except BaseException as exc:
-            fut.set_exception(exc)
-            fut.exception()
-            raise
-        finally:
-            del self._pulls[object_id]
+        await self.pulls.pull(object_id, from_address, size_bytes, priority)
 
-    async def _reserve(self, object_id: bytes, size_bytes: int) -> Optional[str]:
+    async def reserve(self, object_id: bytes, size_bytes: int) -> Optional[str]:
         """Admission for a secondary copy: None when it is already here, else the name of
         a pooled file to write into ("" for a new file)."""
         self._measure_space()
@@ -486,37 +497,11 @@ class ObjectService:
             raise
         return self.store.take_pool_file(file_id, object_id) if file_id is not None else ""
 
-    async def _pull_chunks(self, object_id: bytes, from_address: str) -> None:
-        peer = await self.daemon.peers.get(from_address)
-        chunk_bytes = CONFIG.transfer_chunk_bytes
-        first = await peer.request(m.ReadChunk(object_id, 0, chunk_bytes))
-        total = first.total_bytes
-        recycled_name = await self._reserve(object_id, total)
-        if recycled_name is None:
-            return await self.ensure_local(object_id)
-        try:
-            pending = self.store.create_for_write(object_id, total, recycled_name)
-        except BaseException:
-            self._feed(T.ObjectCreateAborted(object_id, self._cause("pull-failed")))
-            raise
-        try:
-            pending.write_at(0, first.data)
-            sem = asyncio.Semaphore(CONFIG.transfer_chunks_in_flight)
+    def on_LocateObject(self, conn: rpc.Connection, request_id: int, msg: m.LocateObject) -> None:
+        self.pulls.on_LocateObject(conn, request_id, msg)
 
-            async def fetch(offset: int) -> None:
-                async with sem:
-                    reply = await peer.request(m.ReadChunk(object_id, offset, chunk_bytes))
-                    pending.write_at(offset, reply.data)
-
-            await asyncio.gather(*(fetch(o) for o in range(len(first.data), total, chunk_bytes)))
-            self.store.seal(object_id)
-        except BaseException:
-            self.store.abort(object_id)
-            self._feed(T.ObjectCreateAborted(object_id, self._cause("pull-failed")))
-            raise
-        self._feed(T.ObjectSealed(object_id, self._cause("pulled")))
-        if self.table.state_of(object_id) is None:
-            self.store.delete(object_id)  # freed while it was arriving
+    def on_TransferDone(self, conn: rpc.Connection, request_id: int, msg: m.TransferDone) -> None:
+        self.pulls.on_TransferDone(conn, request_id, msg)
 
     # --- ember memory -----------------------------------------------------------------------
     def on_GetMemoryInfo(self, conn: rpc.Connection, request_id: int, msg: m.GetMemoryInfo) -> None:

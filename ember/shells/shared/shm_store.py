@@ -108,6 +108,9 @@ def _write_all(fd: int, data: Buffer, offset: int) -> int:
     return total
 
 
+_MAP_POPULATE = getattr(mmap, "MAP_POPULATE", 0)
+
+
 class PendingObject:
     """An object being written in place (e.g. by a transfer), not yet visible."""
 
@@ -118,6 +121,12 @@ class PendingObject:
         self._fd = fd
         self._mmap: Optional[mmap.mmap] = None
         self._view: Optional[memoryview] = None
+        self.is_populated = False  # map with MAP_POPULATE: fill page tables up front (transfers)
+
+    @property
+    def fd(self) -> int:
+        """The open file (to splice into, or pwrite)."""
+        return self._fd
 
     @property
     def buffer(self) -> memoryview:
@@ -126,7 +135,8 @@ class PendingObject:
             if self.size_bytes == 0:
                 self._view = memoryview(bytearray(0))
             else:
-                self._mmap = mmap.mmap(self._fd, self.size_bytes)
+                flags = mmap.MAP_SHARED | (_MAP_POPULATE if self.is_populated else 0)
+                self._mmap = mmap.mmap(self._fd, self.size_bytes, flags=flags)
                 self._view = memoryview(self._mmap)
         return self._view
 
@@ -360,6 +370,29 @@ class ShmStore:
             return memoryview(mmap.mmap(fd, 0, access=mmap.ACCESS_READ))  # keeps a dup: the lock
         finally:
             os.close(fd)
+
+    def open_fd(self, object_id: bytes) -> Optional[int]:
+        """A read-only descriptor of a sealed object holding a shared flock (as ``open``, so
+        the file is not recycled while it is read), or None; the caller closes it.  Used
+        to ``sendfile`` an object to another node without mapping it."""
+        path = self._path(object_id)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            st = os.fstat(fd)
+            now = os.stat(path)
+            if (now.st_ino, now.st_dev) == (st.st_ino, st.st_dev):
+                fd, kept = -1, fd
+                return kept
+            return None
+        except FileNotFoundError:
+            return None  # recycled or deleted between our open and our lock
+        finally:
+            if fd >= 0:
+                os.close(fd)
 
     def contains(self, object_id: bytes) -> bool:
         return os.path.exists(self._path(object_id))

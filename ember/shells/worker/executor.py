@@ -116,7 +116,7 @@ class Executor:
                 refs.append(ObjectRef(arg[1], arg[2]))
                 ref_pos.append(i)
         if refs:
-            for i, v in zip(ref_pos, self.cw.get(refs, None)):
+            for i, v in zip(ref_pos, self.cw.get(refs, None, is_task_args=True)):
                 values[i] = v
         nk = len(spec.kwarg_names)
         if nk:
