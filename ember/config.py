@@ -46,6 +46,7 @@ class Config:
     scheduler_bandwidth_bytes_per_s: float = 125e6   # the placement policy's estimate of node-to-node bandwidth
     scheduler_keep_margin_s: float = 0.02      # a node keeps a request whose estimated cost is this close to the best
     scheduler_spread_threshold: float = 0.5    # "hybrid": pack onto a node until it is this utilized
+    head_lease_ttl_s: float = 3.0              # a standby head takes over a lease not renewed for this long
 
     @classmethod
     def from_env(cls) -> "Config":

@@ -780,3 +780,20 @@ class PlacementGroupList:
 class PlacementGroupRemoved:
     """Published to node daemons (channel "placement_groups"): refuse the group's leases."""
     pg_id: bytes
+
+
+# --- standby heads: who leads (issue #11, section 3; tags 600-629) -----------------------------------------
+@message(600)
+class WhoLeads:
+    """Asked of a control store before using it: is it the leader, and if not, who is."""
+    pass
+
+
+@message(601)
+class HeadRole:
+    is_leader: bool
+    epoch: int              # the epoch this head leads under; else the leader's as last read (0: unknown)
+    leader_address: str     # "" when unknown
+    head_address: str       # the head that answered
+    role: str               # leading / watching (standby) / deposed / ...
+    standbys: list          # [[address, seconds since it was last seen]]
