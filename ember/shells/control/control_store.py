@@ -199,6 +199,8 @@ class ControlStore:
     async def expire_loop(self) -> None:
         while True:
             await asyncio.sleep(CONFIG.heartbeat_interval_s)
+            if not self.leading:  # stepped down: no more decisions
+                continue
             for node_id in self.nodes.expire(time.monotonic()):
                 log.warning("node %s missed heartbeats; marked dead", node_id.hex()[:8])
                 self._node_died(node_id)
@@ -308,12 +310,18 @@ async def _main(args: argparse.Namespace) -> None:
         return
     if not runner.is_standby:
         _announce(port)
-    async with asyncio.TaskGroup() as tg:
-        expire = tg.create_task(store.expire_loop())
-        unclaimed = tg.create_task(_finish_unclaimed_jobs(store))
-        await stop
-        expire.cancel()
-        unclaimed.cancel()
+    try:
+        async with asyncio.TaskGroup() as tg:
+            expire = tg.create_task(store.expire_loop())
+            unclaimed = tg.create_task(_finish_unclaimed_jobs(store))
+            await stop
+            expire.cancel()
+            unclaimed.cancel()
+            server.close()
+            runner.close()
+    except BaseException:
+        if not runner.deposed_reason:  # a deposed head's decisions fail on the fence: expected
+            raise
         server.close()
         runner.close()
     if runner.deposed_reason:

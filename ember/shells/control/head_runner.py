@@ -86,10 +86,17 @@ class HeadRunner:
         store = self.store
         if epoch is not None:
             assert self.leadership is not None
-            storage = FencedStorage(storage, epoch, self.leadership.write_fenced)
+            storage = FencedStorage(storage, epoch, self._fenced)
         store.attach_storage(storage)
         store.durable.load(store)
         store.leading = True
+
+    def _fenced(self) -> None:
+        """A write was refused by the fence (event loop thread): stop serving now, and tell the
+        lease thread."""
+        assert self.leadership is not None
+        self.leadership.write_fenced()
+        self._on_step_down("a write was refused: another head leads with a newer epoch")
 
     # --- posted by the lease thread -----------------------------------------------------------------
     def _on_leader(self, epoch: int) -> None:
@@ -112,8 +119,12 @@ class HeadRunner:
             return
         self.deposed_reason = reason
         self.store.leading = False
+        # Shortly: the answer to the request that found the fence (a Deposed error) goes out first.
+        self._loop.call_later(0.1, self._drop_connections)
+
+    def _drop_connections(self) -> None:
         for conn in list(self.store.conns):
-            conn.abort()
+            conn.abort()  # a peer behind a cut link never drains what close() would flush
         if not self.stop.done():
             self.stop.set_result(None)
 
