@@ -158,7 +158,7 @@ class HeadLink:
     # --- I/O thread ------------------------------------------------------------------------------
     def _on_connection_lost(self, conn: rpc.Connection) -> None:
         if conn is self.cw.gcs and not self.cw.is_shutdown:
-            self._outage_began(rpc.ConnectionLost(f"connection to {self.cw.gcs_address} lost"))
+            self._outage_began(rpc.ConnectionLost(f"connection to {self.leader_address or self.cw.gcs_address} lost"))
 
     def _outage_began(self, cause: BaseException) -> None:
         if self.lost_at is not None or self.lost_error is not None:
