@@ -797,3 +797,11 @@ class HeadRole:
     head_address: str       # the head that answered
     role: str               # leading / watching (standby) / deposed / ...
     standbys: list          # [[address, seconds since it was last seen]]
+
+
+@message(602)
+class NodeWorkers:
+    """A node daemon, after (re-)registering: the worker processes alive on it, so that a head
+    restored from storage learns which actors' workers died while no head listened."""
+    node_id: bytes
+    worker_ids: list

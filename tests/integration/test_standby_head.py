@@ -272,3 +272,86 @@ def test_second_active_head_is_refused_while_the_lease_is_held(heads: TwoHeads, 
         third.ember("stop", "--force")
     usage = third.ember("start", "--head", "--standby", "--port", str(free_port()))
     assert usage.returncode != 0 and "--standby needs a storage shared" in usage.stderr, usage.stderr
+
+
+RECONCILE = textwrap.dedent("""
+    import os, signal, sys, time
+    import psutil
+    import ember
+    from ember import lifecycle
+    from ember.protocol import messages as m
+
+    addresses, victim = sys.argv[1], int(sys.argv[2])
+    ember.init(address=addresses)
+
+    @ember.remote(resources={"b": 1}, max_restarts=1)
+    class Counter:
+        def __init__(self):
+            self.n = 0
+        def add(self):
+            self.n += 1
+            return self.n, os.getpid()
+
+    c = Counter.remote()
+    n, worker = ember.get(c.add.remote(), timeout=60)
+    os.kill(victim, signal.SIGKILL)      # the leading head
+    os.kill(worker, signal.SIGKILL)      # the actor's worker, while no head listens
+    try:
+        psutil.Process(worker).wait(10)  # reaped by its zygote
+    except psutil.NoSuchProcess:
+        pass
+    print("DEAD worker", not psutil.pid_exists(worker) or psutil.Process(worker).status() == psutil.STATUS_ZOMBIE,
+          flush=True)
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            n2, worker2 = ember.get(c.add.remote(), timeout=30)
+            break
+        except ember.exceptions.RayActorError as e:
+            assert time.monotonic() < deadline, e
+            time.sleep(0.5)
+    print("AFTER restarted", n2, worker2 != worker, flush=True)
+    ember.shutdown()
+""")
+
+
+def test_restored_head_restarts_an_actor_whose_worker_died_while_no_head_listened(heads: TwoHeads) -> None:
+    wait_leader(heads.addr_a, heads.token, 1)
+    victim = heads.control_store(heads.a)
+    done = heads.b.python(RECONCILE.replace("sys.argv[1]", repr(heads.addresses))
+                          .replace("int(sys.argv[2])", str(victim.pid)), timeout_s=240)
+    lines = [ln for ln in done.stdout.splitlines() if ln.startswith(("DEAD", "AFTER"))]
+    assert lines == ["DEAD worker True", "AFTER restarted 1 True"], done.stdout + done.stderr[-4000:]
+
+
+def test_a_node_declared_dead_stays_refused_by_the_next_leader(heads: TwoHeads) -> None:
+    """The node table is in the storage: a node the old leader declared dead (drained here, while
+    paused) is refused by the standby that took over, and exits when it resumes."""
+    wait_leader(heads.addr_a, heads.token, 1)
+    entry = next(e for e in heads.b.pid_entries() if e["role"] == "node_daemon")
+    node = psutil.Process(entry["pid"])
+
+    async def node_id_of(address: str) -> bytes:
+        conn = await rpc.connect(heads.addr_a, heads.token.encode(), _Quiet(), "client", 5)
+        try:
+            nodes = (await conn.request(m.GetNodes(), timeout_s=10)).nodes
+            node_id = next(n.node_id for n in nodes if n.address == address)
+            node.suspend()
+            await conn.request(m.DrainNode(node_id), timeout_s=10)
+            return node_id
+        finally:
+            conn.close()
+
+    node_id = asyncio.run(node_id_of(entry["address"]))
+    try:
+        heads.control_store(heads.a).kill()
+        wait_leader(heads.addr_b, heads.token, 2)
+    finally:
+        node.resume()
+    try:
+        node.wait(60)  # refused by the new leader (NodeDeclaredDead): it exits
+    except psutil.TimeoutExpired:
+        raise AssertionError("the dead node was not refused by the new leader") from None
+    status = heads.b.ember("status", "--address", heads.addresses)
+    dead = status.stdout.split("Dead:", 1)[1].split("Resources", 1)[0]
+    assert node_id.hex() in dead, status.stdout

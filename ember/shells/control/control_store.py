@@ -55,6 +55,8 @@ class ControlStore:
         self.extensions.append(StateService(self))
         from ember.shells.control.placement_group_manager import PlacementGroupManager
         self.extensions.append(PlacementGroupManager(self))
+        from ember.shells.control.recovery import HeadRecovery
+        self.extensions.append(HeadRecovery(self))  # node table in storage, reconciliation (issue #11)
         # Standby heads (issue #11 §3, shells/control/head_runner.py): a head that does not lead
         # answers WhoLeads and refuses everything else, naming the leader.
         self.leading = True

@@ -314,6 +314,8 @@ class NodeDaemon:
                 self.exit_declared_dead(e.message)
             raise
         self._apply_view(view)
+        # a head restored from storage learns which actor workers died while no head listened
+        self.gcs.send(m.NodeWorkers(self.node_id, sorted(set(self.worker_pids) | set(self.worker_conns))))
 
     def exit_declared_dead(self, message: str) -> None:
         """The control store declared this node dead (e.g. it was paused past the heartbeat
