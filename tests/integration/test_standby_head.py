@@ -78,7 +78,7 @@ class TwoHeads:
         done = self.b.ember("start", "--head", "--standby", "--port", str(self.port_b), "--storage", self.redis.url)
         assert done.returncode == 0, done.stdout + done.stderr
         assert "Standby head (control store) waiting" in done.stdout, done.stdout
-        done = self.b.ember("start", "--address", self.addresses, "--num-cpus", "2", "--resources", '{"b": 4}')
+        done = self.b.ember("start", "--address", self.addresses, "--num-cpus", "4", "--resources", '{"b": 8}')
         assert done.returncode == 0, done.stdout + done.stderr
 
     def control_store(self, harness: CliHarness) -> psutil.Process:
@@ -159,6 +159,10 @@ DRIVER = textwrap.dedent("""
     keeper = Counter.options(name="keeper", lifetime="detached", namespace="keep").remote()
     assert ember.get(keeper.add.remote(), timeout=60) == 1
     cw.run_sync(cw.gcs.request(m.KvPut("user", b"before", b"1", True)), 30)
+    from ember.util.placement_group import get_placement_group, placement_group, remove_placement_group
+    from ember.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+    pg = placement_group([{"b": 1, "CPU": 1}], name="pg1", lifetime="detached")
+    assert pg.wait(60)
     refs = [square.remote(i) for i in range(100)]
     os.kill(victim, signal.SIGKILL)
     killed = time.monotonic()
@@ -173,6 +177,10 @@ DRIVER = textwrap.dedent("""
     print("AFTER new actor", ember.get(fresh.add.remote(), timeout=60), flush=True)
     conn = cw.run_sync(cw.head.conn(), 30)
     print("AFTER kv", cw.run_sync(conn.request(m.KvGet("user", b"before")), 30).value, flush=True)
+    pg2 = get_placement_group("pg1")
+    in_pg = square.options(scheduling_strategy=PlacementGroupSchedulingStrategy(pg2, 0)).remote(7)
+    print("AFTER pg", pg2.id == pg.id, ember.get(in_pg, timeout=60), flush=True)
+    remove_placement_group(pg2)
     cw.run_sync(conn.request(m.KvPut("user", b"after", b"2", True)), 30)
     ember.shutdown()
     print("DONE", flush=True)
@@ -192,7 +200,7 @@ def test_standby_takes_over_when_the_active_head_is_killed(heads: TwoHeads) -> N
     assert done.returncode == 0, f"{out}\n{done.stderr[-4000:]}"
     lines = [ln for ln in out.splitlines() if ln.startswith(("OUTAGE", "AFTER", "DONE"))]
     assert lines == ["OUTAGE calls [2, 3, 4, 5, 6]", "AFTER actor 7", "AFTER tasks True", "AFTER new actor 1",
-                     "AFTER kv b'1'", "DONE"], out
+                     "AFTER kv b'1'", "AFTER pg True 49", "DONE"], out
     role = wait_leader(heads.addr_b, heads.token, 2)
     assert role.leader_address == heads.addr_b
     with open_storage(heads.redis.url, check=False) as s:
