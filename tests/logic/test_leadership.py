@@ -115,14 +115,34 @@ def test_a_restarted_head_takes_over_a_dead_holders_lease_after_a_ttl() -> None:
     assert drive(again, store, [L.ReadLease()], 4.1) == [L.BecomeLeader(2)]
 
 
-def test_leader_that_cannot_renew_steps_down_before_a_standby_can_take_over() -> None:
+def test_leader_that_cannot_renew_stops_serving_before_a_standby_can_take_over() -> None:
     store, a = ModelStorage(), head("a")
     drive(a, store, [L.ReadLease()], 0.0)
     effects = a.handle(L.Ticked(), 0.5)
     assert isinstance(effects[0], L.TryRenew)
     a.handle(L.RenewFailed("timed out"), 1.5)
     seen = a.handle(L.Ticked(), TTL * 0.75)
-    assert a.role is L.Role.DEPOSED and isinstance(seen[0], L.StepDown) and "could not renew" in seen[0].reason
+    assert a.role is L.Role.SUSPENDED and not a.is_leading
+    assert isinstance(seen[0], L.Suspend) and "could not renew" in seen[0].reason
+    # the renewal sent at 1.5 s comes back refused: the lease was taken
+    assert a.handle(L.RenewDone(False, 1.5), 2.3)[0] == L.StepDown("epoch 1: another head took the lease")
+    assert a.role is L.Role.DEPOSED
+
+
+def test_a_suspended_leader_serves_again_if_nobody_took_over() -> None:
+    store, a = ModelStorage(), head("a")
+    drive(a, store, [L.ReadLease()], 0.0)
+    seen = drive(a, store, a.handle(L.Ticked(), 2.5), 2.5)  # its thread stalled 2.5 s; the renewal then lands
+    assert seen == [L.Suspend("epoch 1: could not renew the lease for 2.5 s"), L.Resume()] and a.is_leading
+
+
+def test_a_suspended_leader_whose_lease_was_taken_steps_down() -> None:
+    store, a, b = ModelStorage(), head("a"), head("b")
+    drive(a, store, [L.ReadLease()], 0.0)
+    drive(b, store, [L.ReadLease()], 0.1)
+    assert drive(b, store, [L.ReadLease()], 3.2) == [L.BecomeLeader(2)]
+    seen = drive(a, store, a.handle(L.Ticked(), 3.3), 3.3)
+    assert [type(e) for e in seen] == [L.Suspend, L.StepDown] and a.role is L.Role.DEPOSED
 
 
 def test_stop_releases_the_lease_and_the_next_head_takes_it_at_once() -> None:

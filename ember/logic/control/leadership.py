@@ -12,8 +12,10 @@ address, a renewal counter, released or not) and ``epoch`` (the epoch as decimal
 - Rule 1: the active head renews its lease every ``renew_interval_s`` by a compare-and-set on
   the lease it last wrote (counter + 1).  A renewal that finds another value means someone
   took the lease: the head steps down at once.
-- Rule 2: a head that has not renewed for ``step_down_after_s`` (< the TTL) steps down by
-  itself, before any standby can take over (a standby waits a full TTL, see rule 3).
+- Rule 2: a head that has not renewed for ``step_down_after_s`` (< the TTL) stops serving
+  (SUSPENDED) before any standby can take over (a standby waits a full TTL, see rule 3), and
+  keeps trying to renew: a renewal that still finds its own last value proves nobody took over,
+  and it serves again; one that finds another value deposes it.
 - Rule 3: a waiting head takes the lease when it is absent or released, or when it has watched
   the same lease value for ``ttl_s`` of its own clock (the holder stopped renewing).  The
   takeover is a compare-and-set on exactly the value it watched, writing epoch + 1 to both the
@@ -29,8 +31,11 @@ address, a renewal counter, released or not) and ``epoch`` (the epoch as decimal
 States and moves (``TRANSITIONS``)::
 
     WATCHING --(1) take over--> LEADING --(3) step down--> DEPOSED
-       |  \\--(2) refused (not standby, lease renewed)--> REFUSED
-       \\--(4) stop--> STOPPED          LEADING --(5) stop (release)--> STOPPED
+       |  \\--(2) refused            |  ^                         ^
+       |   (not standby, renewed)     (6)|  |(7) renewed again      |(8) lease taken, fenced
+       \\--(4) stop--> STOPPED         v  |                         |
+                                     SUSPENDED ------------------+
+    LEADING / SUSPENDED --(5) stop (release)--> STOPPED
 """
 from __future__ import annotations
 
@@ -53,6 +58,7 @@ class InvalidTransition(Exception):
 class Role(enum.Enum):
     WATCHING = "watching"   # standby, or a head waiting to learn whether the lease is held
     LEADING = "leading"
+    SUSPENDED = "suspended" # could not renew in time: serves nothing until a renewal succeeds
     DEPOSED = "deposed"     # stepped down: serves nothing, tells callers who leads
     REFUSED = "refused"     # not a standby, and another head holds the lease
     STOPPED = "stopped"
@@ -159,6 +165,17 @@ class StepDown:
 
 
 @dataclass(frozen=True)
+class Suspend:
+    """Stop serving (keep the connections): the lease may be lost."""
+    reason: str
+
+
+@dataclass(frozen=True)
+class Resume:
+    """A renewal succeeded after a suspension: nobody took over; serve again."""
+
+
+@dataclass(frozen=True)
 class Refuse:
     message: str
 
@@ -169,7 +186,7 @@ class Release:
     lease: Lease
 
 
-Effect = Union[ReadLease, TryTakeover, TryRenew, BecomeLeader, StepDown, Refuse, Release]
+Effect = Union[ReadLease, TryTakeover, TryRenew, BecomeLeader, StepDown, Suspend, Resume, Refuse, Release]
 
 TRANSITIONS: dict[tuple[Role, Role], str] = {
     (Role.WATCHING, Role.LEADING): "takeover won",
@@ -177,6 +194,10 @@ TRANSITIONS: dict[tuple[Role, Role], str] = {
     (Role.WATCHING, Role.STOPPED): "stopped while waiting",
     (Role.LEADING, Role.DEPOSED): "renewal refused or overdue, or a write fenced",
     (Role.LEADING, Role.STOPPED): "stopped: lease released",
+    (Role.LEADING, Role.SUSPENDED): "no renewal for step_down_after_s",
+    (Role.SUSPENDED, Role.LEADING): "renewed: nobody took over",
+    (Role.SUSPENDED, Role.DEPOSED): "the lease was taken, or a write fenced",
+    (Role.SUSPENDED, Role.STOPPED): "stopped while suspended",
 }
 
 
@@ -260,19 +281,22 @@ class Leadership:
     def _on_Ticked(self, ev: Ticked, now: float) -> list[Effect]:
         if self.role is Role.WATCHING:
             return [] if self.is_busy else [ReadLease()]
-        if self.role is not Role.LEADING:
+        if self.role not in (Role.LEADING, Role.SUSPENDED):
             return []
-        if now - self.last_renewed_at >= self.step_down_after_s:
-            return self._step_down(now, f"could not renew the lease for {now - self.last_renewed_at:.1f} s")
-        if self.is_busy or now - self.last_renewed_at < self.renew_interval_s:
-            return []
+        effects: list[Effect] = []
+        if self.role is Role.LEADING and now - self.last_renewed_at >= self.step_down_after_s:
+            reason = f"could not renew the lease for {now - self.last_renewed_at:.1f} s"
+            self._move(Role.SUSPENDED, now, reason)
+            effects.append(Suspend(f"epoch {self.epoch}: {reason}"))
+        if self.is_busy or (self.role is Role.LEADING and now - self.last_renewed_at < self.renew_interval_s):
+            return effects
         assert self.lease is not None
         self.is_busy = True
-        return [TryRenew(self.lease.encode(), replace(self.lease, counter=self.lease.counter + 1))]
+        return effects + [TryRenew(self.lease.encode(), replace(self.lease, counter=self.lease.counter + 1))]
 
     def _on_RenewDone(self, ev: RenewDone, now: float) -> list[Effect]:
         self.is_busy = False
-        if self.role is not Role.LEADING:
+        if self.role not in (Role.LEADING, Role.SUSPENDED):
             return []
         if not ev.is_renewed:
             return self._step_down(now, "another head took the lease")
@@ -280,6 +304,9 @@ class Leadership:
         self.lease = replace(self.lease, counter=self.lease.counter + 1)
         self.leader_hint = self.lease
         self.last_renewed_at = max(self.last_renewed_at, ev.started_at)
+        if self.role is Role.SUSPENDED and now - self.last_renewed_at < self.step_down_after_s:
+            self._move(Role.LEADING, now, "renewed after a suspension")
+            return [Resume()]
         return []
 
     def _on_RenewFailed(self, ev: RenewFailed, now: float) -> list[Effect]:
@@ -288,7 +315,7 @@ class Leadership:
         return self._on_Ticked(Ticked(), now)
 
     def _on_WriteFenced(self, ev: WriteFenced, now: float) -> list[Effect]:
-        if self.role is not Role.LEADING:
+        if self.role not in (Role.LEADING, Role.SUSPENDED):
             return []
         return self._step_down(now, "a write was fenced: a newer epoch exists")
 
@@ -300,7 +327,7 @@ class Leadership:
         if self.role is Role.WATCHING:
             self._move(Role.STOPPED, now, "stop requested")
             return []
-        if self.role is not Role.LEADING:
+        if self.role not in (Role.LEADING, Role.SUSPENDED):
             return []
         assert self.lease is not None
         self._move(Role.STOPPED, now, "stop requested")
@@ -315,7 +342,7 @@ class Leadership:
         return list(self.log)
 
     def check_invariants(self) -> None:
-        if self.role is Role.LEADING:
+        if self.role in (Role.LEADING, Role.SUSPENDED):
             assert self.lease is not None and self.lease.epoch == self.epoch > 0, (self.lease, self.epoch)
             assert self.lease.holder == self.head_id
         if self.role is Role.WATCHING:

@@ -58,7 +58,8 @@ class HeadRunner:
             lease_storage, self.address, is_standby=self.is_standby,
             on_leader=lambda epoch: self._loop.call_soon_threadsafe(self._on_leader, epoch),
             on_step_down=lambda reason: self._loop.call_soon_threadsafe(self._on_step_down, reason),
-            on_refused=lambda message: self._loop.call_soon_threadsafe(self._on_refused, message))
+            on_refused=lambda message: self._loop.call_soon_threadsafe(self._on_refused, message),
+            on_serving=lambda serving: self._loop.call_soon_threadsafe(self._on_serving, serving))
         self.leadership.start()
         if self.is_standby:
             log.warning("standby head at %s: waiting for the lease in %s", self.address, self.storage.description)
@@ -109,6 +110,12 @@ class HeadRunner:
             self._on_step_down(f"loading the state failed: {exc}")
             return
         self._leading.set_result(epoch)
+
+    def _on_serving(self, serving: bool) -> None:
+        """Suspended (could not renew in time) or resumed: stop or start answering; the
+        connections stay (a resumed head goes on with them)."""
+        if self._leading.done() and not self.deposed_reason:
+            self.store.leading = serving
 
     def _on_refused(self, message: str) -> None:
         if not self._leading.done():

@@ -41,13 +41,14 @@ def lease_timings() -> tuple[float, float, float]:
 class HeadLeadership:
     def __init__(self, storage: Storage, address: str, *, is_standby: bool,
                  on_leader: Callable[[int], None], on_step_down: Callable[[str], None],
-                 on_refused: Callable[[str], None]) -> None:
+                 on_refused: Callable[[str], None], on_serving: Callable[[bool], None]) -> None:
         ttl, renew, self.poll_s = lease_timings()
         self.head_id = os.urandom(8).hex()
         self.logic = L.Leadership(self.head_id, address, ttl_s=ttl, renew_interval_s=renew, is_standby=is_standby)
         self.storage = storage
         self.address = address
         self._on_leader, self._on_step_down, self._on_refused = on_leader, on_step_down, on_refused
+        self._on_serving = on_serving
         self._events: "queue.SimpleQueue[Any]" = queue.SimpleQueue()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="ember-lease", daemon=True)
@@ -121,6 +122,12 @@ class HeadLeadership:
             self._on_step_down(eff.reason)
         elif isinstance(eff, L.Refuse):
             self._on_refused(eff.message)
+        elif isinstance(eff, L.Suspend):
+            log.error("this head stops serving until it renews its lease: %s", eff.reason)
+            self._on_serving(False)
+        elif isinstance(eff, L.Resume):
+            log.warning("this head renewed its lease again (nobody took over): serving")
+            self._on_serving(True)
         return []
 
     def _note_standby(self) -> None:

@@ -113,8 +113,8 @@ class HeadLink:
             except rpc.RpcError as e:
                 if e.kind != "NotLeader":
                     raise
-                conn.abort()  # a head that stepped down: find the leader
-                await asyncio.sleep(0.05)
+                # suspended (it may serve again) or stepping down (it then drops its connections)
+                await asyncio.sleep(0.2)
 
     def start_watch(self) -> None:
         """A driver checks every second that its head still answers; one that does not while
