@@ -52,8 +52,7 @@ class HeadRunner:
             return
         self.storage = await self._open(url)
         ttl, _, _ = lease_timings()
-        lease_storage = self.storage if url.startswith("memory:") else open_storage(
-            url, retry_timeout_s=min(0.5, ttl / 6), check=False, socket_timeout_s=ttl / 4)
+        lease_storage = open_storage(url, retry_timeout_s=min(0.5, ttl / 6), check=False, socket_timeout_s=ttl / 4)
         self.leadership = HeadLeadership(
             lease_storage, self.address, is_standby=self.is_standby,
             on_leader=lambda epoch: self._loop.call_soon_threadsafe(self._on_leader, epoch),

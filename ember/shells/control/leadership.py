@@ -69,6 +69,11 @@ class HeadLeadership:
             self._events.put(L.StopRequested())
         self._stop.set()
         self._thread.join(timeout=5)
+        if self.logic.is_standby and not self.logic.epoch:  # a standby that never led: no longer there
+            try:
+                self.storage.delete(L.TABLE, L.STANDBY_PREFIX + self.head_id.encode())
+            except StorageError:
+                pass
 
     # --- the lease thread -------------------------------------------------------------------------
     def _run(self) -> None:
