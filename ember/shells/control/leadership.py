@@ -74,6 +74,7 @@ class HeadLeadership:
                 self.storage.delete(L.TABLE, L.STANDBY_PREFIX + self.head_id.encode())
             except StorageError:
                 pass
+        self.storage.close()
 
     # --- the lease thread -------------------------------------------------------------------------
     def _run(self) -> None:

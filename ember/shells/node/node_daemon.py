@@ -423,6 +423,8 @@ class NodeDaemon:
         reconnect loop then finds the leader and registers there)."""
         from ember.shells.wire.leader import leads_elsewhere
         conn = self.gcs
+        if len(self.head_addresses().split(",")) < 2:  # one head: nobody else can lead
+            return
         if conn is not None and not conn.closed and await leads_elsewhere(
                 conn, self.args.gcs_address, self.token, self.leader_address, self.known_heads,
                 CONFIG.head_lease_ttl_s):

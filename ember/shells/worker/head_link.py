@@ -31,7 +31,7 @@ from ember import exceptions as exc
 from ember.config import CONFIG
 from ember.protocol import messages as m
 from ember.shells.wire import rpc
-from ember.shells.wire.leader import connect_leader
+from ember.shells.wire.leader import connect_leader, split_addresses
 
 log = logging.getLogger("ember.core_worker")
 
@@ -138,6 +138,8 @@ class HeadLink:
                 continue
             except (rpc.RpcError, rpc.ConnectionLost, TimeoutError, OSError):
                 pass
+            if len(set(self.known_heads) | set(split_addresses(cw.gcs_address))) < 2:
+                continue  # one head: nobody else can lead
             if conn is cw.gcs and await leads_elsewhere(conn, cw.gcs_address, cw.token, self.leader_address,
                                                         self.known_heads, CONFIG.head_lease_ttl_s):
                 (log.warning if cw.mode == "driver" else log.info)(
