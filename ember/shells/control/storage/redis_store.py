@@ -45,6 +45,7 @@ class RedisStorage(Storage):
                                               socket_connect_timeout=min(2.0, socket_timeout_s))
         self._transient = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
         self._run(self._client.ping)
+        self._guarded = self._client.register_script(_GUARDED_BATCH)  # EVALSHA: the script is sent once
 
     def _run(self, fn):  # type: ignore[no-untyped-def]
         def once():  # type: ignore[no-untyped-def]
@@ -104,7 +105,7 @@ class RedisStorage(Storage):
             argv += [key, "0" if expected is None else "1", expected or b""]
         for _, key, value in writes:
             argv += [key, "0" if value is None else "1", value or b""]
-        return bool(self._run(lambda: self._client.eval(_GUARDED_BATCH, len(keys), *keys, *argv)))
+        return bool(self._run(lambda: self._guarded(keys=keys, args=argv)))
 
     def close(self) -> None:
         self._client.close()
