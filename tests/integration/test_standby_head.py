@@ -363,3 +363,24 @@ def test_a_node_declared_dead_stays_refused_by_the_next_leader(heads: TwoHeads) 
     status = heads.b.ember("status", "--address", heads.addresses)
     dead = status.stdout.split("Dead:", 1)[1].split("Resources", 1)[0]
     assert node_id.hex() in dead, status.stdout
+
+
+def test_standby_start_refuses_an_incompatible_or_unreachable_storage(tmp_path) -> None:
+    redis = Redis(str(tmp_path))
+    harness = CliHarness(str(tmp_path / "s"), {"EMBER_CLUSTER_TOKEN": secrets.token_hex(32)})
+    os.makedirs(harness.root)
+    try:
+        with open_storage(redis.url, check=False) as s:
+            s.put("meta", b"schema_version", b"999")
+            s.put("meta", b"ember_version", b"9.9.9")
+        done = harness.ember("start", "--head", "--standby", "--port", str(free_port()), "--storage", redis.url)
+        assert done.returncode != 0
+        assert "written by ember 9.9.9 (storage schema 999)" in done.stderr and "this is ember" in done.stderr, \
+            done.stderr
+        done = harness.ember("start", "--head", "--standby", "--port", str(free_port()), "--storage",
+                             f"redis://127.0.0.1:{free_port()}/0")
+        assert done.returncode != 0 and "StorageUnavailable" in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr, done.stderr
+    finally:
+        harness.ember("stop", "--force")
+        redis.stop()

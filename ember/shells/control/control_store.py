@@ -340,6 +340,7 @@ def main() -> None:
                         help="memory://, file:///path/state.db or redis://[:password@]host:port[/db]")
     parser.add_argument("--standby", action="store_true",
                         help="wait for the leadership lease in the storage and take it when it expires")
+    parser.add_argument("--after-step-down", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s",
                         stream=sys.stderr)

@@ -70,13 +70,14 @@ class HeadRunner:
             self._leading.result()  # raises HeadRefused
 
     async def _open(self, url: str) -> Storage:
-        """The storage; a standby keeps trying (its storage may be down or cut off for a while)."""
+        """The storage.  A head that stepped down and restarted as a standby keeps trying (its
+        storage may be cut off for a while); at a first start an unreachable storage is an error."""
         delay = 0.5
         while True:
             try:
                 return await asyncio.to_thread(open_storage, url)
             except StorageError as exc:
-                if not self.is_standby or type(exc).__name__ != "StorageUnavailable":
+                if not getattr(self.args, "after_step_down", False) or type(exc).__name__ != "StorageUnavailable":
                     raise
                 log.warning("standby head: %s; trying again in %.1f s", exc, delay)
                 await asyncio.sleep(delay)
@@ -143,7 +144,8 @@ class HeadRunner:
 
     def exec_as_standby(self) -> None:
         """Replace this process by a fresh standby (same pid, arguments, port)."""
-        argv = [a for a in sys.argv[1:] if a != "--standby"] + ["--standby"]
+        argv = [a for a in sys.argv[1:] if a not in ("--standby", "--after-step-down")] + ["--standby",
+                                                                                            "--after-step-down"]
         log.warning("stepped down (%s); restarting as a standby", self.deposed_reason)
         for handler in logging.getLogger().handlers:
             handler.flush()
