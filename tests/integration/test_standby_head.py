@@ -11,10 +11,8 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-import signal
 import socket
 import subprocess
-import sys
 import textwrap
 import time
 from typing import Iterator
