@@ -61,6 +61,7 @@ class ControlStore:
         # answers WhoLeads and refuses everything else, naming the leader.
         self.leading = True
         self.conns: set[rpc.Connection] = set()
+        self.held_losses: list[rpc.Connection] = []  # connections lost while not serving
         self.who_leads: Any = lambda: m.HeadRole(self.leading, 1, "", "", "leading", [])
 
     def attach_storage(self, storage: Any) -> None:
@@ -120,7 +121,8 @@ class ControlStore:
 
     def connection_lost(self, conn: rpc.Connection) -> None:
         self.conns.discard(conn)
-        if not self.leading:  # stepped down: the state is no longer this head's to change
+        if not self.leading:  # suspended: handled if it serves again; deposed: the next leader's to handle
+            self.held_losses.append(conn)
             return
         for subs in self.subscribers.values():
             subs.discard(conn)

@@ -116,6 +116,10 @@ class HeadRunner:
         connections stay (a resumed head goes on with them)."""
         if self._leading.done() and not self.deposed_reason:
             self.store.leading = serving
+            if serving:  # what was lost while suspended (a driver that ended, a node that went away)
+                held, self.store.held_losses = self.store.held_losses, []
+                for conn in held:
+                    self.store.connection_lost(conn)
 
     def _on_refused(self, message: str) -> None:
         if not self._leading.done():
