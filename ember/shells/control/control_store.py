@@ -122,7 +122,8 @@ class ControlStore:
     def connection_lost(self, conn: rpc.Connection) -> None:
         self.conns.discard(conn)
         if not self.leading:  # suspended: handled if it serves again; deposed: the next leader's to handle
-            self.held_losses.append(conn)
+            if conn.state.get("node_id") is not None or conn.state.get("job_id") is not None:
+                self.held_losses.append(conn)
             return
         for subs in self.subscribers.values():
             subs.discard(conn)
