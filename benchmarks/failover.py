@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import os
 import secrets
+import shutil
 import signal
 import socket
 import statistics
@@ -125,6 +126,8 @@ def main() -> None:
             proc.wait(10)
         redis.terminate()
         redis.wait(10)
+        log.close()
+        shutil.rmtree(tmp, ignore_errors=True)
     print(f"\nhead_lease_ttl_s={args.ttl:g}, {len(call_s)} failovers (SIGKILL of the leading control store):")
     for name, values in (("kill -> first successful head call (ember.nodes())", call_s),):
         print(f"  {name}: p50 {statistics.median(values):.2f} s, p99 {_percentile(values, 0.99):.2f} s, "

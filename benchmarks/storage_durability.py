@@ -118,5 +118,11 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("EMBER_TMPDIR", tempfile.gettempdir() + "/ember-storage-bench")
-    main()
+    if "EMBER_TMPDIR" in os.environ:
+        main()
+    else:  # a session root of its own, removed at the end (the clusters' session directories)
+        os.environ["EMBER_TMPDIR"] = tempfile.mkdtemp(prefix="ember-storage-bench-root-")
+        try:
+            main()
+        finally:
+            shutil.rmtree(os.environ["EMBER_TMPDIR"], ignore_errors=True)
