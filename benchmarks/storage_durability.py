@@ -52,9 +52,34 @@ def _actor_rate(url: str, n: int) -> float:
         local_cluster.stop_cluster(cluster)
 
 
-def _write_rate(url: str, n: int = 2000) -> float:
+def _pg_rate(url: str, n: int) -> float:
+    """Placement groups created (waited for) and removed per second, one at a time."""
+    import ember
+    from ember.shells.shared import local_cluster
+    from ember.util.placement_group import placement_group, remove_placement_group
+    cluster = local_cluster.start_head(tied_to_parent=True, storage=url, node_args=["--num-cpus", "4"])
+    try:
+        ember.init(address=cluster.gcs_address)
+        t0 = time.perf_counter()
+        for _ in range(n):
+            pg = placement_group([{"CPU": 1}, {"CPU": 1}], strategy="PACK")
+            assert pg.wait(60)
+            remove_placement_group(pg)
+        return n / (time.perf_counter() - t0)
+    finally:
+        ember.shutdown()
+        local_cluster.stop_cluster(cluster)
+
+
+def _write_rate(url: str, n: int = 2000, fenced: bool = False) -> float:
+    """200-byte puts per second; ``fenced``: each conditional on the leader's epoch (docs/head.md)."""
+    from ember.logic.control import leadership as L
     from ember.shells.control.storage import open_storage
+    from ember.shells.control.storage.fenced import FencedStorage
     s = open_storage(url)
+    if fenced:
+        s.put(L.TABLE, L.EPOCH_KEY, L.fence_value(7))
+        s = FencedStorage(s, 7, lambda: None)
     t0 = time.perf_counter()
     for i in range(n):
         s.put("bench", b"k%d" % i, b"x" * 200)
@@ -66,6 +91,7 @@ def _write_rate(url: str, n: int = 2000) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--actors", type=int, default=100)
+    parser.add_argument("--pgs", type=int, default=100)
     args = parser.parse_args()
     tmp = tempfile.mkdtemp(prefix="ember-storage-bench-")
     urls = {"memory": "memory://", "sqlite": f"file://{tmp}/state.db"}
@@ -77,11 +103,13 @@ def main() -> None:
         time.sleep(0.5)
         urls["redis"] = f"redis://127.0.0.1:{port}/0"
     try:
-        print(f"{'backend':8} {'writes/s':>10} {'actors/s':>10}")
+        print(f"{'backend':8} {'writes/s':>10} {'fenced/s':>10} {'actors/s':>10} {'PGs/s':>8}")
         for name, url in urls.items():
             writes = _write_rate(url)
+            fenced = _write_rate(url, fenced=True)
             actors = _actor_rate(url, args.actors)
-            print(f"{name:8} {writes:10.0f} {actors:10.1f}", flush=True)
+            pgs = _pg_rate(url, args.pgs)
+            print(f"{name:8} {writes:10.0f} {fenced:10.0f} {actors:10.1f} {pgs:8.1f}", flush=True)
     finally:
         if redis is not None:
             redis.terminate()
@@ -90,5 +118,11 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("EMBER_TMPDIR", tempfile.gettempdir() + "/ember-storage-bench")
-    main()
+    if "EMBER_TMPDIR" in os.environ:
+        main()
+    else:  # a session root of its own, removed at the end (the clusters' session directories)
+        os.environ["EMBER_TMPDIR"] = tempfile.mkdtemp(prefix="ember-storage-bench-root-")
+        try:
+            main()
+        finally:
+            shutil.rmtree(os.environ["EMBER_TMPDIR"], ignore_errors=True)

@@ -118,7 +118,7 @@ def nodes() -> list[dict[str, Any]]:
     cw = core_worker_or_init()
 
     async def _get() -> Any:
-        return await (await cw.gcs_conn()).request(m.GetNodes())
+        return await cw.head.request(m.GetNodes())  # sent again if the head fails over under it
 
     out = []
     for n in cw.run_sync(_get()).nodes:

@@ -61,6 +61,7 @@ class Config:
     # holders it reads from at most (the primary's node names the least loaded)
     transfer_connections_max: int = 4
     transfer_sources_max: int = 4
+    head_lease_ttl_s: float = 3.0              # a standby head takes over a lease not renewed for this long
 
     @classmethod
     def from_env(cls) -> "Config":

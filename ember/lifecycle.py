@@ -233,7 +233,8 @@ def _driver_host(gcs_address: str, node_ip_address: Optional[str]) -> str:
     if host:
         addresses.check_listen_host(host)
         return host
-    return addresses.local_ip_towards(gcs_address.rpartition(":")[0])
+    from ember.shells.wire.leader import first_address  # "h1:port,h2:port": several heads
+    return addresses.local_ip_towards(first_address(gcs_address).rpartition(":")[0])
 
 
 def _token_refused_message(gcs_address: str) -> str:

@@ -226,7 +226,7 @@ def _start_client_server(cluster: local_cluster.StartedCluster, host: str, port:
 def _start_head(host: str, port: int, extra: list[str], block: bool,
                 dashboard: Optional[tuple[str, int]] = None, storage: str = "memory://",
                 supervise: bool = False, client_server_port: int = -1,
-                autoscaling_config: Optional[str] = None) -> None:
+                autoscaling_config: Optional[str] = None, token: Optional[bytes] = None) -> None:
     check_port_free(host, port)
     if autoscaling_config is not None:
         from ember.cli.up import load
@@ -234,7 +234,7 @@ def _start_head(host: str, port: int, extra: list[str], block: bool,
     previous = session.read_current_cluster()  # refuses an unsafe root before anything starts
     try:
         cluster = local_cluster.start_head(host=host, port=port, tied_to_parent=False, node_args=extra,
-                                           storage=storage, supervise=supervise)
+                                           storage=storage, supervise=supervise, token=token)
     except RuntimeError as exc:
         raise click.ClickException(f"the head failed to start: {exc}") from None
     _record(cluster.session_dir, cluster.procs[0], "control_store", cluster.gcs_address)
@@ -266,16 +266,54 @@ def _start_head(host: str, port: int, extra: list[str], block: bool,
         _release_pipes(cluster.procs)
 
 
+def _start_standby(host: str, port: int, storage: Optional[str], token_file: Optional[str], block: bool) -> None:
+    """``ember start --head --standby``: a control store that waits for the leadership lease in a
+    shared storage and takes it when the leader's lease expires (docs/head.md).  It starts no node
+    daemon (add one with ``ember start --address LEADER,STANDBY``)."""
+    if storage is None or storage.startswith("memory:"):
+        raise click.UsageError("--standby needs a storage shared with the active head: --storage redis://... "
+                               "(or a file:///path on this machine)")
+    if token_file is None and not os.environ.get(session.TOKEN_ENV):
+        raise click.UsageError(f"--standby needs the active head's cluster token: pass --token-file FILE or set "
+                               f"{session.TOKEN_ENV} (both heads must share it)")
+    token = session.read_token_file(token_file) if token_file else os.environ[session.TOKEN_ENV].encode()
+    check_port_free(host, port)
+    session_dir = session.new_session_dir()
+    session.write_token(session_dir, token)
+    log_path = os.path.join(session_dir, "logs", "control_store.err")
+    from ember.shells.shared import processes
+    proc = processes.launch_daemon(
+        "ember.shells.control.control_store",
+        ["--host", host, "--port", str(port), "--token-file", session.token_path(session_dir), "--session-dir",
+         session_dir, "--storage", storage, "--standby"], log_path=log_path, tied_to_parent=False)
+    try:
+        processes.wait_ready(proc, "ember.shells.control.control_store", log_path)
+    except RuntimeError as exc:
+        raise click.ClickException(f"the standby head failed to start: {exc}") from None
+    address = f"{addresses.advertised_host(host)}:{port}"
+    _record(session_dir, proc, "control_store", address)
+    session.write_current_cluster(address, session_dir)
+    click.echo(f"Standby head (control store) waiting at {address} for the leadership lease in {storage}.")
+    click.echo("It takes over, with the next epoch, when the active head's lease expires "
+               f"(head_lease_ttl_s={CONFIG.head_lease_ttl_s:g} s).  Give nodes and drivers both addresses, e.g.")
+    click.echo(f"    ember start --address='LEADER_HOST:PORT,{address}'")
+    click.echo("  `ember status` shows who leads; `ember stop` stops this standby.")
+    click.echo(f"Logs: {os.path.join(session_dir, 'logs')}")
+    if block:
+        _block([proc], ["standby control store"], session_dir, is_head=True)
+    else:
+        _release_pipes([proc])
+
+
 def _start_worker_node(address: str, token_file: Optional[str], host: Optional[str], extra: list[str],
                        block: bool) -> None:
-    gcs_address = address.split("://", 1)[-1]
-    if ":" not in gcs_address:
-        gcs_address = f"{gcs_address}:{CONFIG.gcs_port}"
+    from ember.shells.wire.leader import first_address, split_addresses
+    gcs_address = ",".join(a if ":" in a else f"{a}:{CONFIG.gcs_port}" for a in split_addresses(address))
     from ember.cli.status import cluster_token
 
     token, source = cluster_token(gcs_address, token_file)
     _check_head_reachable(gcs_address, token, source)
-    node_host = host or addresses.local_ip_towards(gcs_address.rpartition(":")[0])
+    node_host = host or addresses.local_ip_towards(first_address(gcs_address).rpartition(":")[0])
     session_dir = _session_for_node(gcs_address, token)
     try:
         proc, node_port = local_cluster.start_node(gcs_address, session_dir, session.token_path(session_dir),
@@ -406,6 +444,10 @@ def _override_resources(num_cpus, num_gpus, memory, resources):
               help="Head only: where the control store keeps its tables (docs/head.md): file:///path/state.db "
                    "(default: a SQLite file in the session directory), redis://[:password@]host:port[/db], "
                    "rediss://..., or memory:// (nothing survives the control store).")
+@click.option("--standby", is_flag=True,
+              help="Head only: a standby head. Its control store waits for the leadership lease in --storage (shared "
+                   "with the active head, e.g. redis://...) and takes over when the leader's lease expires "
+                   "(docs/head.md). Needs the cluster's token (--token-file or EMBER_CLUSTER_TOKEN).")
 @click.option("--supervise", is_flag=True,
               help="Head only: run the control store under a small supervisor that restarts it (same port and "
                    "storage) if it dies; nodes and drivers reconnect (docs/head.md).")
@@ -418,7 +460,7 @@ def start(is_head: bool, address: Optional[str], port: Optional[int], node_ip_ad
           token_file: Optional[str], block: bool,
           include_dashboard: bool, dashboard_host: str, dashboard_port: int,
           tls_cert: Optional[str], tls_key: Optional[str], tls_ca: Optional[str],
-          storage: Optional[str], supervise: bool, client_server_port: int,
+          storage: Optional[str], standby: bool, supervise: bool, client_server_port: int,
           autoscaling_config: Optional[str]) -> None:
     """Start ember's processes on this machine: a head (--head) or a node joining one (--address).
 
@@ -437,6 +479,8 @@ def start(is_head: bool, address: Optional[str], port: Optional[int], node_ip_ad
     if is_head == (address is not None):
         raise click.UsageError("pass exactly one of --head (start a new cluster) or --address "
                                "(join the cluster whose head is at that address)")
+    if standby and not is_head:
+        raise click.UsageError("--standby starts a standby head; use it with --head")
     if supervise and not is_head:
         raise click.UsageError("--supervise restarts the head's control store; use it with --head")
     if storage is not None and not is_head:
@@ -448,12 +492,20 @@ def start(is_head: bool, address: Optional[str], port: Optional[int], node_ip_ad
     num_cpus, num_gpus, memory, resources = _override_resources(num_cpus, num_gpus, memory, resources)
     extra = local_cluster.node_args(num_cpus=num_cpus, num_gpus=num_gpus, resources=resources,
                                     object_store_memory=object_store_memory, memory=memory, labels=labels)
+    if is_head and standby:
+        _start_standby(node_ip_address or "127.0.0.1", CONFIG.gcs_port if port is None else port, storage,
+                       token_file, block)
+        return
     if is_head:
         host = node_ip_address or "127.0.0.1"
         dashboard = (dashboard_host, dashboard_port) if include_dashboard else None
+        # A head whose storage a standby shares uses the cluster token given (--token-file or
+        # EMBER_CLUSTER_TOKEN) so that both heads accept the same nodes and drivers.
+        shared_token = session.read_token_file(token_file) if token_file else \
+            (os.environ.get(session.TOKEN_ENV, "").encode() or None)
         _start_head(host, CONFIG.gcs_port if port is None else port, extra, block, dashboard,
                     storage or local_cluster.SESSION_FILE_STORAGE, supervise, client_server_port,
-                    autoscaling_config)
+                    autoscaling_config, shared_token)
     else:
         assert address is not None
         _start_worker_node(address, token_file, node_ip_address, extra, block)

@@ -30,8 +30,33 @@ class _NoCalls:
         return None
 
 
+async def _connect_head(address: str, token: bytes, timeout_s: float) -> rpc.Connection:
+    """The leading head among ``address`` (one, or several comma-separated: issue #11)."""
+    from ember.shells.wire.leader import connect_leader
+    conn, _ = await connect_leader(address, token, _NoCalls(), "client", timeout_s)
+    return conn
+
+
+async def fetch_head_role(address: str, token: bytes, timeout_s: float = _CONNECT_TIMEOUT_S) -> Optional[m.HeadRole]:
+    """Which head leads, its epoch and the standbys (None from a head that does not say)."""
+    from ember.shells.wire.leader import who_leads
+    conn = await _connect_head(address, token, timeout_s)
+    try:
+        return await who_leads(conn, timeout_s)
+    finally:
+        conn.close()
+
+
+def head_lines(role: Optional[m.HeadRole]) -> list[str]:
+    if role is None:
+        return []
+    out = ["", "Head", _RULE, f" Leader: {role.leader_address or role.head_address} (epoch {role.epoch})"]
+    out += [f" Standby: {a} (seen {seen:.1f} s ago)" for a, seen in role.standbys] or [" (no standby head)"]
+    return out
+
+
 async def fetch_nodes(address: str, token: bytes, timeout_s: float = _CONNECT_TIMEOUT_S) -> list[m.NodeInfo]:
-    conn = await rpc.connect(address, token, _NoCalls(), "client", timeout_s)
+    conn = await _connect_head(address, token, timeout_s)
     try:
         reply = await conn.request(m.GetNodes(), timeout_s=timeout_s)
     finally:
@@ -41,7 +66,7 @@ async def fetch_nodes(address: str, token: bytes, timeout_s: float = _CONNECT_TI
 
 async def fetch_placement_groups(address: str, token: bytes,
                                  timeout_s: float = _CONNECT_TIMEOUT_S) -> list[m.PlacementGroupInfo]:
-    conn = await rpc.connect(address, token, _NoCalls(), "client", timeout_s)
+    conn = await _connect_head(address, token, timeout_s)
     try:
         reply = await conn.request(m.ListPlacementGroups(), timeout_s=timeout_s)
     finally:
@@ -257,6 +282,12 @@ def status(address: Optional[str], token_file: Optional[str]) -> None:
     except (OSError, TimeoutError, rpc.ConnectionLost, rpc.RpcError):
         groups = None
     click.echo(format_status(nodes, time.time(), gcs_address, stats, groups))
+    try:
+        role = asyncio.run(fetch_head_role(gcs_address, cluster_token_value))
+    except (OSError, TimeoutError, rpc.ConnectionLost, rpc.RpcError):
+        role = None
+    for line in head_lines(role):
+        click.echo(line)
     from ember.cli.autoscaler_status import autoscaler_text   # the autoscaler's section, when one runs
     extra = autoscaler_text(gcs_address, cluster_token_value)
     if extra:

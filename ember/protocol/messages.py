@@ -926,3 +926,28 @@ class PrefetchObjects:
     that failed is reported by the ``PullObject`` the reader sends next)."""
     entries: list
     priority: int           # PullPriority: 0 task arguments, 1 get
+
+
+# --- standby heads: who leads (issue #11, section 3; tags 600-629) -----------------------------------------
+@message(600)
+class WhoLeads:
+    """Asked of a control store before using it: is it the leader, and if not, who is."""
+    pass
+
+
+@message(601)
+class HeadRole:
+    is_leader: bool
+    epoch: int              # the epoch this head leads under; else the leader's as last read (0: unknown)
+    leader_address: str     # "" when unknown
+    head_address: str       # the head that answered
+    role: str               # leading / watching (standby) / deposed / ...
+    standbys: list          # [[address, seconds since it was last seen]]
+
+
+@message(602)
+class NodeWorkers:
+    """A node daemon, after (re-)registering: the worker processes alive on it, so that a head
+    restored from storage learns which actors' workers died while no head listened."""
+    node_id: bytes
+    worker_ids: list

@@ -216,3 +216,58 @@ def test_ember_start_head_with_bad_storage_says_why(tmp_path, url, message):
     assert done.returncode != 0
     assert "the head failed to start" in done.stderr and re.search(message, done.stderr), done.stderr
     assert "Traceback" not in done.stderr, done.stderr
+
+
+def test_guarded_batch_applies_all_or_nothing(backend):
+    reopen, _ = backend
+    s = reopen()
+    assert s.guarded_batch([("g", b"fence", None)], [("g", b"fence", b"1"), ("d", b"x", b"1")]) is True
+    assert s.guarded_batch([("g", b"fence", None)], [("d", b"y", b"1")]) is False  # not absent any more
+    assert s.guarded_batch([("g", b"fence", b"1"), ("g", b"other", b"no")], [("d", b"y", b"1")]) is False
+    assert s.get("d", b"y") is None
+    assert s.guarded_batch([("g", b"fence", b"1")], [("d", b"x", None), ("d", b"z", b"2")]) is True
+    assert s.scan("d") == [(b"z", b"2")]
+
+
+def test_fenced_writes_stop_landing_once_a_newer_epoch_exists(backend):
+    """Two heads' storages: the older epoch's writes are refused, atomically, from the takeover on."""
+    from ember.logic.control import leadership as L
+    from ember.shells.control.storage.fenced import Deposed, FencedStorage
+    reopen, _ = backend
+    s_old, s_new = reopen(), reopen()
+    s_old.put(L.TABLE, L.EPOCH_KEY, b"1")
+    fenced_calls = []
+    old = FencedStorage(s_old, 1, lambda: fenced_calls.append(1))
+    old.put("kv", b"a", b"old")
+    old.write_batch([("kv", b"b", b"old")])
+    assert s_new.guarded_batch([(L.TABLE, L.EPOCH_KEY, b"1")], [(L.TABLE, L.EPOCH_KEY, b"2")])
+    new = FencedStorage(s_new, 2, lambda: None)
+    new.put("kv", b"a", b"new")
+    with pytest.raises(Deposed, match=r"epoch 1\) was deposed.*newer epoch \(2\)"):
+        old.put("kv", b"a", b"late")
+    with pytest.raises(Deposed):
+        old.delete("kv", b"b")
+    assert fenced_calls == [1, 1]
+    assert s_new.get("kv", b"a") == b"new" and s_new.get("kv", b"b") == b"old"
+    assert new.compare_and_set("kv", b"c", None, b"1") is True
+    assert new.compare_and_set("kv", b"c", None, b"2") is False  # its own guard, not the fence
+
+
+def test_concurrent_takeovers_one_winner(backend):
+    """Standbys racing for the same expired lease: exactly one guarded takeover wins."""
+    reopen, _ = backend
+    stores = [reopen() for _ in range(4)]
+    stores[0].write_batch([("leader", b"lease", b"old"), ("leader", b"epoch", b"1")])
+    wins = []
+
+    def take(i: int) -> None:
+        if stores[i].guarded_batch([("leader", b"lease", b"old"), ("leader", b"epoch", b"1")],
+                                   [("leader", b"lease", b"%d" % i), ("leader", b"epoch", b"2")]):
+            wins.append(i)
+
+    threads = [threading.Thread(target=take, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(wins) == 1 and stores[0].get("leader", b"lease") == b"%d" % wins[0]

@@ -55,9 +55,38 @@ class ControlStore:
         self.extensions.append(StateService(self))
         from ember.shells.control.placement_group_manager import PlacementGroupManager
         self.extensions.append(PlacementGroupManager(self))
+        from ember.shells.control.recovery import HeadRecovery
+        self.extensions.append(HeadRecovery(self))  # node table in storage, reconciliation (issue #11)
+        # Standby heads (issue #11 §3, shells/control/head_runner.py): a head that does not lead
+        # answers WhoLeads and refuses everything else, naming the leader.
+        self.leading = True
+        self.conns: set[rpc.Connection] = set()
+        self.held_losses: list[rpc.Connection] = []  # connections lost while not serving
+        self.who_leads: Any = lambda: m.HeadRole(self.leading, 1, "", "", "leading", [])
+
+    def attach_storage(self, storage: Any) -> None:
+        """Use ``storage`` (e.g. fenced by this head's epoch) for the durable tables."""
+        from ember.shells.control.storage.durable import DurableState
+        self.durable = DurableState(storage)
+        self.kv = self.durable.kv
+
+    def on_WhoLeads(self, conn: rpc.Connection, msg: m.WhoLeads) -> m.HeadRole:
+        return self.who_leads()
+
+    def _refuse_not_leading(self, conn: rpc.Connection, kind: int, request_id: int, msg: Any) -> None:
+        if kind == codec.KIND_REQUEST:
+            role = self.who_leads()
+            leader = f"the leader is at {role.leader_address} (epoch {role.epoch})" if role.leader_address \
+                else "no leader is known yet"
+            conn.reply_error(request_id, "NotLeader", f"this head ({role.head_address}, {role.role}) does not "
+                             f"lead: {leader}; ask WhoLeads and reconnect there")
 
     # --- rpc.Handler ------------------------------------------------------------------------
     def handle_message(self, conn: rpc.Connection, kind: int, request_id: int, msg: Any) -> None:
+        if not self.leading and not isinstance(msg, m.WhoLeads):
+            self._refuse_not_leading(conn, kind, request_id, msg)
+            return
+        self.conns.add(conn)
         method = getattr(self, "on_" + type(msg).__name__, None)
         if method is None:
             for ext in self.extensions:
@@ -91,6 +120,11 @@ class ControlStore:
             conn.reply_error(request_id, type(exc).__name__, str(exc))
 
     def connection_lost(self, conn: rpc.Connection) -> None:
+        self.conns.discard(conn)
+        if not self.leading:  # suspended: handled if it serves again; deposed: the next leader's to handle
+            if conn.state.get("node_id") is not None or conn.state.get("job_id") is not None:
+                self.held_losses.append(conn)
+            return
         for subs in self.subscribers.values():
             subs.discard(conn)
         node_id = conn.state.get("node_id")
@@ -170,6 +204,8 @@ class ControlStore:
     async def expire_loop(self) -> None:
         while True:
             await asyncio.sleep(CONFIG.heartbeat_interval_s)
+            if not self.leading:  # stepped down: no more decisions
+                continue
             for node_id in self.nodes.expire(time.monotonic()):
                 log.warning("node %s missed heartbeats; marked dead", node_id.hex()[:8])
                 self._node_died(node_id)
@@ -244,11 +280,19 @@ async def _finish_unclaimed_jobs(store: ControlStore) -> None:
     store.durable.restored_jobs.clear()
 
 
+def _announce(port: int) -> None:
+    try:
+        sys.stdout.write(f"READY {port}\n")
+        sys.stdout.flush()
+    except OSError:  # restarted as a standby (exec) after whoever read the first line went away
+        pass
+
+
 async def _main(args: argparse.Namespace) -> None:
-    from ember.shells.control.storage import open_storage
+    from ember.shells.control.head_runner import HeadRunner
     token = session.read_token(args.token_file)
-    store = ControlStore(token, open_storage(args.storage))
-    store.durable.load(store)
+    store = ControlStore(token)
+    store.leading = False
     loop = asyncio.get_running_loop()
     stop = loop.create_future()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -258,16 +302,35 @@ async def _main(args: argparse.Namespace) -> None:
     if warning:
         log.warning("%s", warning)
     port = server.sockets[0].getsockname()[1]
-    sys.stdout.write(f"READY {port}\n")
-    sys.stdout.flush()
-    async with asyncio.TaskGroup() as tg:
-        expire = tg.create_task(store.expire_loop())
-        unclaimed = tg.create_task(_finish_unclaimed_jobs(store))
-        await stop
-        expire.cancel()
-        unclaimed.cancel()
-        store.durable.storage.close()
+    runner = HeadRunner(store, args, f"{addresses.advertised_host(args.host)}:{port}", stop)
+    try:
+        await runner.wait_leading(lambda: _announce(port))
+    except BaseException:
         server.close()
+        runner.close()
+        raise
+    if not store.leading:  # stopped while waiting as a standby
+        server.close()
+        runner.close()
+        return
+    if not runner.is_standby:
+        _announce(port)
+    try:
+        async with asyncio.TaskGroup() as tg:
+            expire = tg.create_task(store.expire_loop())
+            unclaimed = tg.create_task(_finish_unclaimed_jobs(store))
+            await stop
+            expire.cancel()
+            unclaimed.cancel()
+            server.close()
+            runner.close()
+    except BaseException:
+        if not runner.deposed_reason:  # a deposed head's decisions fail on the fence: expected
+            raise
+        server.close()
+        runner.close()
+    if runner.deposed_reason:
+        runner.exec_as_standby()
 
 
 def main() -> None:
@@ -278,15 +341,19 @@ def main() -> None:
     parser.add_argument("--session-dir", required=True)
     parser.add_argument("--storage", default="memory://",
                         help="memory://, file:///path/state.db or redis://[:password@]host:port[/db]")
+    parser.add_argument("--standby", action="store_true",
+                        help="wait for the leadership lease in the storage and take it when it expires")
+    parser.add_argument("--after-step-down", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s",
                         stream=sys.stderr)
     rpc.install_uvloop()
+    from ember.shells.control.leadership import HeadRefused
     from ember.shells.control.storage import StorageError
     try:
         asyncio.run(_main(args))
-    except StorageError as exc:  # bad URL, unreachable, wrong password, incompatible version
-        sys.stderr.write(f"{type(exc).__name__}: {exc}\n")
+    except (StorageError, HeadRefused) as exc:  # bad URL, unreachable, wrong password, incompatible version,
+        sys.stderr.write(f"{type(exc).__name__}: {exc}\n")  # another head leads
         sys.exit(1)
 
 

@@ -122,6 +122,7 @@ class PlacementGroupManager:
 
     def _changed(self, eff: P.PgChanged) -> None:
         rec = self.table.get(eff.pg_id)
+        self._persist(eff, rec)
         waiting = self.waiters.pop(eff.pg_id, [])
         if waiting:
             info = self.info(eff.pg_id)
@@ -239,6 +240,21 @@ class PlacementGroupManager:
 
     def on_ListPlacementGroups(self, conn: rpc.Connection, msg: m.ListPlacementGroups) -> m.PlacementGroupList:
         return m.PlacementGroupList([self.info(pg_id) for pg_id in list(self.table.groups)])
+
+    # --- storage (issue #11: created groups outlive the head; ember/logic/control/pg_records.py) -------------------
+    def _persist(self, eff: P.PgChanged, rec: Optional[P.PgRecord]) -> None:
+        from ember.logic.control import pg_records
+        if eff.state is P.PgState.CREATED and rec is not None:
+            self.store.durable.save(pg_records.TABLE, eff.pg_id, pg_records.group_record(rec))
+        elif eff.state is P.PgState.REMOVED:
+            self.store.durable.forget(pg_records.TABLE, eff.pg_id)
+
+    def restore_from(self, durable: Any) -> None:
+        from ember.logic.control import pg_records
+        totals = {node_id: d.get("resources_total") or {} for node_id, d in durable.load_table("nodes")}
+        count = pg_records.restore_groups(self.table, [d for _, d in durable.load_table(pg_records.TABLE)], totals)
+        if count:
+            log.info("restored %d placement groups", count)
 
     # --- hooks the control store calls ------------------------------------------------------------------------
     def nodes_changed(self) -> None:

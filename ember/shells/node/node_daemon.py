@@ -29,6 +29,7 @@ from ember.protocol import messages as m
 from ember.shells.wire import addresses
 from ember.shells.wire import rpc
 from ember.shells.wire import session
+from ember.shells.wire.leader import NoLeader, connect_leader
 from ember.shells.wire.rpc import install_uvloop
 from ember.shells.node.log_monitor import LogMonitor
 from ember.shells.node.object_service import ObjectService
@@ -75,6 +76,9 @@ class NodeDaemon:
         self.stopping = asyncio.Event()
         self.exit_reason = ""  # set when the daemon must exit with an error (declared dead, head lost)
         self._reconnect_task: Optional[asyncio.Task] = None
+        self.leader_address = ""
+        self.known_heads: list[str] = []  # standby heads the leader named
+        self._heads_learned_at = 0.0
 
     # --- effects ----------------------------------------------------------------------------
     def run_effects(self, effects: list[Any]) -> None:
@@ -125,7 +129,7 @@ class NodeDaemon:
         args = {"node_address": self.address, "token_file": self.args.token_file, "worker_id": worker_id.hex(),
                 "job_id": job_id.hex(), "node_id": self.node_id.hex(), "host": self.args.host,
                 "session_dir": self.session_dir, "store_dir": self.store.directory,
-                "gcs_address": self.args.gcs_address}
+                "gcs_address": self.head_addresses()}
         cmd = {"op": "fork", "worker_id": worker_id.hex(), "log_base": log_base, "args": args,
                "env": {"EMBER_NODE_IP_ADDRESS": addresses.advertised_host(self.args.host)},
                "runtime_env": runtime_env}
@@ -174,7 +178,7 @@ class NodeDaemon:
 
     # --- workers and drivers ----------------------------------------------------------------------
     def on_RegisterWorker(self, conn: rpc.Connection, request_id: int, msg: m.RegisterWorker) -> None:
-        reply = m.WorkerRegistered(self.node_id, self.store.directory, self.args.gcs_address,
+        reply = m.WorkerRegistered(self.node_id, self.store.directory, self.head_addresses(),
                                    self.session_dir, self.resources_total)
         conn.state["process"] = (msg.pid, msg.address, "driver" if msg.is_driver else "worker")
         if msg.is_driver:
@@ -309,9 +313,11 @@ class NodeDaemon:
         deadline = time.monotonic() + wait_s
         while True:
             try:
-                self.gcs = await rpc.connect(self.args.gcs_address, self.token, self, "node", CONFIG.connect_timeout_s)
+                self.gcs, self.leader_address = await connect_leader(  # several heads: the leader (issue #11)
+                    self.args.gcs_address, self.token, self, "node", CONFIG.connect_timeout_s, self.leader_address,
+                    self.known_heads)
                 break
-            except ConnectionRefusedError:
+            except (ConnectionRefusedError, NoLeader):
                 if time.monotonic() > deadline:
                     raise
                 await asyncio.sleep(0.01)
@@ -328,6 +334,8 @@ class NodeDaemon:
                 self.exit_declared_dead(e.message)
             raise
         self._apply_view(view)
+        # a head restored from storage learns which actor workers died while no head listened
+        self.gcs.send(m.NodeWorkers(self.node_id, sorted(set(self.worker_pids) | set(self.worker_conns))))
 
     def exit_declared_dead(self, message: str) -> None:
         """The control store declared this node dead (e.g. it was paused past the heartbeat
@@ -349,7 +357,7 @@ class NodeDaemon:
             while not self.stopping.is_set() and time.monotonic() < deadline:
                 try:
                     await self.connect_gcs()
-                    log.info("reconnected to the control store")
+                    log.info("reconnected to the control store at %s", self.leader_address)
                     return
                 except rpc.RpcError as e:
                     if e.kind == "NodeDeclaredDead":
@@ -359,7 +367,7 @@ class NodeDaemon:
                 except (OSError, rpc.ConnectionLost, TimeoutError):
                     pass
                 await asyncio.sleep(min(delay_s, max(0.0, deadline - time.monotonic())))
-                delay_s = min(delay_s * 2, 2.0)
+                delay_s = min(delay_s * 2, 0.5)
             if not self.stopping.is_set():
                 log.error("the control store at %s stayed unreachable for %.0f s (gcs_reconnect_timeout_s); "
                           "exiting", self.args.gcs_address, CONFIG.gcs_reconnect_timeout_s)
@@ -393,8 +401,10 @@ class NodeDaemon:
                              self.objects.used_bytes(), -1 if is_forced else self.view_version,
                              self.leases.load_report())
             try:
-                view = await self.gcs.request(hb, timeout_s=CONFIG.heartbeat_timeout_s)
+                # unanswered for a lease TTL: is another head leading? (a cut-off head never closes)
+                view = await self.gcs.request(hb, timeout_s=min(CONFIG.heartbeat_timeout_s, CONFIG.head_lease_ttl_s))
                 self._apply_view(view)
+                await self._learn_heads()
             except rpc.RpcError as e:
                 if e.kind == "NodeDeclaredDead":
                     self.exit_declared_dead(e.message)
@@ -403,8 +413,44 @@ class NodeDaemon:
                     await self._register()
                 except (rpc.RpcError, rpc.ConnectionLost, TimeoutError, OSError):
                     pass
-            except (rpc.ConnectionLost, TimeoutError):
+            except TimeoutError:
+                await self._follow_leader()
+            except rpc.ConnectionLost:
                 pass
+
+    def head_addresses(self) -> str:
+        """Every head address known (given, and standbys the leader named), for workers."""
+        from ember.shells.wire.leader import split_addresses
+        given = split_addresses(self.args.gcs_address)
+        return ",".join(given + [a for a in self.known_heads if a not in given])
+
+    async def _learn_heads(self) -> None:
+        """Every few seconds: the standbys the leader knows (a standby started after this node)."""
+        now = time.monotonic()
+        if self.gcs is None or self.gcs.closed or now - self._heads_learned_at < 5.0:
+            return
+        self._heads_learned_at = now
+        try:
+            role = await self.gcs.request(m.WhoLeads(), timeout_s=CONFIG.head_lease_ttl_s)
+        except (rpc.RpcError, rpc.ConnectionLost, TimeoutError, OSError):
+            return
+        for address, _ in role.standbys:
+            if address not in self.known_heads:
+                self.known_heads.append(str(address))
+
+    async def _follow_leader(self) -> None:
+        """The head stopped answering: if another head leads now, drop this connection (the
+        reconnect loop then finds the leader and registers there)."""
+        from ember.shells.wire.leader import leads_elsewhere
+        conn = self.gcs
+        if len(self.head_addresses().split(",")) < 2:  # one head: nobody else can lead
+            return
+        if conn is not None and not conn.closed and await leads_elsewhere(
+                conn, self.args.gcs_address, self.token, self.leader_address, self.known_heads,
+                CONFIG.head_lease_ttl_s):
+            log.warning("the control store at %s stopped answering and another head leads now; following it",
+                        self.leader_address)
+            conn.abort()  # a cut-off peer never drains what close() would flush
 
     async def shutdown(self) -> None:
         self.stopping.set()

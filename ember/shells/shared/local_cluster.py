@@ -32,11 +32,14 @@ SESSION_FILE_STORAGE = "file:session"
 
 def start_head(*, host: str = "127.0.0.1", port: int = 0, tied_to_parent: bool,
                node_args: Optional[list[str]] = None, storage: str = "memory://",
-               supervise: bool = False) -> StartedCluster:
+               supervise: bool = False, token: Optional[bytes] = None) -> StartedCluster:
     """``storage``: the control store's storage URL (docs/head.md); ``SESSION_FILE_STORAGE``
     means a SQLite file in the new session directory."""
     session_dir = session.new_session_dir()
-    token = session.create_token(session_dir)
+    if token:  # a token shared with a standby head (issue #11)
+        session.write_token(session_dir, token)
+    else:
+        token = session.create_token(session_dir)
     cluster = StartedCluster(session_dir, token)
     logs = os.path.join(session_dir, "logs")
     gcs_port = port or processes.free_port(host)

@@ -216,7 +216,7 @@ class ActorSubmitter:
     # --- lookups and kill (user thread) -------------------------------------------------------------------
     def _gcs_request(self, msg: Any) -> Any:
         async def _ask() -> Any:
-            return await (await self.cw.gcs_conn()).request(msg)
+            return await self.cw.head.request(msg)  # sent again if the head fails over under it
         try:  # during a control store outage this waits up to gcs_reconnect_timeout_s
             return self.cw.run_sync(_ask(), timeout_s=CONFIG.connect_timeout_s * 3 + CONFIG.gcs_reconnect_timeout_s)
         except rpc.RpcError as e:

@@ -141,7 +141,9 @@ class CoreWorker:
             self._server = await rpc.serve(self, self.host, 0, self.token)
             self.address = f"{addresses.advertised_host(self.host)}:{self._server.sockets[0].getsockname()[1]}"
         if self.mode == "driver":
-            self.gcs = await rpc.connect(self.gcs_address, self.token, self, "driver", CONFIG.connect_timeout_s)
+            from ember.shells.wire.leader import wait_leader  # several head addresses: the leader's
+            self.gcs, self.head.leader_address = await wait_leader(
+                self.gcs_address, self.token, self, "driver", CONFIG.connect_timeout_s, known=self.head.known_heads)
             reg = await self.gcs.request(m.RegisterJob(self.address, os.getpid(), self.namespace, b"",
                                                        " ".join(sys.argv)[:200]))
             self.job_id = reg.job_id
@@ -150,6 +152,7 @@ class CoreWorker:
             self.head.reconnected_hooks.append(self.head.rejoin_job)
             await self.recovery.follow_node_deaths(self.gcs)   # in-flight tasks on dead nodes are retried
             self.head.reconnected_hooks.append(self.recovery.follow_node_deaths)
+            self.head.start_watch()  # follows the leading head when the current one goes silent
             if not self.node_address:
                 self.node_address = await self._pick_local_node()
         self.raylet = await rpc.connect(self.node_address, self.token, self, self.mode, CONFIG.connect_timeout_s)
@@ -167,7 +170,8 @@ class CoreWorker:
         address (the head's first), else the head's if it is on this host, else any live node here."""
         assert self.gcs is not None
         nodes = [n for n in (await self.gcs.request(m.GetNodes())).nodes if n.is_alive]
-        local_hosts = {"127.0.0.1", "localhost", self.host, self.gcs_address.rpartition(":")[0]}
+        from ember.shells.wire.leader import split_addresses
+        local_hosts = {"127.0.0.1", "localhost", self.host, *(a.rpartition(":")[0] for a in split_addresses(self.gcs_address))}
         mine = sorted((n for n in nodes if n.address.rpartition(":")[0] == self.host), key=lambda n: not n.is_head)
         for pick in (mine, [n for n in nodes if n.is_head and n.address.rpartition(":")[0] in local_hosts],
                      [n for n in nodes if n.address.rpartition(":")[0] in local_hosts], nodes):

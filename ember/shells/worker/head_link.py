@@ -31,11 +31,12 @@ from ember import exceptions as exc
 from ember.config import CONFIG
 from ember.protocol import messages as m
 from ember.shells.wire import rpc
+from ember.shells.wire.leader import connect_leader, split_addresses
 
 log = logging.getLogger("ember.core_worker")
 
 _BACKOFF_FIRST_S = 0.1
-_BACKOFF_MAX_S = 2.0
+_BACKOFF_MAX_S = 0.5  # a standby head takes over within a few seconds: look for it often
 
 
 class HeadUnreachableError(exc.RaySystemError, ConnectionError):
@@ -61,6 +62,8 @@ class HeadLink:
         self._reconnect_task: Optional[asyncio.Task] = None
         self.reconnected_hooks: list[Callable[[rpc.Connection], Any]] = []  # may return a coroutine
         self.lost_hooks: list[Callable[[BaseException], None]] = []
+        self.leader_address = ""  # the head (of several addresses) that led when last connected
+        self.known_heads: list[str] = []  # heads learned from the leader (its standbys), tried too
         cw.connection_lost_hooks.append(self._on_connection_lost)
 
     @property
@@ -77,9 +80,10 @@ class HeadLink:
             raise self.lost_error
         if self.lost_at is None:  # first use in this process (workers connect lazily)
             try:
-                cw.gcs = await rpc.connect(cw.gcs_address, cw.token, cw, cw.mode, CONFIG.connect_timeout_s)
+                cw.gcs, self.leader_address = await connect_leader(cw.gcs_address, cw.token, cw, cw.mode,
+                                                                   CONFIG.connect_timeout_s, known=self.known_heads)
                 return cw.gcs
-            except (OSError, rpc.ConnectionLost, TimeoutError) as e:
+            except (OSError, rpc.ConnectionLost, TimeoutError, rpc.RpcError) as e:
                 self._outage_began(e)
         return await self.wait_back()
 
@@ -97,6 +101,52 @@ class HeadLink:
             return gcs
         raise self.lost_error or HeadUnreachableError(self.cw.gcs_address, time.monotonic() - self.lost_at)
 
+    async def request(self, msg: Any, timeout_s: Optional[float] = None) -> Any:
+        """An idempotent request to the head (a lookup, a kill): if the connection breaks under it
+        (the head died, stepped down: ``NotLeader``) it is sent again once the link is back."""
+        while True:
+            conn = await self.conn()
+            try:
+                return await conn.request(msg, timeout_s=timeout_s)
+            except rpc.ConnectionLost:
+                await asyncio.sleep(0.05)  # the loss is being noticed: conn() then waits for the link
+            except rpc.RpcError as e:
+                if e.kind != "NotLeader":
+                    raise
+                # suspended (it may serve again) or stepping down (it then drops its connections)
+                await asyncio.sleep(0.2)
+
+    def start_watch(self) -> None:
+        """A driver checks every second that its head still answers; one that does not while
+        another head leads (a partition cut it off: its connection neither answers nor closes)
+        is dropped, and the link reconnects to the leader."""
+        self.cw.spawn(self._watch())
+
+    async def _watch(self) -> None:
+        from ember.shells.wire.leader import leads_elsewhere
+        cw = self.cw
+        while not cw.is_shutdown:
+            await asyncio.sleep(1.0)
+            conn = cw.gcs
+            if conn is None or conn.closed or self.is_out:
+                continue
+            try:
+                role = await conn.request(m.WhoLeads(), timeout_s=CONFIG.head_lease_ttl_s)
+                for address, _ in role.standbys:  # a standby started after this driver
+                    if address not in self.known_heads:
+                        self.known_heads.append(str(address))
+                continue
+            except (rpc.RpcError, rpc.ConnectionLost, TimeoutError, OSError):
+                pass
+            if len(set(self.known_heads) | set(split_addresses(cw.gcs_address))) < 2:
+                continue  # one head: nobody else can lead
+            if conn is cw.gcs and await leads_elsewhere(conn, cw.gcs_address, cw.token, self.leader_address,
+                                                        self.known_heads, CONFIG.head_lease_ttl_s):
+                (log.warning if cw.mode == "driver" else log.info)(
+                    "The control store (head) at %s stopped answering and another head leads now.",
+                    self.leader_address)
+                conn.abort()  # a cut-off peer never drains what close() would flush
+
     async def rejoin_job(self, conn: rpc.Connection) -> None:
         """A driver's reconnected hook: re-attach its job to the new connection (the job then
         ends when it closes; a store that lost the job records it again) and follow the job's
@@ -110,7 +160,7 @@ class HeadLink:
     # --- I/O thread ------------------------------------------------------------------------------
     def _on_connection_lost(self, conn: rpc.Connection) -> None:
         if conn is self.cw.gcs and not self.cw.is_shutdown:
-            self._outage_began(rpc.ConnectionLost(f"connection to {self.cw.gcs_address} lost"))
+            self._outage_began(rpc.ConnectionLost(f"connection to {self.leader_address or self.cw.gcs_address} lost"))
 
     def _outage_began(self, cause: BaseException) -> None:
         if self.lost_at is not None or self.lost_error is not None:
@@ -132,8 +182,10 @@ class HeadLink:
         delay_s = _BACKOFF_FIRST_S
         while not cw.is_shutdown:
             try:
-                conn = await rpc.connect(cw.gcs_address, cw.token, cw, cw.mode, CONFIG.connect_timeout_s)
-            except (OSError, rpc.ConnectionLost, TimeoutError):
+                conn, self.leader_address = await connect_leader(cw.gcs_address, cw.token, cw, cw.mode,
+                                                                 CONFIG.connect_timeout_s, self.leader_address,
+                                                                 self.known_heads)
+            except (OSError, rpc.ConnectionLost, TimeoutError, rpc.RpcError):
                 left_s = deadline - time.monotonic()
                 if left_s <= 0:
                     break
@@ -157,7 +209,7 @@ class HeadLink:
         self.cw.gcs = conn
         self.lost_at = None
         (log.warning if self.cw.mode == "driver" else log.info)(
-            "Reconnected to the control store (head) at %s.", self.cw.gcs_address)
+            "Reconnected to the control store (head) at %s.", self.leader_address or self.cw.gcs_address)
         for hook in self.reconnected_hooks:
             try:
                 result = hook(conn)

@@ -58,7 +58,7 @@ class PgClient:
 
     def request(self, msg: Any, timeout_s: Optional[float] = 60.0) -> Any:
         async def _ask() -> Any:
-            return await (await self.cw.gcs_conn()).request(msg)
+            return await self.cw.head.request(msg)  # sent again if the head fails over under it
         return self.cw.run_sync(_ask(), timeout_s=timeout_s)
 
     # --- I/O thread -------------------------------------------------------------------------------

@@ -12,7 +12,8 @@ from ember.shells.control.storage.base import (  # noqa: F401 - re-exported
     SCHEMA_VERSION, IncompatibleStorage, Storage, StorageError, StorageUnavailable, check_schema)
 
 
-def open_storage(url: str, *, retry_timeout_s: float = 10.0, check: bool = True) -> Storage:
+def open_storage(url: str, *, retry_timeout_s: float = 10.0, check: bool = True,
+                 socket_timeout_s: float = 5.0) -> Storage:
     from ember import __version__
     parsed = urlparse(url)
     storage: Storage
@@ -27,7 +28,7 @@ def open_storage(url: str, *, retry_timeout_s: float = 10.0, check: bool = True)
         storage = SqliteStorage(path, retry_timeout_s=retry_timeout_s)
     elif parsed.scheme in ("redis", "rediss"):
         from ember.shells.control.storage.redis_store import RedisStorage
-        storage = RedisStorage(url, retry_timeout_s=retry_timeout_s)
+        storage = RedisStorage(url, retry_timeout_s=retry_timeout_s, socket_timeout_s=socket_timeout_s)
     else:
         raise StorageError(f"unknown storage URL {url!r}: use memory://, file:///path/state.db, "
                            "redis://[:password@]host:port[/db] or rediss://...")

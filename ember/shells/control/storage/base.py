@@ -5,9 +5,9 @@ at once, SQLite in microseconds (WAL, one local file), Redis in one round trip. 
 that cannot be reached retries with backoff (``retrying``) and then raises
 ``StorageUnavailable`` naming the backend; it never half-applies a ``write_batch``.
 
-Later (standby heads, fencing; issue #11 section 3): ``compare_and_set`` is the one
-primitive a leader lease needs (write the epoch only when the stored one is what the writer
-last saw); every backend implements it atomically already.
+Standby heads and fencing (issue #11 section 3) rest on ``guarded_batch``: writes applied
+only if stored values are what the writer expects, atomically (a Lua script in Redis, an
+immediate transaction in SQLite, a lock in memory).
 """
 from __future__ import annotations
 
@@ -27,6 +27,8 @@ EMBER_VERSION_KEY = b"ember_version"
 T = TypeVar("T")
 # One write of a batch: (table, key, value) puts, (table, key, None) deletes.
 Write = tuple[str, bytes, Optional[bytes]]
+# One condition of a guarded batch: (table, key, expected value or None for absent).
+Guard = tuple[str, bytes, Optional[bytes]]
 
 
 class StorageError(Exception):
@@ -66,6 +68,12 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def compare_and_set(self, table: str, key: bytes, expected: Optional[bytes], value: bytes) -> bool:
         """Write ``value`` only if the stored value is ``expected`` (None: absent); atomic."""
+
+    @abc.abstractmethod
+    def guarded_batch(self, guards: list[Guard], writes: list[Write]) -> bool:
+        """Apply ``writes`` only if every guard holds (the stored value equals the expected one);
+        checked and applied in one atomic step.  Whether they were applied.  Fencing (a write
+        conditional on the writer's epoch, docs/head.md) is a guarded batch."""
 
     def close(self) -> None:
         pass

@@ -4,7 +4,7 @@ from __future__ import annotations
 import threading
 from typing import Optional
 
-from ember.shells.control.storage.base import Storage, Write
+from ember.shells.control.storage.base import Guard, Storage, Write
 
 
 class MemoryStorage(Storage):
@@ -43,4 +43,15 @@ class MemoryStorage(Storage):
             if t.get(key) != expected:
                 return False
             t[key] = value
+            return True
+
+    def guarded_batch(self, guards: list[Guard], writes: list[Write]) -> bool:
+        with self._lock:
+            if any(self._tables.get(t, {}).get(k) != expected for t, k, expected in guards):
+                return False
+            for table, key, value in writes:
+                if value is None:
+                    self._tables.get(table, {}).pop(key, None)
+                else:
+                    self._tables.setdefault(table, {})[key] = value
             return True

@@ -7,11 +7,31 @@ from __future__ import annotations
 from typing import Optional
 from urllib.parse import urlparse
 
-from ember.shells.control.storage.base import Storage, StorageError, Write, retrying
+from ember.shells.control.storage.base import Guard, Storage, StorageError, Write, retrying
+
+
+# KEYS: the guards' hashes, then the writes'; ARGV: the number of guards, then (field, flag,
+# value) per guard (flag 0: must be absent) and per write (flag 0: delete).  Redis runs a
+# script atomically: nothing else runs between the checks and the writes.
+_GUARDED_BATCH = """
+local n = tonumber(ARGV[1])
+for i = 1, n do
+  local v = redis.call('HGET', KEYS[i], ARGV[3 * i - 1])
+  if ARGV[3 * i] == '0' then
+    if v ~= false then return 0 end
+  elseif v ~= ARGV[3 * i + 1] then return 0 end
+end
+for i = n + 1, #KEYS do
+  if ARGV[3 * i] == '0' then redis.call('HDEL', KEYS[i], ARGV[3 * i - 1])
+  else redis.call('HSET', KEYS[i], ARGV[3 * i - 1], ARGV[3 * i + 1]) end
+end
+return 1
+"""
 
 
 class RedisStorage(Storage):
-    def __init__(self, url: str, *, retry_timeout_s: float = 10.0, prefix: str = "ember:") -> None:
+    def __init__(self, url: str, *, retry_timeout_s: float = 10.0, prefix: str = "ember:",
+                 socket_timeout_s: float = 5.0) -> None:
         try:
             import redis
         except ImportError as exc:  # pragma: no cover - a dependency
@@ -21,9 +41,11 @@ class RedisStorage(Storage):
         self.description = f"Redis storage at {parsed.hostname}:{parsed.port or 6379}"
         self._prefix = prefix
         self._retry_timeout_s = retry_timeout_s
-        self._client = redis.Redis.from_url(url, socket_timeout=5.0, socket_connect_timeout=2.0)
+        self._client = redis.Redis.from_url(url, socket_timeout=socket_timeout_s,
+                                              socket_connect_timeout=min(2.0, socket_timeout_s))
         self._transient = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
         self._run(self._client.ping)
+        self._guarded = self._client.register_script(_GUARDED_BATCH)  # EVALSHA: the script is sent once
 
     def _run(self, fn):  # type: ignore[no-untyped-def]
         def once():  # type: ignore[no-untyped-def]
@@ -75,6 +97,15 @@ class RedisStorage(Storage):
         flag = "0" if expected is None else "1"
         return bool(self._run(lambda: self._client.eval(script, 1, self._h(table), key, expected or b"", flag,
                                                          value)))
+
+    def guarded_batch(self, guards: list[Guard], writes: list[Write]) -> bool:
+        keys = [self._h(t) for t, _, _ in guards] + [self._h(t) for t, _, _ in writes]
+        argv: list = [len(guards)]
+        for _, key, expected in guards:
+            argv += [key, "0" if expected is None else "1", expected or b""]
+        for _, key, value in writes:
+            argv += [key, "0" if value is None else "1", value or b""]
+        return bool(self._run(lambda: self._guarded(keys=keys, args=argv)))
 
     def close(self) -> None:
         self._client.close()

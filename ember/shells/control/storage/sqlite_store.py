@@ -6,7 +6,7 @@ import sqlite3
 import threading
 from typing import Optional
 
-from ember.shells.control.storage.base import Storage, StorageError, Write, retrying
+from ember.shells.control.storage.base import Guard, Storage, StorageError, Write, retrying
 
 _SCHEMA = "CREATE TABLE IF NOT EXISTS entries (tbl TEXT NOT NULL, k BLOB NOT NULL, v BLOB NOT NULL, " \
           "PRIMARY KEY (tbl, k)) WITHOUT ROWID"
@@ -85,6 +85,27 @@ class SqliteStorage(Storage):
             self._db.execute("COMMIT")
             return True
         return self._run(cas)
+
+    def guarded_batch(self, guards: list[Guard], writes: list[Write]) -> bool:
+        def guarded() -> bool:
+            self._db.execute("BEGIN IMMEDIATE")  # takes the write lock first: nobody writes in between
+            try:
+                for table, key, expected in guards:
+                    row = self._db.execute("SELECT v FROM entries WHERE tbl=? AND k=?", (table, key)).fetchone()
+                    if (None if row is None else bytes(row[0])) != expected:
+                        self._db.execute("ROLLBACK")
+                        return False
+                for table, key, value in writes:
+                    if value is None:
+                        self._db.execute("DELETE FROM entries WHERE tbl=? AND k=?", (table, key))
+                    else:
+                        self._db.execute("INSERT OR REPLACE INTO entries VALUES (?, ?, ?)", (table, key, value))
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+            return True
+        return self._run(guarded)
 
     def close(self) -> None:
         with self._lock:
