@@ -46,6 +46,12 @@ class Config:
     scheduler_bandwidth_bytes_per_s: float = 125e6   # the placement policy's estimate of node-to-node bandwidth
     scheduler_keep_margin_s: float = 0.02      # a node keeps a request whose estimated cost is this close to the best
     scheduler_spread_threshold: float = 0.5    # "hybrid": pack onto a node until it is this utilized
+    # metrics (docs/observability.md): each node daemon's and the control store's Prometheus endpoint;
+    # 0: a free port, -1: no endpoint.  Ray's --metrics-export-port.
+    metrics_export_port: int = 0
+    metrics_head_port: int = 0
+    metrics_require_token: int = 1             # 0: the endpoints answer without the cluster token
+    metrics_report_interval_s: float = 1.0     # how often a process sends its user metrics to its node daemon
 
     @classmethod
     def from_env(cls) -> "Config":

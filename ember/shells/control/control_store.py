@@ -55,9 +55,16 @@ class ControlStore:
         self.extensions.append(StateService(self))
         from ember.shells.control.placement_group_manager import PlacementGroupManager
         self.extensions.append(PlacementGroupManager(self))
+        from ember.shells.control.metrics_exporter import RequestStats
+        self.request_stats = RequestStats()   # per message type: count and handling time (/metrics)
+
+    def handle_message(self, conn: rpc.Connection, kind: int, request_id: int, msg: Any) -> None:
+        started_s = time.perf_counter()
+        self._handle_message(conn, kind, request_id, msg)
+        self.request_stats.observe(type(msg).__name__, time.perf_counter() - started_s)
 
     # --- rpc.Handler ------------------------------------------------------------------------
-    def handle_message(self, conn: rpc.Connection, kind: int, request_id: int, msg: Any) -> None:
+    def _handle_message(self, conn: rpc.Connection, kind: int, request_id: int, msg: Any) -> None:
         method = getattr(self, "on_" + type(msg).__name__, None)
         if method is None:
             for ext in self.extensions:
@@ -258,12 +265,18 @@ async def _main(args: argparse.Namespace) -> None:
     if warning:
         log.warning("%s", warning)
     port = server.sockets[0].getsockname()[1]
+    from ember.shells.control.metrics_exporter import HeadMetrics
+    metrics = HeadMetrics(store, args.session_dir)   # /metrics and Prometheus' discovery file
+    await metrics.start(args.host)
     sys.stdout.write(f"READY {port}\n")
     sys.stdout.flush()
     async with asyncio.TaskGroup() as tg:
         expire = tg.create_task(store.expire_loop())
         unclaimed = tg.create_task(_finish_unclaimed_jobs(store))
+        sd_file = tg.create_task(metrics.run())
         await stop
+        sd_file.cancel()
+        metrics.close()
         expire.cancel()
         unclaimed.cancel()
         store.durable.storage.close()

@@ -175,6 +175,8 @@ class CoreWorker:
                     await asyncio.wait_for(self.task_events.flush(), 1.0)
                 except Exception:
                     pass
+                if getattr(self, "user_metrics", None) is not None:   # ember.util.metrics
+                    self.user_metrics.flush()
             await self._cancel_tasks()
             if self.gcs is not None and not self.gcs.closed and self.mode == "driver":
                 try:
