@@ -6,6 +6,7 @@ set -e
 missing=""
 command -v redis-server >/dev/null 2>&1 || missing="$missing redis-server"
 command -v ip >/dev/null 2>&1 || missing="$missing iproute2"
+command -v prometheus >/dev/null 2>&1 || missing="$missing prometheus"  # tests/integration/test_metrics.py
 if [ -n "$missing" ]; then
     SUDO=""
     [ "$(id -u)" -eq 0 ] || SUDO="sudo"

@@ -84,6 +84,8 @@ def _task_row(rec: dict[str, Any]) -> dict[str, Any]:
     row["creation_time_ms"] = int(rec["first_seen_s"] * 1000)
     row["start_time_ms"] = int(started * 1000) if started else None
     row["end_time_ms"] = int(ended * 1000) if ended else None
+    row["start_time_us"] = int(started * 1e6) if started else None   # ember: for the timeline
+    row["end_time_us"] = int(ended * 1e6) if ended else None
     return row
 
 
