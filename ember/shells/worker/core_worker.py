@@ -581,10 +581,8 @@ class CoreWorker:
             return
         data = msg.data
         if msg.channel == "logs" and isinstance(data, m.LogLines):
-            prefix = f"(pid={data.pid}, node={data.node_id.hex()[:8]}) "
-            stream = sys.stderr if data.is_err else sys.stdout
-            stream.write("".join(prefix + line + "\n" for line in data.lines))
-            stream.flush()
+            from ember.shells.worker import progress_bars   # progress bars ride the log stream (tqdm_ray)
+            progress_bars.print_log_lines(data)
 
     # --- ember memory: this process's objects ----------------------------------------------------------------
     def _record_call_site(self, refs: list[ObjectRef], what: str) -> None:
