@@ -12,6 +12,7 @@ import warnings
 from typing import Any, Optional, Sequence, Union
 
 from ember.logic.metrics_table import VALID_NAME
+from ember.shells.worker import core_worker, user_metrics
 
 Number = Union[int, float]
 
@@ -41,6 +42,7 @@ class Metric:
         self._tag_keys = tag_keys
         self._default_tags: dict[str, str] = {}
         self._boundaries: tuple = ()
+        self._default_values: Optional[tuple] = () if not tag_keys else None  # tags=None, all keys defaulted
 
     def set_default_tags(self, default_tags: dict[str, str]) -> "Metric":
         """Tags used when a record does not give them; keys must be among ``tag_keys``."""
@@ -50,6 +52,8 @@ class Metric:
             if not isinstance(value, str):
                 raise TypeError(f"Tag values must be str, got {type(value)}.")
         self._default_tags = dict(default_tags)
+        is_complete = all(k in self._default_tags for k in self._tag_keys)
+        self._default_values = tuple(self._default_tags[k] for k in self._tag_keys) if is_complete else None
         return self
 
     def _tag_values(self, tags: Optional[dict[str, str]]) -> tuple:
@@ -66,18 +70,16 @@ class Metric:
         return tuple(merged[k] for k in self._tag_keys)
 
     def _record(self, value: Number, tags: Optional[dict[str, str]] = None) -> None:
-        if not isinstance(value, (int, float)) or isinstance(value, bool):
-            raise TypeError(f"value must be int or float, got {type(value)}.")
-        values = self._tag_values(tags)
-        if self._discard:
-            return
-        from ember.shells.worker import core_worker
+        if value.__class__ is not float and value.__class__ is not int:
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                raise TypeError(f"value must be int or float, got {type(value)}.")
+        values = self._default_values if tags is None and self._default_values is not None else \
+            self._tag_values(tags)
         cw = core_worker._core_worker
-        if cw is None or cw.is_shutdown:
+        if self._discard or cw is None or cw.is_shutdown:
             return
-        from ember.shells.worker import user_metrics
-        user_metrics.of(cw).record(self._name, self._kind, self._description, self._tag_keys, self._boundaries,
-                                   values, float(value))
+        um = cw.__dict__.get("user_metrics") or user_metrics.of(cw)
+        um.record(self._name, self._kind, self._description, self._tag_keys, self._boundaries, values, float(value))
 
     @property
     def info(self) -> dict[str, Any]:
@@ -91,7 +93,8 @@ class Counter(Metric):
     _kind = "counter"
 
     def inc(self, value: Number = 1.0, tags: Optional[dict[str, str]] = None) -> None:
-        if not isinstance(value, (int, float)) or isinstance(value, bool):
+        if value.__class__ is not float and value.__class__ is not int and (
+                not isinstance(value, (int, float)) or isinstance(value, bool)):
             raise TypeError(f"value must be int or float, got {type(value)}.")
         if value <= 0:
             raise ValueError(f"value must be >0, got {value}")
