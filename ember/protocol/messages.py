@@ -610,8 +610,10 @@ class GeneratorItem:
 @message(310)
 class TaskEventBatch:
     job_id: bytes
-    events: bytes           # msgpack of [[task_id, attempt, {state: time_s}, {field: value} | None]]
-    count: int              # entries in ``events`` (one per task attempt the sender saw change)
+    events: bytes           # msgpack of [2, {key: fields}, [[task_id, attempt, state, time_s, key]]]
+                            # (logic/control/task_events.FLAT_BATCH), or the older
+                            # [[task_id, attempt, {state: time_s}, {field: value} | None]]
+    count: int              # task ids in ``events`` (the control store's window counts tasks)
     dropped: int            # task attempts the sender could not buffer since its last batch
 
 

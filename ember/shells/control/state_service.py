@@ -16,7 +16,7 @@ from typing import Any
 import msgpack
 
 from ember.config import CONFIG
-from ember.logic.control.task_events import TaskEventTable
+from ember.logic.control.task_events import FLAT_BATCH, TaskEventTable
 from ember.logic.state_filters import matches
 from ember.protocol import messages as m
 from ember.shells.wire import rpc
@@ -47,7 +47,10 @@ class StateService:
                     entries = msgpack.unpackb(data, raw=False, strict_map_key=False)
                 except Exception:
                     continue  # a malformed batch is skipped, never fatal
-                self.tasks.add_events(job_id, entries if isinstance(entries, list) else [], dropped)
+                if isinstance(entries, list) and len(entries) == 3 and entries[0] == FLAT_BATCH:
+                    self.tasks.add_flat_batch(job_id, entries[1], entries[2], dropped)
+                else:
+                    self.tasks.add_events(job_id, entries if isinstance(entries, list) else [], dropped)
         self._packed.clear()
         self._packed_counts.clear()
 
