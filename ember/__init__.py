@@ -17,6 +17,7 @@ _EXPORTS = {
     "is_initialized": "ember.api", "kill": "ember.api", "method": "ember.api", "nodes": "ember.api",
     "put": "ember.api", "remote": "ember.api", "shutdown": "ember.api", "wait": "ember.api",
     "get_runtime_context": "ember.runtime_context",
+    "timeline": "ember.util.state.timeline",
     "ObjectRefGenerator": "ember.shells.worker.generators",
     "DynamicObjectRefGenerator": "ember.shells.worker.generators",
     **{name: "ember.ids" for name in ("ActorClassID", "ActorID", "FunctionID", "JobID", "NodeID", "ObjectID",
@@ -24,7 +25,7 @@ _EXPORTS = {
 }
 # Ray's worker modes (ray.SCRIPT_MODE ...): plain constants.
 SCRIPT_MODE, WORKER_MODE, LOCAL_MODE = 0, 1, 2
-_SUBMODULES = {"actor", "exceptions", "util"}
+_SUBMODULES = {"actor", "exceptions", "experimental", "util"}
 
 __all__ = sorted([*_EXPORTS, *_SUBMODULES, "LOCAL_MODE", "SCRIPT_MODE", "WORKER_MODE"])
 

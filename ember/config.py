@@ -62,6 +62,12 @@ class Config:
     transfer_connections_max: int = 4
     transfer_sources_max: int = 4
     head_lease_ttl_s: float = 3.0              # a standby head takes over a lease not renewed for this long
+    # metrics (docs/observability.md): each node daemon's and the control store's Prometheus endpoint;
+    # 0: a free port, -1: no endpoint.  Ray's --metrics-export-port.
+    metrics_export_port: int = 0
+    metrics_head_port: int = 0
+    metrics_require_token: int = 1             # 0: the endpoints answer without the cluster token
+    metrics_report_interval_s: float = 1.0     # how often a process sends its user metrics to its node daemon
 
     @classmethod
     def from_env(cls) -> "Config":

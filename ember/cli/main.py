@@ -21,6 +21,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "list": ("ember.cli.state", "list_cmd"),
     "get": ("ember.cli.state", "get_cmd"),
     "summary": ("ember.cli.state", "summary_cmd"),
+    "timeline": ("ember.cli.timeline", "timeline"),
+    "logs": ("ember.cli.logs", "logs"),
     "job": ("ember.cli.job", "job"),
     "up": ("ember.cli.up", "up"),
     "down": ("ember.cli.up", "down"),

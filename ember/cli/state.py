@@ -10,9 +10,12 @@ from ember.util import state
 
 _LISTS: dict[str, Callable[..., list]] = {
     "tasks": state.list_tasks, "actors": state.list_actors, "nodes": state.list_nodes, "jobs": state.list_jobs,
+    "objects": state.list_objects, "workers": state.list_workers, "placement-groups": state.list_placement_groups,
 }
-_GETS: dict[str, Callable[..., Any]] = {"tasks": state.get_task, "actors": state.get_actor, "nodes": state.get_node}
-_SUMMARIES: dict[str, Callable[..., dict]] = {"tasks": state.summarize_tasks, "actors": state.summarize_actors}
+_GETS: dict[str, Callable[..., Any]] = {"tasks": state.get_task, "actors": state.get_actor, "nodes": state.get_node,
+                                        "workers": state.get_worker, "placement-groups": state.get_placement_group}
+_SUMMARIES: dict[str, Callable[..., dict]] = {"tasks": state.summarize_tasks, "actors": state.summarize_actors,
+                                              "objects": state.summarize_objects}
 
 
 def _parse_filter(text: str) -> tuple[str, str, str]:
@@ -54,7 +57,7 @@ def _call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
 @click.option("--detail", is_flag=True, help="Every field of each row.")
 @click.option("--format", "fmt", default="table", type=click.Choice(["table", "json", "yaml"]), show_default=True)
 def list_cmd(resource: str, address: Optional[str], filters: tuple, limit: int, detail: bool, fmt: str) -> None:
-    """List tasks, actors, nodes or jobs (Ray's `ray list`)."""
+    """List tasks, actors, nodes, jobs, objects, workers or placement groups (Ray's `ray list`)."""
     rows = _call(_LISTS[resource], address=address, filters=[_parse_filter(f) for f in filters], limit=limit,
                  detail=detail)
     click.echo(_render(rows, fmt))
@@ -66,7 +69,7 @@ def list_cmd(resource: str, address: Optional[str], filters: tuple, limit: int, 
 @click.option("--address", default=None, help="HOST:PORT of the control store (default: the local cluster).")
 @click.option("--format", "fmt", default="yaml", type=click.Choice(["json", "yaml"]), show_default=True)
 def get_cmd(resource: str, id: str, address: Optional[str], fmt: str) -> None:
-    """Show one task, actor or node by its id (Ray's `ray get`)."""
+    """Show one task, actor, node, worker or placement group by its id (Ray's `ray get`)."""
     row = _call(_GETS[resource], id, address=address)
     if row is None:
         raise click.ClickException(f"no {resource[:-1]} with id {id}")
@@ -78,8 +81,14 @@ def get_cmd(resource: str, id: str, address: Optional[str], fmt: str) -> None:
 @click.option("--address", default=None, help="HOST:PORT of the control store (default: the local cluster).")
 @click.option("--format", "fmt", default="table", type=click.Choice(["table", "json", "yaml"]), show_default=True)
 def summary_cmd(resource: str, address: Optional[str], fmt: str) -> None:
-    """Counts of tasks (per function) or actors (per class) in each state (Ray's `ray summary`)."""
+    """Counts of tasks (per function), actors (per class) in each state, or objects per call site
+    (Ray's `ray summary`)."""
     cluster = _call(_SUMMARIES[resource], address=address)["cluster"]
+    if resource == "objects":
+        rows = [{"call_site": site, **entry} for site, entry in cluster["summary"].items()]
+        click.echo(_render(rows, fmt) if fmt != "table" or rows else "(nothing yet)")
+        click.echo(f"total: {cluster['total_objects']} objects, {cluster['total_size_mb']:.3f} MB")
+        return
     rows = [{**{k: v for k, v in entry.items() if k != "state_counts"}, **entry["state_counts"]}
             for entry in cluster["summary"].values()]
     keys = sorted({k for r in rows for k in r})

@@ -610,8 +610,10 @@ class GeneratorItem:
 @message(310)
 class TaskEventBatch:
     job_id: bytes
-    events: bytes           # msgpack of [[task_id, attempt, {state: time_s}, {field: value} | None]]
-    count: int              # entries in ``events`` (one per task attempt the sender saw change)
+    events: bytes           # msgpack of [2, {key: fields}, [[task_id, attempt, state, time_s, key]]]
+                            # (logic/control/task_events.FLAT_BATCH), or the older
+                            # [[task_id, attempt, {state: time_s}, {field: value} | None]]
+    count: int              # task ids in ``events`` (the control store's window counts tasks)
     dropped: int            # task attempts the sender could not buffer since its last batch
 
 
@@ -951,3 +953,56 @@ class NodeWorkers:
     restored from storage learns which actors' workers died while no head listened."""
     node_id: bytes
     worker_ids: list
+
+
+# --- metrics, workers and logs of a node (550-579; docs/observability.md) ----------------
+@message(550)
+class MetricsReport:
+    """Driver/worker -> its node daemon (one-way), about once a second: user metrics
+    (``ember.util.metrics``) changed since the last report.  Each entry is
+    [name, kind ("counter"/"gauge"/"histogram"), description, tag_keys, boundaries,
+    [[tag values, value], ...]]: counters carry increments, gauges the last value,
+    histograms [bucket increments..., sum increment]."""
+    metrics: list
+
+
+@message(551)
+class ListNodeWorkers:
+    """-> node daemon: its drivers and workers, live and recently dead (``list_workers``)."""
+    pass
+
+
+@message(552)
+class NodeWorkerList:
+    node_id: bytes
+    address: str
+    workers: list           # [dict with Ray's WorkerState fields]
+
+
+@message(553)
+class ListLogFiles:
+    """-> node daemon: the files of its session's logs/ directory whose names match ``glob``."""
+    glob: str
+
+
+@message(554)
+class LogFileList:
+    node_id: bytes
+    files: list             # [[name, size_bytes]]
+
+
+@message(555)
+class ReadLogFile:
+    """-> node daemon: part of one file of logs/.  ``offset`` < 0 means "the last ``tail_lines``
+    lines" (all of them when ``tail_lines`` < 0); else read from ``offset``."""
+    filename: str
+    offset: int
+    max_bytes: int
+    tail_lines: int
+
+
+@message(556)
+class LogChunk:
+    data: bytes
+    offset: int             # where the next read continues
+    size: int               # the file's size when read

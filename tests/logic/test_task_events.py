@@ -44,3 +44,19 @@ def test_malformed_entries_are_skipped():
     t.add_events(J, [["not", "an", "entry"], _entry(b"t", {99: 1.0}), _entry(b"t2", {ts.RUNNING: "x"}),
                      _entry(b"t3", {ts.RUNNING: 1.0}, "not a dict")])
     assert [r["task_id"] for r in t.query() if r["state"] != "NIL"] == [b"t3"]
+
+
+def test_a_flat_batch_folds_like_grouped_entries():
+    """Workers send one event per state change with shared fields by key (shells/worker/task_events.py)."""
+    from ember.logic.control.task_events import TaskEventTable
+    t = TaskEventTable(10)
+    fields = {"name": "f", "func_or_class_name": "f"}
+    t.add_flat_batch(J, {7: fields}, [[b"t1", 0, ts.PENDING_NODE_ASSIGNMENT, 1.0, 7],
+                                      [b"t1", 0, ts.FINISHED, 3.0, -1], "garbage", [b"t2", 0, ts.RUNNING, 2.0, 99]])
+    t.add_flat_batch(J, None, [[b"t1", 0, ts.RUNNING, 2.0, -1]], dropped_at_source=2)
+    recs = {r["task_id"]: r for r in t.query()}
+    assert recs[b"t1"]["state"] == "FINISHED" and recs[b"t1"]["name"] == "f"
+    assert set(recs[b"t1"]["events"]) == {"PENDING_NODE_ASSIGNMENT", "RUNNING", "FINISHED"}
+    assert recs[b"t2"]["state"] == "RUNNING" and "name" not in recs[b"t2"]   # an unknown key: no fields
+    assert t.total_dropped() == 2
+    t.check_invariants()

@@ -23,6 +23,7 @@ from ember.logic.state_filters import matches
 from ember.logic.task_states import STATES
 
 TERMINAL = frozenset({"FINISHED", "FAILED"})
+FLAT_BATCH = 2   # first element of a flat batch: [FLAT_BATCH, {fields key: fields}, [[task, attempt, state, t, key]]]
 _RANK = {s: i for i, s in enumerate(STATES)}
 # Fields an event may carry, as Ray's TaskState names them.
 FIELDS = ("name", "func_or_class_name", "type", "job_id", "actor_id", "node_id", "worker_id",
@@ -51,6 +52,21 @@ class TaskEventTable:
                 if isinstance(more, dict):
                     fields.update(more)
             self._fold(job_id, entry[0], entry[1], entry[2], fields, touched)
+        for event_job in touched:
+            self._trim(event_job, self._jobs[event_job])
+
+    def add_flat_batch(self, job_id: bytes, table: Any, events: Iterable[Any], dropped_at_source: int = 0) -> None:
+        """Rules 1 and 2 for a flat batch: one event per state change, ``[task_id, attempt, state code,
+        time_s, fields key]``, the fields (shared by many events) in ``table`` by key (-1: none)."""
+        if dropped_at_source:
+            self.dropped[job_id] = self.dropped.get(job_id, 0) + dropped_at_source
+        table = table if isinstance(table, dict) else {}
+        touched: set = set()
+        for ev in events:
+            if not (isinstance(ev, (list, tuple)) and len(ev) == 5):
+                continue   # not an event: bad input from a peer is skipped
+            fields = table.get(ev[4])
+            self._fold(job_id, ev[0], ev[1], {ev[2]: ev[3]}, fields if isinstance(fields, dict) else None, touched)
         for event_job in touched:
             self._trim(event_job, self._jobs[event_job])
 

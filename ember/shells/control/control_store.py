@@ -63,6 +63,8 @@ class ControlStore:
         self.conns: set[rpc.Connection] = set()
         self.held_losses: list[rpc.Connection] = []  # connections lost while not serving
         self.who_leads: Any = lambda: m.HeadRole(self.leading, 1, "", "", "leading", [])
+        from ember.shells.control.metrics_exporter import RequestStats
+        self.request_stats = RequestStats()   # per message type: count and handling time (/metrics)
 
     def attach_storage(self, storage: Any) -> None:
         """Use ``storage`` (e.g. fenced by this head's epoch) for the durable tables."""
@@ -83,6 +85,11 @@ class ControlStore:
 
     # --- rpc.Handler ------------------------------------------------------------------------
     def handle_message(self, conn: rpc.Connection, kind: int, request_id: int, msg: Any) -> None:
+        started_s = time.perf_counter()
+        self._handle_message(conn, kind, request_id, msg)
+        self.request_stats.observe(type(msg).__name__, time.perf_counter() - started_s)
+
+    def _handle_message(self, conn: rpc.Connection, kind: int, request_id: int, msg: Any) -> None:
         if not self.leading and not isinstance(msg, m.WhoLeads):
             self._refuse_not_leading(conn, kind, request_id, msg)
             return
@@ -313,13 +320,18 @@ async def _main(args: argparse.Namespace) -> None:
         server.close()
         runner.close()
         return
+    from ember.shells.control.metrics_exporter import HeadMetrics
+    metrics = HeadMetrics(store, args.session_dir)   # /metrics and Prometheus' discovery file
+    await metrics.start(args.host)
     if not runner.is_standby:
         _announce(port)
     try:
         async with asyncio.TaskGroup() as tg:
             expire = tg.create_task(store.expire_loop())
             unclaimed = tg.create_task(_finish_unclaimed_jobs(store))
+            sd_file = tg.create_task(metrics.run())
             await stop
+            sd_file.cancel()
             expire.cancel()
             unclaimed.cancel()
             server.close()
@@ -329,6 +341,8 @@ async def _main(args: argparse.Namespace) -> None:
             raise
         server.close()
         runner.close()
+    finally:
+        metrics.close()
     if runner.deposed_reason:
         runner.exec_as_standby()
 

@@ -16,7 +16,7 @@ from typing import Any
 import msgpack
 
 from ember.config import CONFIG
-from ember.logic.control.task_events import TaskEventTable
+from ember.logic.control.task_events import FLAT_BATCH, TaskEventTable
 from ember.logic.state_filters import matches
 from ember.protocol import messages as m
 from ember.shells.wire import rpc
@@ -47,7 +47,10 @@ class StateService:
                     entries = msgpack.unpackb(data, raw=False, strict_map_key=False)
                 except Exception:
                     continue  # a malformed batch is skipped, never fatal
-                self.tasks.add_events(job_id, entries if isinstance(entries, list) else [], dropped)
+                if isinstance(entries, list) and len(entries) == 3 and entries[0] == FLAT_BATCH:
+                    self.tasks.add_flat_batch(job_id, entries[1], entries[2], dropped)
+                else:
+                    self.tasks.add_events(job_id, entries if isinstance(entries, list) else [], dropped)
         self._packed.clear()
         self._packed_counts.clear()
 
@@ -84,6 +87,8 @@ def _task_row(rec: dict[str, Any]) -> dict[str, Any]:
     row["creation_time_ms"] = int(rec["first_seen_s"] * 1000)
     row["start_time_ms"] = int(started * 1000) if started else None
     row["end_time_ms"] = int(ended * 1000) if ended else None
+    row["start_time_us"] = int(started * 1e6) if started else None   # ember: for the timeline
+    row["end_time_us"] = int(ended * 1e6) if ended else None
     return row
 
 

@@ -71,6 +71,8 @@ class NodeDaemon:
         self.zygote: Optional[asyncio.subprocess.Process] = None
         self.logs = LogMonitor(self)
         self.runtime_envs = RuntimeEnvAgent(self)
+        from ember.shells.node.observability import NodeObservability
+        self.observability = NodeObservability(self)  # metrics endpoint, list_workers, log files
         self.view_version = -1
         self.view_wanted = asyncio.Event()  # heartbeat now and ask for the whole view
         self.stopping = asyncio.Event()
@@ -149,7 +151,8 @@ class NodeDaemon:
     # --- rpc.Handler ----------------------------------------------------------------------------
     def handle_message(self, conn: rpc.Connection, kind: int, request_id: int, msg: Any) -> None:
         name = "on_" + type(msg).__name__
-        method = getattr(self, name, None) or getattr(self.objects, name, None) or getattr(self.bundles, name, None)
+        method = (getattr(self, name, None) or getattr(self.objects, name, None) or getattr(self.bundles, name, None)
+                  or getattr(self.observability, name, None))
         if method is None:
             if kind == codec.KIND_REQUEST:
                 conn.reply_error(request_id, "ValueError", f"node daemon does not handle {type(msg).__name__}")
@@ -277,12 +280,14 @@ class NodeDaemon:
             ev = json.loads(line)
             if ev["op"] == "forked":
                 wid = bytes.fromhex(ev["worker_id"])
+                self.observability.worker_started(wid)
                 self.worker_pids[wid] = ev["pid"]
                 self.pid_workers[ev["pid"]] = wid
                 self.logs.set_pid(wid, ev["pid"])
             elif ev["op"] == "exited":
                 wid = self.pid_workers.pop(ev["pid"], None)
                 if wid is not None:
+                    self.observability.worker_exited(wid, ev["pid"], ev.get("status"))
                     self._tell_gcs_worker_exited(wid, ev.get("status"))
                     self.worker_pids.pop(wid, None)
                     self.worker_jobs.pop(wid, None)
@@ -322,6 +327,7 @@ class NodeDaemon:
                     raise
                 await asyncio.sleep(0.01)
         await self._register()
+        await self.observability.announce()
         await self.gcs.request(m.Subscribe("jobs", b""))
         await self.gcs.request(m.Subscribe("placement_groups", b""))
 
@@ -497,6 +503,7 @@ async def _main(args: argparse.Namespace) -> None:
     warning = addresses.exposure_warning(args.host)
     if warning:
         log.warning("%s", warning)
+    await daemon.observability.start()
     await daemon.start_zygote()
     await daemon.connect_gcs(wait_s=CONFIG.connect_timeout_s)
     sys.stdout.write(f"READY {port}\n")
@@ -507,6 +514,7 @@ async def _main(args: argparse.Namespace) -> None:
                      tg.create_task(daemon.logs.run())]
             await daemon.stopping.wait()
             server.close()
+            daemon.observability.close()
             await daemon.shutdown()
             for t in tasks:
                 t.cancel()

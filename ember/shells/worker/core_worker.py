@@ -191,6 +191,8 @@ class CoreWorker:
                     await asyncio.wait_for(self.task_events.flush(), 1.0)
                 except Exception:
                     pass
+                if getattr(self, "user_metrics", None) is not None:   # ember.util.metrics
+                    self.user_metrics.flush()
             await self._cancel_tasks()
             if self.gcs is not None and not self.gcs.closed and self.mode == "driver":
                 try:
@@ -628,10 +630,8 @@ class CoreWorker:
             return
         data = msg.data
         if msg.channel == "logs" and isinstance(data, m.LogLines):
-            prefix = f"(pid={data.pid}, node={data.node_id.hex()[:8]}) "
-            stream = sys.stderr if data.is_err else sys.stdout
-            stream.write("".join(prefix + line + "\n" for line in data.lines))
-            stream.flush()
+            from ember.shells.worker import progress_bars   # progress bars ride the log stream (tqdm_ray)
+            progress_bars.print_log_lines(data)
 
     # --- ember memory: this process's objects ----------------------------------------------------------------
     def _record_call_site(self, refs: list[ObjectRef], what: str) -> None:

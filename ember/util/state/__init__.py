@@ -9,8 +9,6 @@ the cluster recorded on this machine) and the token of the local session files o
 """
 from __future__ import annotations
 
-import asyncio
-import os
 from typing import Any, Optional, Sequence
 
 from ember.logic.state_filters import check_predicate, matches
@@ -31,38 +29,9 @@ class StateRow(dict):
             raise AttributeError(name) from None
 
 
-class _NoCalls:
-    def handle_message(self, conn: Any, kind: int, request_id: int, msg: Any) -> None:
-        return None
-
-    def connection_lost(self, conn: Any) -> None:
-        return None
-
-
 def _request(msg: Any, address: Optional[str], timeout: float) -> Any:
-    from ember.shells.wire import rpc, session
-    from ember.shells.worker import core_worker
-    cw = core_worker._core_worker
-    if cw is not None and address is None:
-        async def ask_driver() -> Any:
-            return await (await cw.gcs_conn()).request(msg, timeout_s=timeout)
-        return cw.run_sync(ask_driver(), timeout_s=timeout + 1)
-    target = address or os.environ.get("EMBER_ADDRESS") or os.environ.get("RAY_ADDRESS")
-    if not target or target == "auto":
-        current = session.read_current_cluster()
-        if current is None:
-            raise ConnectionError("no ember cluster is running on this machine; pass address='HOST:PORT'")
-        target = str(current["address"])
-    target = target.split("://", 1)[-1]
-    token = session.find_token(target)
-
-    async def ask() -> Any:
-        conn = await rpc.connect(target, token, _NoCalls(), "client", timeout)
-        try:
-            return await conn.request(msg, timeout_s=timeout)
-        finally:
-            conn.close()
-    return asyncio.run(ask())
+    from ember.util.state import _client
+    return _client.request(msg, address, timeout)
 
 
 def _wire_filters(filters: _Filters) -> list:
@@ -110,8 +79,14 @@ def summarize_tasks(address: Optional[str] = None, timeout: int = DEFAULT_TIMEOU
 def list_actors(address: Optional[str] = None, filters: _Filters = None, limit: int = DEFAULT_LIMIT,
                 timeout: int = DEFAULT_TIMEOUT, detail: bool = False, raise_on_missing_output: bool = True,
                 _explain: bool = False) -> list[StateRow]:
-    reply = _request(m.ListActors(_wire_filters(filters), int(limit or 0)), address, timeout)
-    return _rows(reply.actors, detail, _BRIEF_ACTOR)
+    from ember.util.state import _client, _fanout
+    wire = _wire_filters(filters)
+
+    async def work(cluster: _client.Cluster) -> list:
+        actors = (await cluster.ask_gcs(m.ListActors(wire, int(limit or 0)))).actors
+        await _fanout.actor_pids(cluster, actors)
+        return actors
+    return _rows(_client.run(work, address, timeout), detail, _BRIEF_ACTOR)
 
 
 def get_actor(id: str, address: Optional[str] = None, timeout: int = DEFAULT_TIMEOUT,
@@ -161,5 +136,65 @@ def list_jobs(address: Optional[str] = None, filters: _Filters = None, limit: in
     return rows[:limit] if limit else rows
 
 
+def _filtered(rows: list[dict], filters: _Filters, limit: int, detail: bool, brief: tuple) -> list[StateRow]:
+    wire = _wire_filters(filters)
+    rows = [r for r in rows if all(matches(r, *f) for f in wire)]
+    return _rows(rows[:limit] if limit else rows, detail, brief)
+
+
+_BRIEF_WORKER = ("worker_id", "is_alive", "worker_type", "exit_type", "node_id", "ip", "pid", "exit_detail")
+_BRIEF_OBJECT = ("object_id", "object_size", "task_status", "reference_type", "call_site", "type", "pid", "ip")
+_BRIEF_PG = ("placement_group_id", "name", "creator_job_id", "state", "is_detached")
+
+
+def list_workers(address: Optional[str] = None, filters: _Filters = None, limit: int = DEFAULT_LIMIT,
+                 timeout: int = DEFAULT_TIMEOUT, detail: bool = False, raise_on_missing_output: bool = True,
+                 _explain: bool = False) -> list[StateRow]:
+    """Drivers and workers of every live node, live ones and the last ones that exited."""
+    from ember.util.state import _client, _fanout
+
+    async def work(cluster: _client.Cluster) -> list:
+        rows, _ = await _fanout.node_workers(cluster)
+        return rows
+    return _filtered(_client.run(work, address, timeout), filters, limit, detail, _BRIEF_WORKER)
+
+
+def list_objects(address: Optional[str] = None, filters: _Filters = None, limit: int = DEFAULT_LIMIT,
+                 timeout: int = DEFAULT_TIMEOUT, detail: bool = False, raise_on_missing_output: bool = True,
+                 _explain: bool = False) -> list[StateRow]:
+    """One row per (process, object reference) it holds, as ``ember memory`` gathers them."""
+    from ember.util.state import _client, _fanout
+    return _filtered(_client.run(_fanout.object_rows, address, timeout), filters, limit, detail, _BRIEF_OBJECT)
+
+
+def summarize_objects(address: Optional[str] = None, timeout: int = DEFAULT_TIMEOUT,
+                      raise_on_missing_output: bool = True, _explain: bool = False) -> dict:
+    from ember.util.state import _client, _fanout
+    return {"cluster": _fanout.summarize(_client.run(_fanout.object_rows, address, timeout))}
+
+
+def list_placement_groups(address: Optional[str] = None, filters: _Filters = None, limit: int = DEFAULT_LIMIT,
+                          timeout: int = DEFAULT_TIMEOUT, detail: bool = False, raise_on_missing_output: bool = True,
+                          _explain: bool = False) -> list[StateRow]:
+    from ember.util.state import _fanout
+    reply = _request(m.ListPlacementGroups(), address, timeout)
+    return _filtered([_fanout.placement_group_row(g) for g in reply.groups], filters, limit, detail, _BRIEF_PG)
+
+
+def get_placement_group(id: str, address: Optional[str] = None, timeout: int = DEFAULT_TIMEOUT,
+                        _explain: bool = False) -> Optional[StateRow]:
+    rows = list_placement_groups(address, [("placement_group_id", "=", id)], limit=1, timeout=timeout, detail=True)
+    return rows[0] if rows else None
+
+
+def get_worker(id: str, address: Optional[str] = None, timeout: int = DEFAULT_TIMEOUT,
+               _explain: bool = False) -> Optional[StateRow]:
+    rows = list_workers(address, [("worker_id", "=", id)], limit=1, timeout=timeout, detail=True)
+    return rows[0] if rows else None
+
+
+from ember.util.state.logs import get_log, list_logs  # noqa: E402  (they use the helpers above)
+
 __all__ = ["StateRow", "list_tasks", "get_task", "summarize_tasks", "list_actors", "get_actor",
-           "summarize_actors", "list_nodes", "get_node", "list_jobs"]
+           "summarize_actors", "list_nodes", "get_node", "list_jobs", "list_workers", "get_worker", "list_objects",
+           "summarize_objects", "list_placement_groups", "get_placement_group", "list_logs", "get_log"]

@@ -1,0 +1,1 @@
+"""Ray's ``ray.experimental``: ``tqdm_ray`` (progress bars from tasks and actors)."""
