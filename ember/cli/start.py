@@ -451,6 +451,9 @@ def _override_resources(num_cpus, num_gpus, memory, resources):
 @click.option("--supervise", is_flag=True,
               help="Head only: run the control store under a small supervisor that restarts it (same port and "
                    "storage) if it dies; nodes and drivers reconnect (docs/head.md).")
+@click.option("--metrics-export-port", type=click.IntRange(-1, 65535), default=None,
+              help="Port of this node daemon's Prometheus /metrics endpoint (0: a free one, -1: off; "
+                   "the head's control store endpoint: EMBER_METRICS_HEAD_PORT).")
 @click.option("--autoscaling-config", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Head only: a cluster config (docs/autoscaler.md); runs the autoscaler beside the head, which "
                    "launches and stops worker nodes through the config's provider (what `ember up` starts).")
@@ -461,13 +464,15 @@ def start(is_head: bool, address: Optional[str], port: Optional[int], node_ip_ad
           include_dashboard: bool, dashboard_host: str, dashboard_port: int,
           tls_cert: Optional[str], tls_key: Optional[str], tls_ca: Optional[str],
           storage: Optional[str], standby: bool, supervise: bool, client_server_port: int,
-          autoscaling_config: Optional[str]) -> None:
+          autoscaling_config: Optional[str], metrics_export_port: Optional[int]) -> None:
     """Start ember's processes on this machine: a head (--head) or a node joining one (--address).
 
     With --node-ip-address 0.0.0.0 the processes listen on every interface and advertise the
     machine's primary address.  Drivers and other nodes of a TLS cluster need the same
     EMBER_TLS_CERT/EMBER_TLS_KEY/EMBER_TLS_CA variables."""
     _apply_tls(tls_cert, tls_key, tls_ca)
+    if metrics_export_port is not None:   # read by the node daemon this command starts
+        os.environ["EMBER_METRICS_EXPORT_PORT"] = str(metrics_export_port)
     if node_ip_address is not None:
         try:
             addresses.check_listen_host(node_ip_address)
