@@ -213,3 +213,18 @@ def test_a_prometheus_server_scrapes_the_cluster_through_the_discovery_file(clus
         prom.terminate()
         prom.wait(timeout=30)
         log.close()
+
+
+def test_ember_start_metrics_export_port_sets_the_node_endpoint(tmp_path):
+    from cli_harness import CliHarness, free_port
+    harness = CliHarness(str(tmp_path / "root"))
+    port = free_port()
+    done = harness.ember("start", "--head", "--port", str(free_port()), "--metrics-export-port", str(port),
+                         "--include-dashboard", "false")
+    assert done.returncode == 0, done.stdout + done.stderr
+    try:
+        session_dir = harness.current_cluster()["session_dir"]
+        addresses = _wait(lambda: [a for n, a in _endpoints(session_dir).items() if n.startswith("node-")])
+        assert addresses[0].endswith(f":{port}"), addresses
+    finally:
+        harness.ember("stop")
