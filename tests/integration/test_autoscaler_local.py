@@ -122,6 +122,22 @@ def test_budget_cap_stops_launches_and_infeasible_shape_launches_nothing(tmp_pat
         assert types == ["cpu2"]
         log = open(os.path.join(harness.current_cluster()["session_dir"], "logs", "autoscaler.err")).read()
         assert "'TPU': 1.0}: infeasible" in log, log
+        # the spend is exported by the head's Prometheus endpoint too
+        session_dir = harness.current_cluster()["session_dir"]
+        with open(os.path.join(session_dir, "metrics", "head.json")) as f:
+            address = json.load(f)["address"]
+        with open(os.path.join(session_dir, "token")) as f:
+            token = f.read().strip()
+        import urllib.request
+        from prometheus_client.parser import text_string_to_metric_families
+        req = urllib.request.Request(f"http://{address}/metrics", headers={"Authorization": "Bearer " + token})
+        text = urllib.request.urlopen(req, timeout=30).read().decode()
+        values = {(s.name, s.labels.get("NodeType"), s.labels.get("State")): s.value
+                  for fam in text_string_to_metric_families(text) for s in fam.samples
+                  if s.name.startswith("ember_autoscaler_")}
+        assert values[("ember_autoscaler_cost_per_hour", None, None)] == 1.5, values
+        assert values[("ember_autoscaler_max_cost_per_hour", None, None)] == 2.0
+        assert values[("ember_autoscaler_waiting_shapes", None, None)] >= 1
         # exec / submit run on the head, which for `local` is this machine, aimed at this cluster
         done = harness.ember("exec", path, 'test -n "$EMBER_ADDRESS" && exit 3')
         assert done.returncode == 3, done.stdout + done.stderr

@@ -117,6 +117,7 @@ class HeadCollector:
         yield from self._actors()
         yield from self._cluster()
         yield from self._requests()
+        yield from self._autoscaler()
 
     def _tasks(self) -> Iterator[Any]:
         state = _extension(self.store, "state_service")
@@ -174,3 +175,37 @@ class HeadCollector:
                     buckets.append(("+Inf" if bound == float("inf") else repr(bound), total))
                 hist.add_metric([kind], buckets, data[-1])
         yield hist
+
+    def _autoscaler(self) -> Iterator[Any]:
+        """Spend and nodes from the status record the autoscaler keeps in KV (docs/autoscaler.md)."""
+        try:
+            raw = self.store.kv.get("autoscaler", b"status")
+            st = json.loads(raw) if raw else None
+        except (ValueError, TypeError):
+            st = None
+        if not st:
+            return
+        cluster = str(st.get("cluster_name", ""))
+        budget = st.get("budget") or {}
+        for name, doc, value in (
+                ("ember_autoscaler_cost_per_hour", "What the running worker nodes cost per hour (prepaid: 0)",
+                 st.get("rate_per_hour")),
+                ("ember_autoscaler_spent", "Spent so far in the current budget period", st.get("spent")),
+                ("ember_autoscaler_forecast", "Spent + rate x hours left in the budget period", st.get("forecast")),
+                ("ember_autoscaler_max_cost_per_hour", "The budget's cap on the running rate",
+                 budget.get("max_cost_per_hour")),
+                ("ember_autoscaler_budget_total", "The budget's total for its period", budget.get("total"))):
+            if value is not None:
+                g = GaugeMetricFamily(name, doc, labels=["Cluster"])
+                g.add_metric([cluster], float(value))
+                yield g
+        nodes = GaugeMetricFamily("ember_autoscaler_nodes", "Nodes by node type and state (idle, busy, launching)",
+                                  labels=["Cluster", "NodeType", "State"])
+        for node_type, states in sorted((st.get("nodes_by_type") or {}).items()):
+            for state, count in sorted(states.items()):
+                nodes.add_metric([cluster, node_type, state], count)
+        yield nodes
+        waiting = GaugeMetricFamily("ember_autoscaler_waiting_shapes", "Resource shapes waiting (infeasible, over "
+                                    "budget, at max_workers...)", labels=["Cluster"])
+        waiting.add_metric([cluster], len(st.get("waiting") or []))
+        yield waiting
