@@ -365,6 +365,12 @@ class NodeDaemon:
                             dict(n.labels or {}), *(_load_fields(n.load)))
                  for n in view.nodes]
         self.run_effects(self.leases.on_cluster_view(nodes))
+        for n in view.nodes:  # a partitioned node's connections hang: pulls from it would wait forever
+            if not n.is_alive and n.node_id != self.node_id:
+                conn = self.peers.get_nowait(n.address)
+                if conn is not None:
+                    log.info("aborting the connection to node %s at %s: declared dead", n.node_id.hex()[:8], n.address)
+                    conn.abort()
 
     async def heartbeat_loop(self) -> None:
         while not self.stopping.is_set():
