@@ -293,7 +293,10 @@ class Job:
                 in_flight.append(self.submit_wave(checked))
             if not in_flight:
                 return
+            t0 = time.monotonic()
             good = self.collect_wave(in_flight.popleft())
+            if time.monotonic() - t0 > 5:
+                print(f"  ... wave {self.collecting_no} took {time.monotonic() - t0:.1f} s to check", flush=True)
             if len(good) >= 2:
                 checked = good
             self.refresh_actor_pids()
@@ -335,7 +338,7 @@ def report(args: argparse.Namespace, job: Job, killer: Killer, log_dir: str, wal
         "failed": job.outcome["error"], "errors": dict(job.errors), "app_retries": job.app_retries,
         "task_executions": execs, "re_executions": execs - distinct,
         "actor_calls": dict(job.actor_outcome), "actor_call_re_executions": call_execs - distinct_calls,
-        "probe_failed": job.outcome["probe_failed"], "probes_wrong": ks.probes_wrong, "kills": ks.events, "node_dead_s": ks.node_dead_s, "actor_restart_s": ks.actor_restart_s,
+        "probe_failed": job.outcome["probe_failed"], "probes_wrong": ks.probes_wrong, "kills": ks.events, "node_dead_s": ks.node_dead_s, "partition_dead_s": ks.partition_dead_s, "actor_restart_s": ks.actor_restart_s,
         "object_rebuild_s": ks.object_rebuild_s, "objects_unrecoverable": ks.objects_unrecoverable,
         "killer_errors": ks.errors, "missing_samples": job.missing_samples[:20], "error_samples": job.error_samples, "killer_log": ks.log,
     }
@@ -348,10 +351,12 @@ def report(args: argparse.Namespace, job: Job, killer: Killer, log_dir: str, wal
     print(f"  executions: {execs} for {distinct} tasks ({execs - distinct} re-executions); actor calls "
           f"{dict(job.actor_outcome)}, {call_execs - distinct_calls} re-executed")
     print(f"  faults: {ks.events}")
-    print(f"  declare a node dead: {percentiles(ks.node_dead_s)}")
+    print(f"  declare a node dead: killed {percentiles(ks.node_dead_s)}; cut off {percentiles(ks.partition_dead_s)}")
     print(f"  restart an actor:    {percentiles(ks.actor_restart_s)}")
     print(f"  rebuild an object:   {percentiles(ks.object_rebuild_s)}; unrecoverable (ObjectLostError) "
           f"{ks.objects_unrecoverable}, wrong {ks.probes_wrong}, probes not made {out['probe_failed']}")
+    for line in ks.log:
+        print(f"  killer log: {line}")
     for line in ks.errors:
         print(f"  killer: {line}")
     for line in job.missing_samples[:5]:

@@ -36,7 +36,8 @@ from ember import exceptions as exc
 @dataclass
 class KillerStats:
     events: dict = field(default_factory=lambda: {"worker": 0, "actor": 0, "node": 0, "cut": 0})
-    node_dead_s: list = field(default_factory=list)
+    node_dead_s: list = field(default_factory=list)       # killed host: its connections reset
+    partition_dead_s: list = field(default_factory=list)  # cut host: silence only
     actor_restart_s: list = field(default_factory=list)
     object_rebuild_s: list = field(default_factory=list)
     objects_unrecoverable: int = 0
@@ -72,10 +73,12 @@ class Killer(threading.Thread):
                 return
             if time.monotonic() - self._t0 > self.duration_s - 5:
                 return
-            action = first.pop(0) if first else self.rng.choices(["worker", "actor", "node"], weights=[5, 3, 1])[0]
+            action = first[0] if first else self.rng.choices(["worker", "actor", "node"], weights=[5, 3, 1])[0]
             host = self.rng.randrange(1, len(self.bed.hosts))
             if host in self._down or (action in ("node", "cut") and self._down):
-                continue  # at most one host down at a time; the draw is skipped, not redone
+                continue  # at most one host down at a time: draw again after the next pause
+            if first:
+                first.pop(0)
             try:
                 getattr(self, "_" + action)(host)
             except Exception as e:  # the run goes on; the report lists what the killer could not do
@@ -141,7 +144,7 @@ class Killer(threading.Thread):
         self._note(f"cut host {host}'s link (node {node_id[:8]}) for {self.cut_s:.0f} s")
         probes = list(self.probes(node_id))[:5]
         try:
-            self._time_death(node_id, t0)
+            self._time_death(node_id, t0, is_cut=True)
             self._time_rebuilds(probes)  # their only copy is behind the cut
             self.stop.wait(max(0.0, t0 + self.cut_s - time.monotonic()))
         finally:
@@ -150,11 +153,11 @@ class Killer(threading.Thread):
         self._replace_soon(host, daemons)
 
     # --- helpers ----------------------------------------------------------------------------
-    def _time_death(self, node_id: str, t0: float) -> None:
+    def _time_death(self, node_id: str, t0: float, is_cut: bool = False) -> None:
         deadline = t0 + 120
         while time.monotonic() < deadline:
             if {n["NodeID"]: n["Alive"] for n in ember.nodes()}.get(node_id) is False:
-                self.stats.node_dead_s.append(time.monotonic() - t0)
+                (self.stats.partition_dead_s if is_cut else self.stats.node_dead_s).append(time.monotonic() - t0)
                 self._note(f"node {node_id[:8]} declared dead after {time.monotonic() - t0:.1f} s")
                 return
             time.sleep(0.05)

@@ -71,6 +71,7 @@ class NodeDaemon:
         self.logs = LogMonitor(self)
         self.runtime_envs = RuntimeEnvAgent(self)
         self.view_version = -1
+        self.dead_addresses: set[str] = set()  # node daemons declared dead: never pulled from again
         self.view_wanted = asyncio.Event()  # heartbeat now and ask for the whole view
         self.stopping = asyncio.Event()
         self.exit_reason = ""  # set when the daemon must exit with an error (declared dead, head lost)
@@ -367,6 +368,7 @@ class NodeDaemon:
         self.run_effects(self.leases.on_cluster_view(nodes))
         for n in view.nodes:  # a partitioned node's connections hang: pulls from it would wait forever
             if not n.is_alive and n.node_id != self.node_id:
+                self.dead_addresses.add(n.address)
                 conn = self.peers.get_nowait(n.address)
                 if conn is not None:
                     log.info("aborting the connection to node %s at %s: declared dead", n.node_id.hex()[:8], n.address)

@@ -461,6 +461,9 @@ class ObjectService:
         return self.store.take_pool_file(file_id, object_id) if file_id is not None else ""
 
     async def _pull_chunks(self, object_id: bytes, from_address: str) -> None:
+        if from_address in self.daemon.dead_addresses:  # its connection could hang (a partition)
+            raise StoreError("ObjectLostError", f"object {object_id.hex()} was at {from_address}, "
+                                                "a node declared dead")
         peer = await self.daemon.peers.get(from_address)
         chunk_bytes = CONFIG.transfer_chunk_bytes
         first = await peer.request(m.ReadChunk(object_id, 0, chunk_bytes))
