@@ -14,7 +14,7 @@ from typing import Optional
 @dataclass
 class Config:
     heartbeat_interval_s: float = 0.5
-    heartbeat_timeout_s: float = 10.0
+    heartbeat_timeout_s: float = 4.0   # a node silent this long is declared dead (Ray: ~15-30 s); it fences itself earlier
     inline_object_max_bytes: int = 100 * 1024
     lease_linger_s: float = 0.02
     max_pending_lease_requests: int = 4

@@ -22,6 +22,7 @@ import psutil
 
 from ember.config import CONFIG
 from ember.logic.node import leases as L
+from ember.logic.node.head_watch import HeadWatch
 from ember.logic.placement import POLICIES, PlacementParams
 from ember.logic.resources import ResourceSet
 from ember.protocol import codec
@@ -74,6 +75,7 @@ class NodeDaemon:
         from ember.shells.node.observability import NodeObservability
         self.observability = NodeObservability(self)  # metrics endpoint, list_workers, log files
         self.view_version = -1
+        self.dead_addresses: set[str] = set()  # node daemons declared dead: never pulled from again
         self.view_wanted = asyncio.Event()  # heartbeat now and ask for the whole view
         self.stopping = asyncio.Event()
         self.exit_reason = ""  # set when the daemon must exit with an error (declared dead, head lost)
@@ -81,6 +83,9 @@ class NodeDaemon:
         self.leader_address = ""
         self.known_heads: list[str] = []  # standby heads the leader named
         self._heads_learned_at = 0.0
+        self.head_watch = HeadWatch(CONFIG.heartbeat_timeout_s, CONFIG.gcs_reconnect_timeout_s,
+                                    CONFIG.heartbeat_interval_s, time.monotonic())
+        self._heartbeat_seq = 0
 
     # --- effects ----------------------------------------------------------------------------
     def run_effects(self, effects: list[Any]) -> None:
@@ -333,8 +338,10 @@ class NodeDaemon:
 
     async def _register(self) -> None:
         assert self.gcs is not None
+        sent_s = time.monotonic()
         try:
             view = await self.gcs.request(m.RegisterNode(self.node_info()))
+            self.run_watch_effects(self.head_watch.answered(sent_s, time.monotonic()))
         except rpc.RpcError as e:
             if e.kind == "NodeDeclaredDead":
                 self.exit_declared_dead(e.message)
@@ -370,8 +377,10 @@ class NodeDaemon:
                         return
                     if self.gcs is not None:  # connected but refused for now: drop it, try again
                         self.gcs.close()
+                except ConnectionRefusedError:  # the head's machine answered: no partition
+                    self.head_watch.head_refused(time.monotonic())
                 except (OSError, rpc.ConnectionLost, TimeoutError):
-                    pass
+                    self.head_watch.head_unreachable(time.monotonic())
                 await asyncio.sleep(min(delay_s, max(0.0, deadline - time.monotonic())))
                 delay_s = min(delay_s * 2, 0.5)
             if not self.stopping.is_set():
@@ -391,6 +400,13 @@ class NodeDaemon:
                             dict(n.labels or {}), *(_load_fields(n.load)))
                  for n in view.nodes]
         self.run_effects(self.leases.on_cluster_view(nodes))
+        for n in view.nodes:  # a partitioned node's connections hang: pulls from it would wait forever
+            if not n.is_alive and n.node_id != self.node_id:
+                self.dead_addresses.add(n.address)
+                conn = self.peers.get_nowait(n.address)
+                if conn is not None:
+                    log.info("aborting the connection to node %s at %s: declared dead", n.node_id.hex()[:8], n.address)
+                    conn.abort()
 
     async def heartbeat_loop(self) -> None:
         while not self.stopping.is_set():
@@ -406,15 +422,20 @@ class NodeDaemon:
             hb = m.Heartbeat(self.node_id, self.leases.available.to_dict(), self.leases.pending_demands(),
                              self.objects.used_bytes(), -1 if is_forced else self.view_version,
                              self.leases.load_report())
+            self._heartbeat_seq += 1
+            seq = self._heartbeat_seq
+            self.head_watch.heartbeat_sent(seq, time.monotonic())
             try:
                 # unanswered for a lease TTL: is another head leading? (a cut-off head never closes)
                 view = await self.gcs.request(hb, timeout_s=min(CONFIG.heartbeat_timeout_s, CONFIG.head_lease_ttl_s))
+                self.run_watch_effects(self.head_watch.heartbeat_acked(seq, time.monotonic()))
                 self._apply_view(view)
                 await self._learn_heads()
             except rpc.RpcError as e:
                 if e.kind == "NodeDeclaredDead":
                     self.exit_declared_dead(e.message)
                     return
+                self.run_watch_effects(self.head_watch.heartbeat_acked(seq, time.monotonic()))
                 try:  # unknown to this control store: register again
                     await self._register()
                 except (rpc.RpcError, rpc.ConnectionLost, TimeoutError, OSError):
@@ -457,6 +478,30 @@ class NodeDaemon:
             log.warning("the control store at %s stopped answering and another head leads now; following it",
                         self.leader_address)
             conn.abort()  # a cut-off peer never drains what close() would flush
+
+    async def head_watch_loop(self) -> None:
+        """Self-fencing and a silent head (logic/node/head_watch.py), checked twice a heartbeat."""
+        while not self.stopping.is_set():
+            await asyncio.sleep(CONFIG.heartbeat_interval_s / 2)
+            self.run_watch_effects(self.head_watch.tick(time.monotonic()))
+
+    def run_watch_effects(self, effects: list[Any]) -> None:
+        for eff in effects:
+            name = type(eff).__name__
+            if name == "Fence":
+                fenced = [l.worker_id for l in self.leases.leases.values() if l.for_actor]
+                log.warning("no answer from the control store for %.1f s (heartbeat_timeout_s=%g): it may declare "
+                            "this node dead and restart its actors elsewhere, so this node stops its %d actor "
+                            "worker(s) itself (self-fencing)", eff.silent_s, CONFIG.heartbeat_timeout_s, len(fenced))
+                for worker_id in fenced:
+                    self._kill_worker(worker_id, "self-fencing: cut off from the control store")
+            elif name == "Unfenced":
+                log.info("the control store answers again after %.1f s of silence", eff.silent_s)
+            elif name == "HeadLost" and self.gcs is not None and not self.gcs.closed and not self.stopping.is_set():
+                log.error("the control store at %s stayed silent for %.0f s (gcs_reconnect_timeout_s): it counts as "
+                          "lost; exiting", self.args.gcs_address, eff.silent_s)
+                self.exit_reason = "control store silent"
+                self.stopping.set()
 
     async def shutdown(self) -> None:
         self.stopping.set()
@@ -511,6 +556,7 @@ async def _main(args: argparse.Namespace) -> None:
     try:
         async with asyncio.TaskGroup() as tg:
             tasks = [tg.create_task(daemon.heartbeat_loop()), tg.create_task(daemon.zygote_loop()),
+                     tg.create_task(daemon.head_watch_loop()),
                      tg.create_task(daemon.logs.run())]
             await daemon.stopping.wait()
             server.close()

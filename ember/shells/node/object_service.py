@@ -480,6 +480,9 @@ class ObjectService:
             return
         if self.table.state_of(object_id) is not None and self.pulls.manager.state_of(object_id) is None:
             return await self.ensure_local(object_id)  # ours, spilled (or arriving)
+        if from_address in self.daemon.dead_addresses:  # its connection could hang (a partition)
+            raise StoreError("ObjectLostError", f"object {object_id.hex()} was at {from_address}, "
+                                                "a node declared dead")
         await self.pulls.pull(object_id, from_address, size_bytes, priority)
 
     async def reserve(self, object_id: bytes, size_bytes: int) -> Optional[str]:

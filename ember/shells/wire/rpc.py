@@ -272,6 +272,18 @@ class Connection(asyncio.Protocol):
         async with asyncio.timeout(timeout_s):
             return await fut
 
+    @property
+    def pending_count(self) -> int:
+        """Requests sent on this connection and not answered yet."""
+        return len(self._pending)
+
+    def fail_pending(self, err: BaseException) -> None:
+        """Fail every unanswered request with ``err`` (a peer judged lost while its socket is open)."""
+        pending, self._pending = self._pending, {}
+        for fut in pending.values():
+            if not fut.done():
+                fut.set_exception(err)
+
     def reply(self, request_id: int, msg: Any) -> None:
         if not self.closed:
             self._write(codec.encode(codec.KIND_REPLY, request_id, msg))

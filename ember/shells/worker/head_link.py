@@ -13,6 +13,10 @@ backoff for ``gcs_reconnect_timeout_s`` (Ray's ``gcs_rpc_server_reconnect_timeou
   what this process had asked of the old connection (its subscriptions, through
   ``reconnected_hooks``) and everything carries on (a restarted head that lost its tables
   is the durable-head issue's to handle);
+- a head that keeps its connection open but answers nothing (paused with SIGSTOP, a stalled VM)
+  is watched while requests to it are pending: ``_watch_silence`` pings it every
+  ``_SILENCE_PING_S``; silent for ``gcs_reconnect_timeout_s`` it counts as lost exactly like a
+  closed one (the pending requests fail with :class:`HeadUnreachableError`, nothing waits forever);
 - past the window the head counts as lost for good: ``conn()`` raises
   :class:`HeadUnreachableError` at once, ``lost_hooks`` fail what waits on the head, and
   the loss is logged once more.  (The node daemons exit at the same time, as Ray's raylets
@@ -37,6 +41,7 @@ log = logging.getLogger("ember.core_worker")
 
 _BACKOFF_FIRST_S = 0.1
 _BACKOFF_MAX_S = 0.5  # a standby head takes over within a few seconds: look for it often
+_SILENCE_PING_S = 1.0   # how often a head with pending requests is asked for a sign of life
 
 
 class HeadUnreachableError(exc.RaySystemError, ConnectionError):
@@ -45,10 +50,12 @@ class HeadUnreachableError(exc.RaySystemError, ConnectionError):
     A ``RaySystemError`` for users; also a ``ConnectionError`` so that code catching
     connection failures (``OSError``) handles it as one."""
 
-    def __init__(self, gcs_address: str, lost_for_s: float) -> None:
+    def __init__(self, gcs_address: str, lost_for_s: float, is_silent: bool = False) -> None:
+        how = ("it kept its connection open but answered nothing" if is_silent
+               else "the connection was lost") + f" {lost_for_s:.0f} s ago and "
+        how += "stayed silent" if is_silent else "reconnecting failed"
         super().__init__(
-            f"The control store (head) at {gcs_address} is unreachable: the connection was lost "
-            f"{lost_for_s:.0f} s ago and reconnecting failed for gcs_reconnect_timeout_s="
+            f"The control store (head) at {gcs_address} is unreachable: {how} for gcs_reconnect_timeout_s="
             f"{CONFIG.gcs_reconnect_timeout_s:g} s. This call needs the head. Without a durable head "
             "a lost head cannot come back: restart the cluster (see docs/fault_tolerance.md).")
 
@@ -60,6 +67,7 @@ class HeadLink:
         self.lost_error: Optional[HeadUnreachableError] = None  # set once the window has passed
         self._back: Optional[asyncio.Event] = None      # set when the outage ends (either way)
         self._reconnect_task: Optional[asyncio.Task] = None
+        self._silence_task: Optional[asyncio.Task] = None
         self.reconnected_hooks: list[Callable[[rpc.Connection], Any]] = []  # may return a coroutine
         self.lost_hooks: list[Callable[[BaseException], None]] = []
         self.leader_address = ""  # the head (of several addresses) that led when last connected
@@ -75,6 +83,8 @@ class HeadLink:
         cw = self.cw
         gcs = cw.gcs
         if gcs is not None and not gcs.closed:
+            if self._silence_task is None:
+                self._silence_task = cw.spawn(self._watch_silence())
             return gcs
         if self.lost_error is not None:
             raise self.lost_error
@@ -156,6 +166,44 @@ class HeadLink:
                                        " ".join(sys.argv)[:200]))
         if cw.log_to_driver:
             await conn.request(m.Subscribe("logs", cw.job_id))
+
+    async def _watch_silence(self) -> None:
+        """While requests to the head are pending, ask it for a sign of life; a head silent for
+        ``gcs_reconnect_timeout_s`` (a paused one keeps its sockets open) counts as lost."""
+        cw = self.cw
+        period_s = min(_SILENCE_PING_S, max(0.05, CONFIG.gcs_reconnect_timeout_s / 4))
+        heard_s = time.monotonic()
+        while not cw.is_shutdown and self.lost_error is None:
+            await asyncio.sleep(period_s)
+            gcs = cw.gcs
+            if gcs is None or gcs.closed or gcs.pending_count == 0:
+                heard_s = time.monotonic()
+                continue
+            try:
+                async with asyncio.timeout(period_s):
+                    await gcs.request(m.GetNodes())
+                heard_s = time.monotonic()
+            except TimeoutError:  # before OSError: TimeoutError is one
+                if time.monotonic() - heard_s >= CONFIG.gcs_reconnect_timeout_s:
+                    self._silent_head_lost(gcs, heard_s)
+                    return
+            except (rpc.ConnectionLost, rpc.RpcError, OSError):
+                heard_s = time.monotonic()  # a closed connection is the outage path's to handle
+
+    def _silent_head_lost(self, gcs: rpc.Connection, heard_s: float) -> None:
+        cw = self.cw
+        self.lost_at = heard_s
+        self.lost_error = HeadUnreachableError(cw.gcs_address, time.monotonic() - heard_s, is_silent=True)
+        log.error("The control store (head) at %s answered nothing for %g s (paused or stalled; "
+                  "gcs_reconnect_timeout_s): it counts as lost, calls that need it now fail with RaySystemError.",
+                  cw.gcs_address, CONFIG.gcs_reconnect_timeout_s)
+        if self._back is None:
+            self._back = asyncio.Event()
+        self._back.set()
+        gcs.fail_pending(self.lost_error)
+        gcs.abort()
+        for hook in self.lost_hooks:
+            hook(self.lost_error)
 
     # --- I/O thread ------------------------------------------------------------------------------
     def _on_connection_lost(self, conn: rpc.Connection) -> None:
