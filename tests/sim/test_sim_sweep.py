@@ -78,3 +78,10 @@ def test_a_broken_invariant_is_reported_with_its_seed_and_shrunk(monkeypatch):
     small_spec, small = shrink(spec, r, budget=8)
     assert not small.ok and "ended twice" in small.error and len(small.faults) <= len(r.faults)
     assert "--seed 2" in repro_line(small_spec, small.faults)
+
+
+@pytest.mark.timeout(300)
+def test_kill_with_restart_during_a_partition_never_runs_the_actor_twice():
+    """Found by the simulator (actors, 12 nodes, seed 11, one partition): a kill with restart
+    scheduled the new incarnation at once while the kill was held by the partition."""
+    _check(RunSpec(workload="actors", nodes=12, seed=11, loss=1e-5, faults=[F.Fault(1.195, "partition", 6, 13.025)]))
