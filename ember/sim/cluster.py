@@ -6,7 +6,6 @@ node stores a copy of which object, which actor incarnations run where, which ta
 """
 from __future__ import annotations
 
-import bisect
 import copy
 from collections import Counter
 from dataclasses import dataclass, field
@@ -137,19 +136,25 @@ class Cluster:
     def workload_active(self) -> bool:
         return self.workload is not None and not self.workload.done()
 
-    def head_request(self, src: str, kind: str, method: str, args: tuple, size: int = 300, tries: int = 0) -> None:
-        """A driver's request to the control store: sent to the leader, sent again after
-        ``request_retry_s`` until acknowledged (the handlers are idempotent), as head_link does
-        across a head restart."""
-        last = args[-1]
-        key = (src, kind, getattr(last, "actor_id", None) or getattr(last, "pg_id", None) or last)
+    def head_request(self, src: str, kind: str, method: str, args: tuple, size: int = 300, tries: int = 0,
+                     key: Any = None) -> None:
+        """A request to the control store (a driver's, or a node's report): sent to the leader, sent
+        again after ``request_retry_s`` until an active head acknowledged it (the handlers are
+        idempotent).  Drivers' head_link retries across a head restart; for node reports (a
+        worker's exit) this is what the standby work must add: on main such a report is sent once
+        and is lost with the head it was sent to."""
+        if key is None:
+            last = args[-1]
+            key = getattr(last, "actor_id", None) or getattr(last, "pg_id", None) or last
+        if not isinstance(key, tuple) or key[:2] != (src, kind):
+            key = (src, kind, key)
         if tries == 0:
             self.unacked[key] = True
         elif key not in self.unacked:
             return
         head = self.leader
         self.net.send(src, head, kind, self._at_head, head, key, method, args, size=size)
-        self.w.after(self.cfg.request_retry_s, self.head_request, src, kind, method, args, size, tries + 1)
+        self.w.after(self.cfg.request_retry_s, self.head_request, src, kind, method, args, size, tries + 1, key)
 
     def _at_head(self, head: str, key: tuple, method: str, args: tuple) -> None:
         h = self.head_of(head)
@@ -299,9 +304,6 @@ class Cluster:
     def touch_pgs(self) -> None:
         self.dirty_pgs = True
 
-    def pushed_tasks(self, owner: Any, lease: tuple) -> list:
-        return owner.pushed_on(lease)
-
     # --- figures ------------------------------------------------------------------------------------
     def percentile(self, q: float) -> float:
         if not self.delays:
@@ -309,6 +311,3 @@ class Cluster:
         d = sorted(self.delays)
         return d[min(len(d) - 1, int(q * len(d)))]
 
-
-def insort(xs: list, x: Any) -> None:
-    bisect.insort(xs, x)

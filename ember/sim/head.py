@@ -18,7 +18,7 @@ were persisted (on main it is not: a restarted head forgets placement groups).
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Optional
+from typing import Any, Optional
 
 from ember.logic.control import actors as A
 from ember.logic.control import placement_groups as P
@@ -26,9 +26,6 @@ from ember.logic.control.nodes import NodeRecord, NodeTable, NodeVerdict
 from ember.logic.resources import ResourceSet
 from ember.logic.node.leases import NodeView
 from ember.sim.world import InvariantBroken
-
-if TYPE_CHECKING:
-    from ember.sim.cluster import Cluster
 
 
 class Storage:
@@ -72,7 +69,7 @@ class Storage:
 
 
 class SimHead:
-    def __init__(self, cluster: "Cluster", index: int, storage: Storage, pgs: Optional[P.PgTable]) -> None:
+    def __init__(self, cluster: Any, index: int, storage: Storage, pgs: Optional[P.PgTable]) -> None:
         self.c = cluster
         self.name = f"h{index}"
         self.storage = storage

@@ -15,15 +15,12 @@ spill in it, so sharing is safe.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Optional
+from typing import Any, Optional
 
 from ember.logic.control.nodes import NodeVerdict
 from ember.logic.node import leases as L
 from ember.logic.node.bundles import BundleTable
 from ember.logic.resources import ResourceSet
-
-if TYPE_CHECKING:
-    from ember.sim.cluster import Cluster
 
 
 class SimWorker:
@@ -40,7 +37,7 @@ class SimWorker:
 
 
 class SimNode:
-    def __init__(self, cluster: "Cluster", index: int, gen: int, node_type: str, total: dict) -> None:
+    def __init__(self, cluster: Any, index: int, gen: int, node_type: str, total: dict) -> None:
         self.c = cluster
         self.index = index
         self.node_id = b"N" + index.to_bytes(4, "big") + gen.to_bytes(2, "big") + bytes(9)
@@ -107,8 +104,8 @@ class SimNode:
             self.send(w.holder, "WorkerDied", owner.worker_died, self.name, w.lease_id)
         if w.actor is not None:
             self.c.actor_stopped(w.actor[0], self, w.worker_id)
-            self.send(self.head, "WorkerExited", self.c.head_of(self.head).worker_exited, self.node_id,
-                      w.worker_id, w.actor[0], reason)
+            self.c.head_request(self.name, "WorkerExited", "worker_exited", (self.node_id, w.worker_id, w.actor[0],
+                                                                              reason), 200, 0, w.worker_id)
 
     def link_reset(self, peer: str) -> None:
         if not self.alive:

@@ -13,15 +13,12 @@ The owner's view of a task ends exactly once (``_end``): a second end is an inva
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Optional
+from typing import Any, Optional
 
 from ember.logic.owner import task_policy
 from ember.logic.owner.key_queue import KeyQueue
 from ember.logic.owner import references as R
 from ember.sim.world import InvariantBroken
-
-if TYPE_CHECKING:
-    from ember.sim.cluster import Cluster
 
 WAITING, QUEUED, PUSHED, FINISHED, FAILED = range(5)
 
@@ -68,7 +65,7 @@ class _Key:
 
 
 class SimOwner:
-    def __init__(self, cluster: "Cluster", index: int, node: Any) -> None:
+    def __init__(self, cluster: Any, index: int, node: Any) -> None:
         self.c = cluster
         self.name = f"o{index}"
         self.node = node                   # the driver's node (never crashed by the fault plan)

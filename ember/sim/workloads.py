@@ -5,7 +5,7 @@ every actor settled, every group removed); ``liveness()`` names what is still un
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from ember.logic.autoscaler import model as AM
 from ember.logic.autoscaler.planner import plan
