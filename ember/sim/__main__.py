@@ -22,7 +22,14 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--faults", default=None, help="an explicit fault plan (printed by a failing run)")
     p.add_argument("--until", type=float, default=3600.0, help="simulated seconds at most")
     p.add_argument("--no-shrink", action="store_true")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    try:
+        args.plan = [F.Fault.decode(x) for x in args.faults.split(",") if x] if args.faults is not None else None
+    except ValueError as e:
+        p.error(f"--faults: {e} (expected at_s:kind:node:duration_s, comma separated)")
+    if args.nodes < 1:
+        p.error("--nodes must be at least 1")
+    return args
 
 
 def report(r, wall_s: float) -> None:
@@ -46,9 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     a = _parse(sys.argv[1:] if argv is None else argv)
     failures = 0
     for seed in range(a.seed, a.seed + a.seeds):
-        plan = [F.Fault.decode(x) for x in a.faults.split(",") if x] if a.faults is not None else None
         spec = RunSpec(workload=a.workload, nodes=a.nodes, seed=seed, size=a.size, fault_rate=a.fault_rate,
-                       loss=a.loss, faults=plan, until_s=a.until, cpus=a.cpus)
+                       loss=a.loss, faults=a.plan, until_s=a.until, cpus=a.cpus)
         t0 = time.perf_counter()
         r = run(spec)
         report(r, time.perf_counter() - t0)

@@ -34,10 +34,14 @@ class Fault:
 
     @staticmethod
     def decode(text: str) -> "Fault":
-        at, kind, target, dur = text.split(":")
+        try:
+            at, kind, target, dur = text.split(":")
+            fault = Fault(float(at), kind, int(target), float(dur))
+        except ValueError:
+            raise ValueError(f"bad fault {text!r}") from None
         if kind not in KINDS:
             raise ValueError(f"unknown fault kind {kind!r}; known: {KINDS}")
-        return Fault(float(at), kind, int(target), float(dur))
+        return fault
 
 
 def draw(seed: int, nodes: int, horizon_s: float, rate_per_s: float, heads: bool = True) -> list[Fault]:
