@@ -520,9 +520,13 @@ def test_infinite_restarts(d: Driver) -> None:
 def test_kill_with_restart_counts_and_kills_the_worker(d: Driver) -> None:
     d.alive(max_restarts=1)
     effects = d(ActorKilled(actor_id=b"A", no_restart=False, cause_id="k1"))
-    assert effects == [match(Persist), match(KillActorWorker, worker_id=b"w1"),
-                       match(ScheduleActor, incarnation=1), match(PublishActor, state=S.RESTARTING)]
-    assert d.worker_died() == []  # the killed worker's death report is stale now
+    # the restart waits for the worker's death: never two incarnations at once
+    assert effects == [match(KillActorWorker, worker_id=b"w1")]
+    assert d.state() is S.ALIVE
+    effects = d.worker_died()
+    assert effects == [match(Persist), match(ScheduleActor, incarnation=1), match(PublishActor, state=S.RESTARTING)]
+    rec = d.table.get(b"A")
+    assert rec is not None and rec.restarts == 1
     d.place(worker_id=b"w2")
     d.created(worker_id=b"w2")
     effects = d(ActorKilled(actor_id=b"A", no_restart=False, cause_id="k2"))
