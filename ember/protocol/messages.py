@@ -926,3 +926,13 @@ class PrefetchObjects:
     that failed is reported by the ``PullObject`` the reader sends next)."""
     entries: list
     priority: int           # PullPriority: 0 task arguments, 1 get
+
+
+# --- lost objects: a surviving copy becomes the primary (fixlt) ---------------------------
+@message(670)
+class PromoteObjectCopy:
+    """Owner -> a node daemon, after the node holding the object's primary died: make your
+    copy of it (one you pulled) the primary, owned by ``owner_address``.  Ok, or an error
+    ``ObjectLostError`` when this node has no sealed copy."""
+    object_id: bytes
+    owner_address: str

@@ -143,17 +143,35 @@ def make_again(size: int) -> np.ndarray:
     return np.random.default_rng(11).integers(0, 256, size, dtype=np.uint8)
 
 
-def test_a_holder_killed_mid_transfer_of_a_rebuildable_object_gives_it_rebuilt(bed: NetBed) -> None:
+@ember.remote(max_retries=1)
+def make_noted(size: int, log_path: str) -> np.ndarray:
+    with open(log_path, "a") as f:
+        f.write(ember.get_runtime_context().get_node_id() + "\n")
+    return np.random.default_rng(12).integers(0, 256, size, dtype=np.uint8)
+
+
+def test_a_lost_holder_s_objects_are_rebuilt_or_read_from_a_surviving_copy(bed: NetBed, tmp_path) -> None:
     from ember.util.scheduling_strategies import NodeAffinitySchedulingStrategy
     host3 = NodeAffinitySchedulingStrategy(node_id=bed.node_id(3), soft=True)  # rebuilt elsewhere once it dies
     ref = make_again.options(scheduling_strategy=host3).remote(30 * MiB)
-    ember.wait([ref], timeout=60)
+    log_path = str(tmp_path / "copied")
+    copied = make_noted.options(scheduling_strategy=host3).remote(4 * MiB, log_path)
+    ember.wait([ref, copied], num_returns=2, timeout=60)
+    with open(log_path) as f:
+        assert f.read().split() == [bed.node_id(3)]
+    assert ember.get(digest.options(**_on(2)).remote([copied]), timeout=120) == [_sha(_array(4 * MiB, 12))]
     bed.set_link_rate(3, 40)  # 30 MiB at 40 Mbit/s: about 6 s
     reader = digest.options(**_on(1)).remote([ref])
     time.sleep(1.5)
     bed.kill_host(3)
-    assert ember.get(reader, timeout=120) == [_sha(_array(30 * MiB, 11))]  # every byte right
+    # killed mid-transfer, max_retries=1: rebuilt on another host, every byte right
+    assert ember.get(reader, timeout=120) == [_sha(_array(30 * MiB, 11))]
     assert not glob.glob(f"/dev/shm/ember-*-{bed.node_id(1)[:8]}/*.tmp")
+    # host 2 pulled a copy before host 3 died: it becomes the primary, read without running again
+    assert ember.get(digest.options(**_on(1)).remote([copied]), timeout=120) == [_sha(_array(4 * MiB, 12))]
+    assert ember.get(copied, timeout=60).nbytes == 4 * MiB
+    with open(log_path) as f:
+        assert len(f.read().split()) == 1
 
 
 def test_a_holder_killed_mid_transfer_fails_cleanly(bed: NetBed) -> None:
