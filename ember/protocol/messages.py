@@ -1006,3 +1006,13 @@ class LogChunk:
     data: bytes
     offset: int             # where the next read continues
     size: int               # the file's size when read
+
+
+# --- lost objects: a surviving copy becomes the primary (fixlt) ---------------------------
+@message(670)
+class PromoteObjectCopy:
+    """Owner -> a node daemon, after the node holding the object's primary died: make your
+    copy of it (one you pulled) the primary, owned by ``owner_address``.  Ok, or an error
+    ``ObjectLostError`` when this node has no sealed copy."""
+    object_id: bytes
+    owner_address: str

@@ -164,6 +164,7 @@ class _World:
         self.pending: set[int] = set()     # waiting for a rebuild's result
         self.queue: list[int] = []         # resubmitted tasks not run yet
         self.delivered_while_ready = 0
+        self.failed: set[int] = set()     # its result holds an error: read as such, never rebuilt
 
     def submit(self, task: int, args: tuple[int, ...], max_retries: int) -> None:
         # the owner holds the args while the task runs, so they are available at the first run
@@ -185,10 +186,12 @@ class _World:
         self.available.discard(task)
 
     def get(self, task: int) -> Optional[RecoveryPlan]:
-        if task not in self.in_scope or task in self.available or task in self.pending:
-            return None   # a copy exists (or a rebuild is on the way): never reported lost
+        if task not in self.in_scope or task in self.available or task in self.pending or task in self.failed:
+            return None   # a copy exists, a rebuild is on the way, or it failed: never reported lost
         plan = self.table.plan_recovery(oid(task), lambda o: int.from_bytes(o[:4], "big") in self.available
                                         or int.from_bytes(o[:4], "big") in self.pending)
+        if plan.failure is not None:
+            self.failed.add(task)   # the shell completes the object with the error
         for r in plan.resubmits:
             t = int.from_bytes(r.task_id, "big")
             returns_unavailable = t not in self.available
@@ -202,6 +205,17 @@ class _World:
         if not self.queue:
             return
         t = self.queue.pop(0)
+        missing = [a for a in self.args[t] if a not in self.available]
+        if missing:   # an argument lost after the resubmission: its executor reports it, then waits
+            for a in missing:
+                plan = self.get(a)
+                if (plan is not None and plan.failure is not None) or a in self.failed:
+                    self.pending.discard(t)    # the task fails with its argument's error
+                    self.failed.add(t)
+                    self.table.task_failed(tid(t))
+                    return
+            self.queue.append(t)
+            return
         assert all(a in self.available for a in self.args[t]), "ran before its arguments were rebuilt"
         self.runs[t] += 1
         if t not in self.pending:

@@ -720,3 +720,17 @@ def test_capacity_lowered_by_out_of_space_grows_back_with_measured_room(table):
     assert table.capacity_bytes == 100  # never above the configured capacity
     table.handle(ObjectSpilled(oid(1), "/s/1"), 0.0)
     assert table.handle(StoreSpaceMeasured(0), 0.0) == [] and table.capacity_bytes == 100
+
+
+def test_a_promoted_copy_is_a_primary_of_its_owner(table):
+    from ember.logic.node.object_table import ObjectPromoted
+    put(table, 2, 30, is_primary=False)   # a pulled copy
+    put(table, 3, 30, is_primary=False)
+    table.handle(ObjectPromoted(oid(2), "driver:1", "promoted"), 0.0)   # its primary's node died
+    table.handle(ObjectPromoted(oid(9), "driver:1"), 0.0)               # no copy here: ignored
+    assert table.objects_of("driver:1") == [oid(2)]
+    effects = table.handle(ObjectCreateRequested("d", oid(4), 80, True), 0.0)
+    assert effects == [DeleteObject(oid(3)), SpillObject(oid(2))]   # spilled, not dropped, like a primary
+    assert table.state_of(oid(2)) is ObjectState.SPILLING
+    table.handle(ObjectSpilled(oid(2), "/s/2"), 0.0)
+    assert table.handle(OwnerDied("driver:1"), 0.0) == [DeleteSpillFile("/s/2")]

@@ -130,3 +130,15 @@ def test_directory_drops_failed_holders_but_never_the_primary():
     d.forget(b"o")
     assert d.holders(b"o") == []
     d.check_invariants()
+
+
+def test_a_failed_pull_says_whether_the_copy_is_lost_or_cannot_fit_here() -> None:
+    from ember.logic.node.pull_manager import LOST, STORE_FULL
+    pm = PullManager(budget_bytes=100)
+    assert pm.handle(PullRequested(b"big", 101, (A,), PullPriority.GET), 0.0) == [PullDone.match(kind=STORE_FULL)]
+    pm.handle(PullRequested(b"x", 10, (A,), PullPriority.GET), 0.0)
+    assert pm.handle(PullFailed(b"x", (A,), "gone"), 1.0) == [PullDone.match(error="gone", kind=LOST)]
+    pm.handle(PullRequested(b"y", 10, (A,), PullPriority.GET), 2.0)
+    out = pm.handle(PullFailed(b"y", (), "no room", is_final=True, kind=STORE_FULL), 3.0)
+    assert out == [PullDone.match(error="no room", kind=STORE_FULL)]
+    pm.check_invariants()

@@ -85,6 +85,15 @@ class ObjectCreateAborted:
 
 
 @dataclass(frozen=True, slots=True)
+class ObjectPromoted:
+    """The owner made this node's copy the object's primary (the node that held the primary
+    died): it is spilled rather than dropped to make room, and freed by ``owner``."""
+    object_id: ObjectId
+    owner: str
+    cause_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class OwnerDied:
     """The process at ``owner`` (an address) is gone: nobody can free its objects any
     more, so every object it owns here is freed."""

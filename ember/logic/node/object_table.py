@@ -89,6 +89,7 @@ from ember.logic.node.object_events import (
     ObjectFreed,
     ObjectId,
     ObjectPinned,
+    ObjectPromoted,
     ObjectRecycled,
     ObjectRecycleFailed,
     ObjectRestored,
@@ -122,7 +123,7 @@ __all__ = [
     "RestoreObject", "RestoreDone", "RestoreFailed", "ObjectTableEvent", "ObjectTableEffect",
     "ObjectRecycled", "ObjectRecycleFailed", "PoolTrimTimerFired", "RecycleObject",
     "TrimPoolFile", "SchedulePoolTrim", "pool_key", "ObjectCreateAborted", "OwnerDied",
-    "StoreSpaceMeasured",
+    "StoreSpaceMeasured", "ObjectPromoted",
 ]
 
 POOL_FRACTION = 0.25     # default pool_max_bytes: this share of the capacity
@@ -224,6 +225,7 @@ class ObjectTable:
             ObjectSealed: self._on_sealed,
             ObjectAccessed: self._on_accessed,
             ObjectPinned: self._on_pinned,
+            ObjectPromoted: self._on_promoted,
             ObjectUnpinned: self._on_unpinned,
             ObjectFreed: self._on_freed,
             ObjectSpilled: self._on_spilled,
@@ -443,6 +445,18 @@ class ObjectTable:
             self._note(ev.object_id, ev.cause_id, "pin ignored: unknown object")
             return
         obj.pins += 1
+
+    def _on_promoted(self, ev: ObjectPromoted, out: _Out) -> None:
+        obj = self._objects.get(ev.object_id)
+        if obj is None or obj.is_freed or obj.state not in (ObjectState.SEALED, ObjectState.SPILLED):
+            self._note(ev.object_id, ev.cause_id, "promotion ignored: no sealed copy here")
+            return
+        obj.is_primary = True
+        if obj.owner != ev.owner:
+            self._owners.remove(obj.owner, ev.object_id)
+            obj.owner = ev.owner
+            self._owners.add(ev.owner, ev.object_id)
+        self._note(ev.object_id, ev.cause_id, "promoted to primary")
 
     def _on_unpinned(self, ev: ObjectUnpinned, out: _Out) -> None:
         obj = self._objects.get(ev.object_id)

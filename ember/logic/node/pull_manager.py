@@ -12,7 +12,9 @@ pull is in flight the head starts anyway, so an object that fits in the store is
 stuck behind nothing; one larger than the whole store fails at once, with the sizes.
 Rule 4 (retry): a pull whose sources all failed (a holder died mid-transfer, an evicted
 copy) is started again from sources it has not tried yet, up to ``attempts_max`` times;
-then its waiters get the error.  The shell frees the partial allocation of every failed
+then its waiters get the error.  Every failure carries an error ``kind``: ``LOST`` (no
+reachable holder has a copy: the reader may rebuild the object from lineage) or another
+kind (``STORE_FULL``: it cannot fit here; ...), which readers surface as is.  The shell frees the partial allocation of every failed
 attempt: nothing is sealed half-written.
 
 States of a pull: QUEUED -1-> ACTIVE -2-> (gone: done or failed)
@@ -32,7 +34,10 @@ from typing import Optional
 from ember.logic.effects import Effect
 from ember.logic.fsm import TransitionLog
 
-__all__ = ["PullPriority", "PullState", "PullRequested", "PullSucceeded", "PullFailed", "BudgetChanged",
+LOST = "ObjectLostError"              # no reachable holder has the copy (readers may rebuild it)
+STORE_FULL = "ObjectStoreFullError"   # this node's store cannot hold it (never a loss)
+
+__all__ = ["LOST", "STORE_FULL", "PullPriority", "PullState", "PullRequested", "PullSucceeded", "PullFailed", "BudgetChanged",
            "StartPull", "PullDone", "PullManager", "SourceDirectory", "least_loaded"]
 
 ObjectId = bytes
@@ -68,13 +73,15 @@ class PullSucceeded:
 @dataclass(frozen=True, slots=True)
 class PullFailed:
     """Every source of the attempt failed (``failed_sources``), or the pull cannot go on
-    (``is_final``: the store refused the room, the object is gone everywhere)."""
+    (``is_final``: the store refused the room, the object is gone everywhere); ``kind``:
+    the error kind its waiters get if it ends the pull."""
     object_id: ObjectId
     failed_sources: tuple[str, ...]
     reason: str
     is_final: bool = False
     more_sources: tuple[str, ...] = ()
     cause_id: str = ""
+    kind: str = LOST
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,10 +102,12 @@ class StartPull(Effect):
 
 @dataclass(frozen=True, slots=True)
 class PullDone(Effect):
-    """Wake the waiters of the object: ``error`` "" when it is here."""
+    """Wake the waiters of the object: ``error`` "" when it is here; else ``kind`` says
+    whether the copy is gone (``LOST``) or the pull failed for another reason."""
     object_id: ObjectId
     error: str
     cause_id: str = ""
+    kind: str = LOST
 
 
 @dataclass
@@ -183,7 +192,7 @@ class PullManager:
         if ev.size_bytes > self.budget_bytes:  # rule 3
             effects.append(PullDone(ev.object_id, f"the object ({ev.size_bytes} bytes) is larger than this "
                                                   f"node's object store ({self.budget_bytes} bytes)",
-                                    ev.cause_id))
+                                    ev.cause_id, STORE_FULL))
             return
         if not ev.sources:
             effects.append(PullDone(ev.object_id, "no node holds a copy", ev.cause_id))
@@ -200,14 +209,15 @@ class PullManager:
         pull.sources.extend(s for s in ev.more_sources if s not in pull.sources)
         untried = tuple(s for s in pull.sources if s not in pull.tried)
         if ev.is_final or not untried or pull.attempt >= self.attempts_max:  # rule 4
-            self._finish(ev.object_id, ev.reason, ev.cause_id, now, effects)
+            self._finish(ev.object_id, ev.reason, ev.cause_id, now, effects, ev.kind)
             return
         pull.attempt += 1
         self._log.record(ev.object_id, PullState.ACTIVE, PullState.ACTIVE, ev.cause_id, at_s=now,
                          note=f"retry {pull.attempt}: {ev.reason}")
         effects.append(StartPull(ev.object_id, pull.size_bytes, untried, pull.attempt, ev.cause_id))
 
-    def _finish(self, object_id: ObjectId, error: str, cause_id: str, now: float, effects: list[Effect]) -> None:
+    def _finish(self, object_id: ObjectId, error: str, cause_id: str, now: float, effects: list[Effect],
+                kind: str = LOST) -> None:
         pull = self._pulls.pop(object_id, None)
         if pull is None:
             return
@@ -215,7 +225,7 @@ class PullManager:
             self._num_active -= 1
             self._active_bytes -= pull.size_bytes
         self._log.record(object_id, pull.state, PullState.DONE, cause_id, at_s=now, note=error)
-        effects.append(PullDone(object_id, error, cause_id))
+        effects.append(PullDone(object_id, error, cause_id, kind))
 
     def _admit(self, now: float, effects: list[Effect]) -> None:
         if self._num_active == len(self._pulls):

@@ -506,6 +506,15 @@ class ObjectService:
     def on_TransferDone(self, conn: rpc.Connection, request_id: int, msg: m.TransferDone) -> None:
         self.pulls.on_TransferDone(conn, request_id, msg)
 
+    def on_PromoteObjectCopy(self, conn: rpc.Connection, request_id: int, msg: m.PromoteObjectCopy) -> None:
+        """The primary's node died: the owner keeps this node's copy as the primary."""
+        oid = msg.object_id
+        if self.table.state_of(oid) is not T.ObjectState.SEALED or not self.store.contains(oid):
+            conn.reply_error(request_id, "ObjectLostError", f"object {oid.hex()} has no copy on this node")
+            return
+        self._feed(T.ObjectPromoted(oid, msg.owner_address, self._cause("promoted")))
+        conn.reply(request_id, m.Ok())
+
     # --- ember memory -----------------------------------------------------------------------
     def on_GetMemoryInfo(self, conn: rpc.Connection, request_id: int, msg: m.GetMemoryInfo) -> None:
         """The store's figures; with ``include_objects`` also its table and the objects of

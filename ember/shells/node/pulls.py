@@ -124,14 +124,16 @@ class PullService:
             if isinstance(effect, P.StartPull):
                 self.objects.spawn(self._attempt(effect))
             elif isinstance(effect, P.PullDone):
-                self._wake(effect.object_id, effect.error)
+                self._wake(effect.object_id, effect.error, effect.kind)
 
-    def _wake(self, object_id: bytes, error: str) -> None:
+    def _wake(self, object_id: bytes, error: str, kind: str = P.LOST) -> None:
+        """Wake the waiters; a failed pull keeps its kind (a lost copy, or one that cannot fit
+        here), so readers rebuild only objects that are really lost."""
         for fut in self._waiters.pop(object_id, []):
             if fut.done():
                 continue
             if error:
-                fut.set_exception(StoreError("ObjectLostError", f"pulling {object_id.hex()}: {error}"))
+                fut.set_exception(StoreError(kind, f"pulling {object_id.hex()}: {error}"))
                 fut.exception()
             else:
                 fut.set_result(None)
@@ -155,7 +157,8 @@ class PullService:
                 where = await peer.request(m.LocateObject(object_id, self.endpoint))
             except rpc.RpcError as err:
                 self._learned(directory_address, "")
-                return self._feed(P.PullFailed(object_id, (), err.message, is_final=True))
+                kind = P.LOST if err.kind in (P.LOST, "NodeExiting") else err.kind
+                return self._feed(P.PullFailed(object_id, (), err.message, is_final=True, kind=kind))
             except (OSError, rpc.ConnectionLost) as exc:
                 self._learned(directory_address, "")
                 return self._feed(P.PullFailed(object_id, (directory_address,), f"{directory_address}: {exc}"))
@@ -167,7 +170,7 @@ class PullService:
             kind = getattr(exc, "kind", type(exc).__name__)
             self._report(peer, object_id, sources, [], False)
             return self._feed(P.PullFailed(object_id, (), f"{kind}: {getattr(exc, 'message', exc)}",
-                                           is_final=True))
+                                           is_final=True, kind=kind))
         self._report(peer, object_id, sources, list(failed or {}), failed is None)
         if failed is None:
             self._feed(P.PullSucceeded(object_id, "sealed"))

@@ -545,8 +545,10 @@ class CoreWorker:
         try:
             return await self.raylet.request(msg)
         except rpc.RpcError as e:
-            if e.kind == "ObjectStoreFullError":
+            if e.kind == "ObjectStoreFullError":   # e.g. a pull of an object larger than this store
                 raise _store_full_error(e) from None
+            if e.kind != "ObjectLostError":    # not a lost copy: surface it, never rebuild
+                raise exc.RaySystemError(f"{e.kind}: {e.message}") from None
             raise self._lost_error(getattr(msg, "object_id", b""), e.message) from None
 
     def _lost_error(self, oid: bytes, detail: str) -> exc.ObjectLostError:

@@ -11,7 +11,9 @@ carries out its plans on the core worker's I/O thread.
   copy is gone) calls ``recover_blocking`` from its own thread.  The owner checks that the
   copy is really gone: a copy in its own node's store is used as the new location; else the
   control store must say the node holding the copy is dead (it is polled for up to
-  ``heartbeat_timeout_s`` + 2 s).  Only then does the owner ask the table for a plan:
+  ``heartbeat_timeout_s`` + 2 s).  Then a copy that another node pulled (the transfer
+  port's copies) is made the primary and read there, if one is left; only then does the
+  owner ask the table for a plan:
   resubmit the task that made the object (and the producers of arguments that are gone
   too), or fail the object with the error for the reason.
 * A borrower sends ``ReportObjectLost`` to the owner, which answers with the object's status
@@ -38,6 +40,7 @@ log = logging.getLogger("ember.recovery")
 
 _SPEC_OVERHEAD_BYTES = 200       # a kept TaskRecord beyond its inline arguments
 _DEATH_POLL_S = 0.25
+_PROMOTE_TIMEOUT_S = 10.0
 RECOVERIES_PER_GET_MAX = 8      # one get rebuilds (or re-reads) an object at most this often
 
 
@@ -223,8 +226,34 @@ class ObjectRecovery:
         e = store.get(object_id)
         if e is None or e.state != READY or e.node_address != lost_address:
             return  # changed while we asked the control store
+        if await self._promote_copy(object_id, lost_address):
+            return
         plan = self.table.plan_recovery(object_id, self._is_available)
         self._carry_out(object_id, plan, detail)
+
+    async def _promote_copy(self, object_id: bytes, lost_address: str) -> bool:
+        """A node that pulled the object may still hold a copy: make the first one found the
+        primary and read it there, without running the task again (True when found).  The
+        nodes are asked in turn, so that at most one copy becomes the primary."""
+        try:
+            conn = await self.cw.gcs_conn()
+            nodes = [n for n in (await conn.request(m.GetNodes())).nodes
+                     if n.is_alive and n.address != lost_address and n.address not in self.dead_nodes]
+        except (OSError, rpc.ConnectionLost, TimeoutError, rpc.RpcError):
+            return False
+        for node in nodes:
+            try:
+                peer = await self.cw.peers.get(node.address)
+                await peer.request(m.PromoteObjectCopy(object_id, self.cw.address), _PROMOTE_TIMEOUT_S)
+            except (OSError, rpc.ConnectionLost, TimeoutError, rpc.RpcError):
+                continue
+            e = self.cw.store.get(object_id)
+            if e is not None and e.state == READY and e.node_address == lost_address:
+                e.node_id, e.node_address = node.node_id, node.address
+                log.info("object %s lost with its node: its copy on %s is now the primary",
+                         object_id.hex()[:16], node.address)
+            return True
+        return False
 
     def _is_available(self, object_id: bytes) -> bool:
         e = self.cw.store.get(object_id)

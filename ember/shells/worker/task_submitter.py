@@ -406,8 +406,9 @@ class TaskSubmitter:
         replies then fail and the tasks are retried elsewhere within max_retries."""
         for lease in set(self.in_flight.values()):
             if lease.raylet.peer == address and lease.conn is not None and not lease.conn.closed:
-                log.warning("node daemon %s died: retrying the tasks pushed to its worker %s", address,
-                            lease.worker_address)
+                # info, not a warning: the node's death is reported once already (test_node_death_noise)
+                log.info("node daemon %s died: closing the connection to its worker %s (its tasks are "
+                         "retried within max_retries)", address, lease.worker_address)
                 lease.conn.abort()
         raylet = self.cw.peers.get_nowait(address)   # lease requests waiting there fail and go elsewhere
         if raylet is not None and raylet is not self.cw.raylet and not raylet.closed:
