@@ -280,7 +280,7 @@ class ObjectRecovery:
                     store.reset_pending(oid)
         for rec in recs:
             log.warning("rebuilding %s (task %s, attempt %d): its result %s was lost with its node",
-                        rec.name, rec.task_id.hex()[:16], rec.attempt + 1, object_id.hex()[:16])
+                        rec.name, rec.task_id.hex(), rec.attempt + 1, object_id.hex())
             rec.attempt += 1
             rec.pending_deps = 0
             rec.arg_refs = [ObjectRef(arg[1], arg[2]) for arg in rec.args if arg[0] == 1]
