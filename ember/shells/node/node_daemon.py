@@ -402,6 +402,8 @@ class NodeDaemon:
         self.run_effects(self.leases.on_cluster_view(nodes))
         for n in view.nodes:  # a partitioned node's connections hang: pulls from it would wait forever
             if not n.is_alive and n.node_id != self.node_id:
+                if n.address not in self.dead_addresses:
+                    self.objects.pulls.node_died(n.address)  # in-flight transfers from it would stall
                 self.dead_addresses.add(n.address)
                 conn = self.peers.get_nowait(n.address)
                 if conn is not None:

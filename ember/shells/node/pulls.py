@@ -178,6 +178,12 @@ class PullService:
             reasons = "; ".join(f"{k}: {v}" for k, v in failed.items()) or "no holder left"
             self._feed(P.PullFailed(object_id, (), f"every holder failed ({reasons})"))
 
+    def node_died(self, address: str) -> None:
+        """The node daemon at ``address`` was declared dead: abort transfers from its endpoint now."""
+        endpoint = self._endpoints.get(address)
+        if endpoint and self.client is not None:
+            self.client.abort(endpoint)
+
     def _learned(self, address: str, endpoint: str) -> None:
         """The transfer endpoint of the node daemon at ``address`` ("" when it did not answer)."""
         if endpoint:

@@ -110,6 +110,7 @@ class TransferClient:
         self.idle_per_endpoint_max = idle_per_endpoint_max
         self._ssl = tls.env_client_context()
         self._idle: dict[str, list[_Conn]] = {}
+        self._busy: dict[str, set[_Conn]] = {}   # connections a stripe is using now, by endpoint
         self._lock = threading.Lock()
 
     @property
@@ -153,11 +154,33 @@ class TransferClient:
     def acquire(self, endpoint: str) -> _Conn:
         with self._lock:
             idle = self._idle.get(endpoint)
-            if idle:
-                return idle.pop()
-        return self._connect(endpoint)
+            conn = idle.pop() if idle else None
+        if conn is None:
+            conn = self._connect(endpoint)
+        with self._lock:
+            self._busy.setdefault(endpoint, set()).add(conn)
+        return conn
+
+    def _done_with(self, conn: _Conn) -> None:
+        with self._lock:
+            busy = self._busy.get(conn.endpoint)
+            if busy is not None:
+                busy.discard(conn)
+
+    def abort(self, endpoint: str) -> None:
+        """The holder at ``endpoint`` was declared dead: its connections could hang (a partition) until
+        the stall timeout, so shut them down now; the stripes reading them fail over to other holders."""
+        self.forget(endpoint)
+        with self._lock:
+            busy = list(self._busy.pop(endpoint, ()))
+        for conn in busy:
+            try:
+                conn.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def release(self, conn: _Conn) -> None:
+        self._done_with(conn)
         with self._lock:
             idle = self._idle.setdefault(conn.endpoint, [])
             if len(idle) < self.idle_per_endpoint_max:
@@ -179,6 +202,7 @@ class TransferClient:
             conn.sock.sendall(W.pack_request(conn.sealer, object_id, 0, 0))
             status, total, _, _ = W.unpack_response(conn.opener, recv_exact(conn.sock, W.RESPONSE_BYTES))
         except BaseException:
+            self._done_with(conn)
             conn.close()
             raise
         self.release(conn)
@@ -207,6 +231,7 @@ class TransferClient:
         except (OSError, SourceFailed, W.ProtocolError, ssl.SSLError) as exc:
             job.put_back(outstanding)
             job.fail(endpoint, f"{type(exc).__name__}: {exc}")
+            self._done_with(conn)
             conn.close()
             self.forget(endpoint)
             return
