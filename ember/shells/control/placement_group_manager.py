@@ -24,6 +24,8 @@ from ember.protocol import messages as m
 from ember.shells.shared.task_set import TaskSet
 from ember.shells.wire import rpc
 
+PG_RETRY_PERIOD_S = 1.0   # a group a node refused is offered the nodes again at most this often
+
 log = logging.getLogger("ember.gcs.pgs")
 
 
@@ -38,6 +40,7 @@ class PlacementGroupManager:
         self._tasks = TaskSet(log, "placement group")
         self._causes = 0
         self._nodes_version = -1
+        self._retried_s = 0.0   # when waiting groups were last offered the nodes again (heartbeat_seen)
 
     def _cause(self, what: str) -> str:
         self._causes += 1
@@ -261,9 +264,19 @@ class PlacementGroupManager:
         self._sync_nodes()
 
     def heartbeat_seen(self) -> None:
-        """Availability may have moved: only groups waiting for room care (none: nothing to do)."""
-        if self.table.has_waiting():
-            self._sync_nodes()
+        """Availability may have moved: only groups waiting for room care (none: nothing to do).
+
+        A group that a node refused (its room was taken by leases when it asked) waits for
+        NodesChanged; the node table's version moves only on registrations and deaths, so without
+        this a refused group stayed PENDING on an idle cluster. Offered again at most once a second."""
+        if not self.table.has_waiting():
+            return
+        now = time.monotonic()
+        if self.store.nodes.version == self._nodes_version and now - self._retried_s < PG_RETRY_PERIOD_S:
+            return
+        self._retried_s = now
+        self._nodes_version = -1   # feed the node table even if it did not move
+        self._sync_nodes()
 
     def node_died(self, node_id: bytes) -> None:
         self._nodes_version = self.store.nodes.version
