@@ -47,11 +47,14 @@ async def who_leads(conn: rpc.Connection, timeout_s: float) -> Optional[m.HeadRo
 
 async def connect_leader(address: str, token: bytes, handler: Any, peer_kind: str,
                          timeout_s: float, preferred: str = "",
-                         known: Optional[list[str]] = None) -> tuple[rpc.Connection, str]:
+                         known: Optional[list[str]] = None,
+                         seen: Optional[dict[str, Any]] = None) -> tuple[rpc.Connection, str]:
     """A connection to the leading head among ``address`` (comma-separated) and the address it
     was reached at.  Raises the last connection error, or :class:`NoLeader`.  ``known``: head
     addresses learned earlier, tried after the given ones and extended with the standbys the
-    leader names (so a process given one address still finds a standby after a failover)."""
+    leader names (so a process given one address still finds a standby after a failover).
+    ``seen``: filled with each head tried -> "refused", "unreachable" or its ``HeadRole``."""
+    seen = {} if seen is None else seen
     candidates = split_addresses(address)
     candidates += [k for k in (known or []) if k not in candidates]
     if preferred and preferred in candidates:
@@ -72,13 +75,16 @@ async def connect_leader(address: str, token: bytes, handler: Any, peer_kind: st
             if isinstance(e, rpc.TokenRefused):
                 raise
             last_error = e
+            seen[target] = "refused" if isinstance(e, ConnectionRefusedError) else "unreachable"
             continue
         try:
             role = await who_leads(conn, per_try_s)
         except (rpc.RpcError, rpc.ConnectionLost, TimeoutError, OSError) as e:
             conn.close()
             last_error = e
+            seen[target] = "unreachable"
             continue
+        seen[target] = role
         if role is None or role.is_leader:
             if known is not None and role is not None:
                 for head in [target] + [str(a) for a, _ in role.standbys]:
@@ -122,7 +128,8 @@ class _Quiet:
 
 
 async def leads_elsewhere(conn: rpc.Connection, address: str, token: bytes, current: str,
-                          known: Optional[list[str]], timeout_s: float) -> bool:
+                          known: Optional[list[str]], timeout_s: float,
+                          seen: Optional[dict[str, Any]] = None) -> bool:
     """Whether another head than ``current`` (reached over ``conn``) leads now.
 
     For a head that stopped answering (paused, or cut off by a partition: its connections then
@@ -136,7 +143,7 @@ async def leads_elsewhere(conn: rpc.Connection, address: str, token: bytes, curr
     except (rpc.RpcError, rpc.ConnectionLost, TimeoutError, OSError):
         pass
     try:
-        probe, target = await connect_leader(address, token, _Quiet(), "client", timeout_s, known=known)
+        probe, target = await connect_leader(address, token, _Quiet(), "client", timeout_s, known=known, seen=seen)
     except (OSError, rpc.ConnectionLost, TimeoutError, rpc.RpcError):
         return False
     probe.close()
