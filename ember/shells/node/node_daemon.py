@@ -480,22 +480,27 @@ class NodeDaemon:
                 self.known_heads.append(str(address))
 
     async def _follow_leader(self) -> None:
-        """The head stopped answering: if another head leads now, drop this connection (the
-        reconnect loop then finds the leader and registers there)."""
+        """The head stopped answering: probe the other heads every quarter heartbeat until it
+        answers again or another head leads (then drop this connection: the reconnect loop finds
+        the leader and registers there).  The answers count for self-fencing (Rule 5)."""
         from ember.shells.wire.leader import leads_elsewhere
-        conn = self.gcs
+        conn, acked_s = self.gcs, self.head_watch.acked_sent_s
         if len(self.head_addresses().split(",")) < 2:  # one head: nobody else can lead
             return
-        sent_s, seen, current = time.monotonic(), {}, self.leader_address
-        found = conn is not None and not conn.closed and await leads_elsewhere(
-            conn, self.args.gcs_address, self.token, current, self.known_heads,
-            CONFIG.heartbeat_interval_s * 2, seen)
-        if seen:
+        while (conn is self.gcs and conn is not None and not conn.closed and not self.stopping.is_set()
+               and self.head_watch.acked_sent_s == acked_s and not self.head_watch.is_lost):
+            sent_s, seen, current = time.monotonic(), {}, self.leader_address
+            found = await leads_elsewhere(conn, self.args.gcs_address, self.token, current, self.known_heads,
+                                          CONFIG.heartbeat_interval_s * 2, seen)
             self.heads_probed(sent_s, seen, current)
-        if found:
-            log.warning("the control store at %s stopped answering and another head leads now; following it",
-                        self.leader_address)
-            conn.abort()  # a cut-off peer never drains what close() would flush
+            if found:
+                log.warning("the control store at %s stopped answering and another head leads now; following it",
+                            current)
+                conn.abort()  # a cut-off peer never drains what close() would flush
+                return
+            if isinstance(seen.get(current), m.HeadRole):  # it answers: back to heartbeats
+                return
+            await asyncio.sleep(CONFIG.heartbeat_interval_s / 2)
 
     async def head_watch_loop(self) -> None:
         """Self-fencing and a silent head (logic/node/head_watch.py), checked twice a heartbeat."""
