@@ -149,6 +149,11 @@ async def leads_elsewhere(conn: rpc.Connection, address: str, token: bytes, curr
                                              seen=seen, skip=current)
     except (OSError, rpc.ConnectionLost, TimeoutError, rpc.RpcError):
         pass
+    if probe is not None and target != current and not ask.done():  # found: no need to wait for it
+        ask.cancel()
+        seen[current] = "unreachable"
+        probe.close()
+        return True
     try:
         role = await ask
         seen[current] = role if role is not None else m.HeadRole(True, 0, current, current, "leading", [])
