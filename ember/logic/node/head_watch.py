@@ -19,7 +19,8 @@ Rule 3 (a head that is down is no partition): from a reconnection refused by the
     (nothing listens: the head process died, its machine answered) until the next attempt that
     fails otherwise, the daemon counts as in contact for Rule 1:
     a dead head restarts no actor, and a head restarted at that address must find them running
-    (docs/fault_tolerance.md, losing the head).
+    (docs/fault_tolerance.md, losing the head).  With several heads, only when every known head
+    refused (the shell classifies a probe; otherwise Rule 5).
 Rule 4 (head lost): a head silent for ``lost_after_s`` (``gcs_reconnect_timeout_s``) counts as
     lost, like one whose connection closed and never came back: the daemon exits.  A paused
     head (SIGSTOP) keeps its sockets open, so silence is the only sign.
