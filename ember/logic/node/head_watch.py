@@ -33,7 +33,9 @@ Rule 5 (several heads): a probe of every known head, sent at ``sent_s``, in whic
     ``sent_s - led_s`` and that it treats this node (known to it only from storage) as alive for
     ``grace_s`` (``max(heartbeat_timeout_s, RESTORED_NODE_GRACE_S)``) from then.  Either counts
     as contact at ``min(sent_s, sent_s - led_s + grace_s - fence_after_s)`` for Rule 1: a node
-    that finds the new leader during a failover keeps its actors.
+    that finds the new leader during a failover keeps its actors.  A SUSPENDED head (it could
+    not renew its lease; it refuses heartbeats) may resume and declare silent nodes dead at once:
+    its answer is no proof, and its refusal of a heartbeat is no acknowledgement.
 
     heartbeat_sent(seq, now)  -> []
     heartbeat_acked(seq, now) -> [Unfenced] if fenced before, else []

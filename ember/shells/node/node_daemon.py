@@ -399,7 +399,8 @@ class NodeDaemon:
             self.head_watch.heads_probed(sent_s, now, seen[leaders[0]].led_s, grace_s)
         elif roles and all(r == "refused" for r in roles):  # every head's machine answered: none runs
             self.head_watch.head_refused(now)
-        elif roles and all(r == "refused" or (isinstance(r, m.HeadRole) and not r.is_leader) for r in roles):
+        elif roles and all(r == "refused" or (isinstance(r, m.HeadRole) and not r.is_leader
+                                              and r.role != "suspended") for r in roles):  # may resume
             self.head_watch.heads_probed(sent_s, now, None, 0.0)
         else:
             self.head_watch.head_unreachable(now)
@@ -449,6 +450,9 @@ class NodeDaemon:
                 if e.kind == "NodeDeclaredDead":
                     self.exit_declared_dead(e.message)
                     return
+                if e.kind == "NotLeader":  # suspended or deposed: the heartbeat was not recorded
+                    await self._follow_leader()
+                    continue
                 self.run_watch_effects(self.head_watch.heartbeat_acked(seq, time.monotonic()))
                 try:  # unknown to this control store: register again
                     await self._register()
