@@ -61,7 +61,8 @@ class Config:
     # holders it reads from at most (the primary's node names the least loaded)
     transfer_connections_max: int = 4
     transfer_sources_max: int = 4
-    head_lease_ttl_s: float = 3.0              # a standby head takes over a lease not renewed for this long
+    head_lease_ttl_s: float = 2.0              # a standby head takes over a lease not renewed for this long;
+    # below heartbeat_timeout_s - 2 * heartbeat_interval_s - 0.5 so nodes find the new leader before they fence
     # metrics (docs/observability.md): each node daemon's and the control store's Prometheus endpoint;
     # 0: a free port, -1: no endpoint.  Ray's --metrics-export-port.
     metrics_export_port: int = 0

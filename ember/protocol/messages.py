@@ -945,6 +945,8 @@ class HeadRole:
     head_address: str       # the head that answered
     role: str               # leading / watching (standby) / deposed / ...
     standbys: list          # [[address, seconds since it was last seen]]
+    led_s: float = 0.0      # seconds since this head began leading (0: it does not lead); a node bounds
+                            # the restored-node grace by it (logic/node/head_watch.py, Rule 5)
 
 
 @message(602)

@@ -117,3 +117,21 @@ def test_the_node_is_fenced_before_the_head_can_declare_it_dead(seed: int) -> No
         w.check_invariants()
     if dead_at is not None:
         assert fenced_at is not None and fenced_at <= dead_at, (seed, fenced_at, dead_at)
+
+
+def test_rule5_a_new_leader_found_counts_as_contact_within_its_restored_grace() -> None:
+    w = HeadWatch(4.0, 60.0, 0.5, now=0.0)
+    w.heads_probed(2.0, 2.1, led_s=0.1, grace_s=10.0)  # took over at >= 1.9: alive for us until >= 11.9
+    assert w.tick(5.4) == [] and w.contact_s == 2.0
+    w.check_invariants()
+    w2 = HeadWatch(4.0, 60.0, 0.5, now=0.0)
+    w2.heads_probed(3.0, 3.1, led_s=9.0, grace_s=10.0)  # led long: its grace ends at >= 4.0
+    assert w2.contact_s == 0.5  # = 3.0 - 9.0 + 10.0 - 3.5: fenced no later than the grace ends
+    assert w2.tick(4.0) and w2.is_fenced
+
+
+def test_rule5_no_head_leads_counts_as_contact_at_the_probe() -> None:
+    w = HeadWatch(4.0, 60.0, 0.5, now=0.0)
+    w.heads_probed(3.0, 3.2, led_s=None, grace_s=0.0)
+    assert w.tick(6.0) == [] and not w.is_fenced
+    assert w.tick(6.5) and w.is_fenced

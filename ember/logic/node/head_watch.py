@@ -19,22 +19,39 @@ Rule 3 (a head that is down is no partition): from a reconnection refused by the
     (nothing listens: the head process died, its machine answered) until the next attempt that
     fails otherwise, the daemon counts as in contact for Rule 1:
     a dead head restarts no actor, and a head restarted at that address must find them running
-    (docs/fault_tolerance.md, losing the head).
+    (docs/fault_tolerance.md, losing the head).  With several heads, only when every known head
+    refused (the shell classifies a probe; otherwise Rule 5).
 Rule 4 (head lost): a head silent for ``lost_after_s`` (``gcs_reconnect_timeout_s``) counts as
     lost, like one whose connection closed and never came back: the daemon exits.  A paused
     head (SIGSTOP) keeps its sockets open, so silence is the only sign.
+
+Rule 5 (several heads): a probe of every known head, sent at ``sent_s``, in which each head
+    refused the connection (dead) or answered that it does not lead, proves that no head restored
+    the cluster before ``sent_s`` (a deposed head cannot restart anything: its writes are fenced by
+    epoch); one in which a head at another address than the one this node is registered with
+    answers that it LEADS, for ``led_s``, proves that it took over no earlier than
+    ``sent_s - led_s`` and that it treats this node (known to it only from storage) as alive for
+    ``grace_s`` (``max(heartbeat_timeout_s, RESTORED_NODE_GRACE_S)``) from then.  Either counts
+    as contact at ``min(sent_s, sent_s - led_s + grace_s - fence_after_s)`` for Rule 1: a node
+    that finds the new leader during a failover keeps its actors.  A SUSPENDED head (it could
+    not renew its lease; it refuses heartbeats) may resume and declare silent nodes dead at once:
+    its answer is no proof, and its refusal of a heartbeat is no acknowledgement.
 
     heartbeat_sent(seq, now)  -> []
     heartbeat_acked(seq, now) -> [Unfenced] if fenced before, else []
     answered(sent_s, now)     -> the same, for any request the head answered (a registration)
     head_refused(now)         -> []   (contact for Rule 1 until head_unreachable; not for Rule 4)
     head_unreachable(now)     -> []   (a reconnection timed out: the partition case again)
+    heads_probed(sent_s, now, led_s, grace_s) -> the same as answered, for every known head probed
+                                 (Rule 5); led_s None: none leads, else the new leader's led_s
     tick(now)                 -> [Fence] once per silence;  [HeadLost] once, when silent too long
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Union
+from typing import Optional, Union
+
+RESTORED_NODE_GRACE_S = 10.0  # a head restored from storage treats stored nodes as alive this long (Rule 5)
 
 
 @dataclass(frozen=True)
@@ -108,6 +125,15 @@ class HeadWatch:
         if self.is_head_down:
             self.is_head_down = False
             self.contact_s = max(self.contact_s, now)
+        return []
+
+    def heads_probed(self, sent_s: float, now: float, led_s: Optional[float], grace_s: float) -> list[Effect]:
+        """Rule 5: every known head answered a probe sent at ``sent_s``; ``led_s``: None when none
+        leads, else how long the leader found (at another address) has led."""
+        if self.is_lost:
+            return []
+        credit_s = sent_s if led_s is None else min(sent_s, sent_s - led_s + grace_s - self.fence_after_s)
+        self.contact_s = max(self.contact_s, credit_s)
         return []
 
     def tick(self, now: float) -> list[Effect]:

@@ -48,6 +48,7 @@ class HeadLeadership:
         self.storage = storage
         self.address = address
         self._on_leader, self._on_step_down, self._on_refused = on_leader, on_step_down, on_refused
+        self._on_leader = lambda epoch: (self._mark_led(), on_leader(epoch))  # led_since before the restore
         self._on_serving = on_serving
         self._events: "queue.SimpleQueue[Any]" = queue.SimpleQueue()
         self._stop = threading.Event()
@@ -55,6 +56,13 @@ class HeadLeadership:
         self._last_standby_note = 0.0
         self._standbys: list[list[Any]] = []
         self.view = m.HeadRole(False, 0, "", address, "watching", [])  # read by the event loop
+        self.led_since = 0.0  # time.monotonic() when this head began leading (0: it does not lead)
+
+    def _mark_led(self) -> None:
+        """Before the control store restores (so restored nodes' grace never starts earlier):
+        ``led_s`` in ``WhoLeads`` answers then over-states the time since the restore (safe)."""
+        if not self.led_since:
+            self.led_since = time.monotonic()
 
     def start(self) -> None:
         self._thread.start()
@@ -154,6 +162,8 @@ class HeadLeadership:
     def _update_view(self) -> None:
         lg = self.logic
         hint = lg.leader_hint
+        if not lg.is_leading:
+            self.led_since = 0.0
         self.view = m.HeadRole(lg.is_leading, lg.epoch if lg.is_leading else (hint.epoch if hint else 0),
                                hint.address if hint else "", self.address, lg.role.value, self._standbys)
 
@@ -177,4 +187,5 @@ def role_reply(leadership: Optional[HeadLeadership], address: str, is_leading: b
         return m.HeadRole(is_leading, 1 if is_leading else 0, address if is_leading else "", address,
                           "leading" if is_leading else "starting", [])
     v = leadership.view
-    return m.HeadRole(v.is_leader and is_leading, v.epoch, v.leader_address, address, v.role, v.standbys)
+    led_s = time.monotonic() - leadership.led_since if v.is_leader and leadership.led_since else 0.0
+    return m.HeadRole(v.is_leader and is_leading, v.epoch, v.leader_address, address, v.role, v.standbys, led_s)

@@ -20,12 +20,12 @@ from typing import Any
 
 from ember.config import CONFIG
 from ember.logic.control.nodes import NodeRecord
+from ember.logic.node.head_watch import RESTORED_NODE_GRACE_S  # node daemons rely on it (Rule 5)
 from ember.protocol import messages as m
 from ember.shells.wire import rpc
 
 log = logging.getLogger("ember.gcs")
 
-RESTORED_NODE_GRACE_S = 10.0
 _TABLE = "nodes"
 
 

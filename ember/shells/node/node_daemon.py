@@ -22,7 +22,7 @@ import psutil
 
 from ember.config import CONFIG
 from ember.logic.node import leases as L
-from ember.logic.node.head_watch import HeadWatch
+from ember.logic.node.head_watch import RESTORED_NODE_GRACE_S, HeadWatch
 from ember.logic.placement import POLICIES, PlacementParams
 from ember.logic.resources import ResourceSet
 from ember.protocol import codec
@@ -318,14 +318,14 @@ class NodeDaemon:
                           True, self.args.head, self.store.directory, self.labels, [], self.objects.used_bytes(),
                           self.objects.capacity_bytes)
 
-    async def connect_gcs(self, wait_s: float = 0.0) -> None:
+    async def connect_gcs(self, wait_s: float = 0.0, seen: Optional[dict] = None) -> None:
         """Register with the control store; with ``wait_s``, keep trying while it is starting."""
         deadline = time.monotonic() + wait_s
         while True:
             try:
                 self.gcs, self.leader_address = await connect_leader(  # several heads: the leader (issue #11)
                     self.args.gcs_address, self.token, self, "node", CONFIG.connect_timeout_s, self.leader_address,
-                    self.known_heads)
+                    self.known_heads, seen)
                 break
             except (ConnectionRefusedError, NoLeader):
                 if time.monotonic() > deadline:
@@ -368,8 +368,9 @@ class NodeDaemon:
         delay_s = 0.1
         try:
             while not self.stopping.is_set() and time.monotonic() < deadline:
+                sent_s, seen, old = time.monotonic(), {}, self.leader_address
                 try:
-                    await self.connect_gcs()
+                    await self.connect_gcs(seen=seen)
                     log.info("reconnected to the control store at %s", self.leader_address)
                     return
                 except rpc.RpcError as e:
@@ -377,10 +378,8 @@ class NodeDaemon:
                         return
                     if self.gcs is not None:  # connected but refused for now: drop it, try again
                         self.gcs.close()
-                except ConnectionRefusedError:  # the head's machine answered: no partition
-                    self.head_watch.head_refused(time.monotonic())
                 except (OSError, rpc.ConnectionLost, TimeoutError):
-                    self.head_watch.head_unreachable(time.monotonic())
+                    self.heads_probed(sent_s, seen, old)
                 await asyncio.sleep(min(delay_s, max(0.0, deadline - time.monotonic())))
                 delay_s = min(delay_s * 2, 0.5)
             if not self.stopping.is_set():
@@ -390,6 +389,21 @@ class NodeDaemon:
                 self.stopping.set()
         finally:
             self._reconnect_task = None
+
+    def heads_probed(self, sent_s: float, seen: dict, current: str) -> None:
+        """What a probe of every head says for self-fencing (logic/node/head_watch.py, Rules 3, 5)."""
+        now, roles = time.monotonic(), list(seen.values())
+        leaders = [a for a, r in seen.items() if isinstance(r, m.HeadRole) and r.is_leader and a != current]
+        if leaders:
+            grace_s = max(CONFIG.heartbeat_timeout_s, RESTORED_NODE_GRACE_S)
+            self.head_watch.heads_probed(sent_s, now, seen[leaders[0]].led_s, grace_s)
+        elif roles and all(r == "refused" for r in roles):  # every head's machine answered: none runs
+            self.head_watch.head_refused(now)
+        elif roles and all(r == "refused" or (isinstance(r, m.HeadRole) and not r.is_leader
+                                              and r.role != "suspended") for r in roles):  # may resume
+            self.head_watch.heads_probed(sent_s, now, None, 0.0)
+        else:
+            self.head_watch.head_unreachable(now)
 
     def _apply_view(self, view: m.ClusterView) -> None:
         if not view.nodes:
@@ -429,7 +443,8 @@ class NodeDaemon:
             self.head_watch.heartbeat_sent(seq, time.monotonic())
             try:
                 # unanswered for a lease TTL: is another head leading? (a cut-off head never closes)
-                view = await self.gcs.request(hb, timeout_s=min(CONFIG.heartbeat_timeout_s, CONFIG.head_lease_ttl_s))
+                # half the heartbeat timeout: found before self-fencing (Rule 5)
+                view = await self.gcs.request(hb, timeout_s=min(CONFIG.heartbeat_timeout_s / 2, CONFIG.head_lease_ttl_s))
                 self.run_watch_effects(self.head_watch.heartbeat_acked(seq, time.monotonic()))
                 self._apply_view(view)
                 await self._learn_heads()
@@ -437,6 +452,9 @@ class NodeDaemon:
                 if e.kind == "NodeDeclaredDead":
                     self.exit_declared_dead(e.message)
                     return
+                if e.kind == "NotLeader":  # suspended or deposed: the heartbeat was not recorded
+                    await self._follow_leader()
+                    continue
                 self.run_watch_effects(self.head_watch.heartbeat_acked(seq, time.monotonic()))
                 try:  # unknown to this control store: register again
                     await self._register()
@@ -468,18 +486,27 @@ class NodeDaemon:
                 self.known_heads.append(str(address))
 
     async def _follow_leader(self) -> None:
-        """The head stopped answering: if another head leads now, drop this connection (the
-        reconnect loop then finds the leader and registers there)."""
+        """The head stopped answering: probe the other heads every quarter heartbeat until it
+        answers again or another head leads (then drop this connection: the reconnect loop finds
+        the leader and registers there).  The answers count for self-fencing (Rule 5)."""
         from ember.shells.wire.leader import leads_elsewhere
-        conn = self.gcs
+        conn, acked_s = self.gcs, self.head_watch.acked_sent_s
         if len(self.head_addresses().split(",")) < 2:  # one head: nobody else can lead
             return
-        if conn is not None and not conn.closed and await leads_elsewhere(
-                conn, self.args.gcs_address, self.token, self.leader_address, self.known_heads,
-                CONFIG.head_lease_ttl_s):
-            log.warning("the control store at %s stopped answering and another head leads now; following it",
-                        self.leader_address)
-            conn.abort()  # a cut-off peer never drains what close() would flush
+        while (conn is self.gcs and conn is not None and not conn.closed and not self.stopping.is_set()
+               and self.head_watch.acked_sent_s == acked_s and not self.head_watch.is_lost):
+            sent_s, seen, current = time.monotonic(), {}, self.leader_address
+            found = await leads_elsewhere(conn, self.args.gcs_address, self.token, current, self.known_heads,
+                                          CONFIG.heartbeat_interval_s * 2, seen)
+            self.heads_probed(sent_s, seen, current)
+            if found:
+                log.warning("the control store at %s stopped answering and another head leads now; following it",
+                            current)
+                conn.abort()  # a cut-off peer never drains what close() would flush
+                return
+            if isinstance(seen.get(current), m.HeadRole):  # it answers: back to heartbeats
+                return
+            await asyncio.sleep(CONFIG.heartbeat_interval_s / 2)
 
     async def head_watch_loop(self) -> None:
         """Self-fencing and a silent head (logic/node/head_watch.py), checked twice a heartbeat."""

@@ -47,17 +47,21 @@ async def who_leads(conn: rpc.Connection, timeout_s: float) -> Optional[m.HeadRo
 
 async def connect_leader(address: str, token: bytes, handler: Any, peer_kind: str,
                          timeout_s: float, preferred: str = "",
-                         known: Optional[list[str]] = None) -> tuple[rpc.Connection, str]:
+                         known: Optional[list[str]] = None,
+                         seen: Optional[dict[str, Any]] = None, skip: str = "") -> tuple[rpc.Connection, str]:
     """A connection to the leading head among ``address`` (comma-separated) and the address it
     was reached at.  Raises the last connection error, or :class:`NoLeader`.  ``known``: head
     addresses learned earlier, tried after the given ones and extended with the standbys the
-    leader names (so a process given one address still finds a standby after a failover)."""
+    leader names (so a process given one address still finds a standby after a failover).
+    ``seen``: filled with each head tried -> "refused", "unreachable" or its ``HeadRole``;
+    ``skip``: a head not to try (one being asked already)."""
+    seen = {} if seen is None else seen
     candidates = split_addresses(address)
     candidates += [k for k in (known or []) if k not in candidates]
     if preferred and preferred in candidates:
         candidates.remove(preferred)
         candidates.insert(0, preferred)
-    tried: set[str] = set()
+    tried: set[str] = {skip} if skip else set()
     last_error: Optional[BaseException] = None
     answers: list[str] = []
     per_try_s = timeout_s if len(candidates) == 1 else min(timeout_s, 2.0)
@@ -72,13 +76,16 @@ async def connect_leader(address: str, token: bytes, handler: Any, peer_kind: st
             if isinstance(e, rpc.TokenRefused):
                 raise
             last_error = e
+            seen[target] = "refused" if isinstance(e, ConnectionRefusedError) else "unreachable"
             continue
         try:
             role = await who_leads(conn, per_try_s)
         except (rpc.RpcError, rpc.ConnectionLost, TimeoutError, OSError) as e:
             conn.close()
             last_error = e
+            seen[target] = "unreachable"
             continue
+        seen[target] = role
         if role is None or role.is_leader:
             if known is not None and role is not None:
                 for head in [target] + [str(a) for a, _ in role.standbys]:
@@ -92,7 +99,8 @@ async def connect_leader(address: str, token: bytes, handler: Any, peer_kind: st
             candidates.insert(0, role.leader_address)
     if answers:
         raise NoLeader("no head leads at the moment: " + "; ".join(answers))
-    assert last_error is not None
+    if last_error is None:
+        raise NoLeader("no other head to try")
     raise last_error
 
 
@@ -122,22 +130,38 @@ class _Quiet:
 
 
 async def leads_elsewhere(conn: rpc.Connection, address: str, token: bytes, current: str,
-                          known: Optional[list[str]], timeout_s: float) -> bool:
+                          known: Optional[list[str]], timeout_s: float,
+                          seen: Optional[dict[str, Any]] = None) -> bool:
     """Whether another head than ``current`` (reached over ``conn``) leads now.
 
     For a head that stopped answering (paused, or cut off by a partition: its connections then
     neither answer nor close): only when another head is found leading does the caller drop
     ``conn``.  A slow leader keeps its connections (a node or driver that closes its connection
-    to the leader is taken for dead)."""
+    to the leader is taken for dead).  ``current`` is asked over ``conn`` while the other heads
+    are probed (a silent head does not delay finding the new leader); ``seen`` gets every head's
+    answer (``current``: its role, or "unreachable")."""
+    seen = {} if seen is None else seen
+    ask = asyncio.ensure_future(who_leads(conn, timeout_s))
+    probe: Optional[rpc.Connection] = None
+    target = ""
     try:
-        role = await who_leads(conn, timeout_s)
+        probe, target = await connect_leader(address, token, _Quiet(), "client", timeout_s, known=known,
+                                             seen=seen, skip=current)
+    except (OSError, rpc.ConnectionLost, TimeoutError, rpc.RpcError):
+        pass
+    if probe is not None and target != current and not ask.done():  # found: no need to wait for it
+        ask.cancel()
+        seen[current] = "unreachable"
+        probe.close()
+        return True
+    try:
+        role = await ask
+        seen[current] = role if role is not None else m.HeadRole(True, 0, current, current, "leading", [])
         if role is None or role.is_leader:
             return False
     except (rpc.RpcError, rpc.ConnectionLost, TimeoutError, OSError):
-        pass
-    try:
-        probe, target = await connect_leader(address, token, _Quiet(), "client", timeout_s, known=known)
-    except (OSError, rpc.ConnectionLost, TimeoutError, rpc.RpcError):
-        return False
-    probe.close()
-    return target != current
+        seen[current] = "unreachable"
+    finally:
+        if probe is not None:
+            probe.close()
+    return probe is not None and target != current
