@@ -1,6 +1,9 @@
 """The one interface between the autoscaler and whatever makes machines."""
 from __future__ import annotations
 
+import json
+import os
+import threading
 from dataclasses import dataclass, field
 
 TAG_NODE_TYPE = "ember-node-type"
@@ -28,3 +31,25 @@ class NodeProvider:
 
     def non_terminated_nodes(self, tag_filters: dict) -> list[ProviderNode]:
         raise NotImplementedError
+
+
+class StateFile:
+    """A provider's nodes in a JSON file (<session>/autoscaler_nodes.json), so that `ember down` and a
+    restarted autoscaler find them again; ``lock`` guards read-modify-write from the launch threads."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.lock = threading.Lock()
+
+    def read(self) -> dict:
+        try:
+            with open(self.path) as f:
+                return json.load(f)
+        except FileNotFoundError:
+            return {}
+
+    def write(self, nodes: dict) -> None:
+        tmp = self.path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(nodes, f)
+        os.replace(tmp, self.path)

@@ -5,17 +5,15 @@ restarted autoscaler find them again.  Network namespaces per node are not used 
 """
 from __future__ import annotations
 
-import json
 import os
 import signal
-import threading
 
 import psutil
 
 from ember.shells.shared import local_cluster, processes
 from ember.shells.wire import session
 
-from .base import NodeProvider, ProviderNode
+from .base import NodeProvider, ProviderNode, StateFile
 
 
 def _alive(pid: int) -> bool:
@@ -37,21 +35,8 @@ class LocalNodeProvider(NodeProvider):
                  **_: object) -> None:
         super().__init__(provider_config)
         self.gcs_address, self.session_dir, self.host = gcs_address, session_dir, host
-        self.path = os.path.join(session_dir, "autoscaler_nodes.json")
-        self._lock = threading.Lock()
+        self.state = StateFile(os.path.join(session_dir, "autoscaler_nodes.json"))
 
-    def _read(self) -> dict:
-        try:
-            with open(self.path) as f:
-                return json.load(f)
-        except FileNotFoundError:
-            return {}
-
-    def _write(self, nodes: dict) -> None:
-        tmp = self.path + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(nodes, f)
-        os.replace(tmp, self.path)
 
     def create_node(self, node_type: str, resources: dict, node_config: dict, tags: dict) -> ProviderNode:
         res = dict(resources)
@@ -60,10 +45,10 @@ class LocalNodeProvider(NodeProvider):
         proc, log_path = local_cluster.launch_node(self.gcs_address, self.session_dir,
                                                    session.token_path(self.session_dir), host=self.host,
                                                    is_head=False, tied_to_parent=False, extra=args)
-        with self._lock:
-            nodes = self._read()
+        with self.state.lock:
+            nodes = self.state.read()
             nodes[str(proc.pid)] = {"tags": dict(tags), "address": ""}
-            self._write(nodes)
+            self.state.write(nodes)
         try:    # recorded like `ember start`'s daemons, so `ember stop` / `ember down` stop it too
             session.record_pid(self.session_dir, pid=proc.pid, create_time=psutil.Process(proc.pid).create_time(),
                                role="autoscaled_node", address="")
@@ -73,10 +58,10 @@ class LocalNodeProvider(NodeProvider):
         if proc.stdout is not None:
             proc.stdout.close()
         address = f"{self.host}:{port}"
-        with self._lock:
-            nodes = self._read()
+        with self.state.lock:
+            nodes = self.state.read()
             nodes[str(proc.pid)] = {"tags": dict(tags), "address": address}
-            self._write(nodes)
+            self.state.write(nodes)
         return ProviderNode(str(proc.pid), dict(tags), address)
 
     def terminate_node(self, provider_id: str) -> None:
@@ -85,18 +70,18 @@ class LocalNodeProvider(NodeProvider):
             os.killpg(pid, signal.SIGTERM)     # launched with setsid: the node daemon leads its group
         except ProcessLookupError:
             pass
-        with self._lock:
-            nodes = self._read()
+        with self.state.lock:
+            nodes = self.state.read()
             nodes.pop(provider_id, None)
-            self._write(nodes)
+            self.state.write(nodes)
 
     def non_terminated_nodes(self, tag_filters: dict) -> list[ProviderNode]:
-        with self._lock:
-            nodes = self._read()
+        with self.state.lock:
+            nodes = self.state.read()
             gone = [pid for pid in nodes if not _alive(int(pid))]
             for pid in gone:
                 nodes.pop(pid)
             if gone:
-                self._write(nodes)
+                self.state.write(nodes)
         return [ProviderNode(pid, n["tags"], n["address"]) for pid, n in sorted(nodes.items())
                 if all(n["tags"].get(k) == v for k, v in tag_filters.items())]

@@ -13,12 +13,11 @@ from __future__ import annotations
 import json
 import logging
 import os
-import threading
 
 from ember.shells.autoscaler.command_runner import RemoteCommandError, SSHCommandRunner
 from ember.shells.wire import session
 
-from .base import NodeProvider, ProviderNode
+from .base import NodeProvider, ProviderNode, StateFile
 
 log = logging.getLogger("ember.autoscaler")
 DEFAULT_WORKER_START = ["ember stop", "ember start --address=$EMBER_HEAD_ADDRESS --node-ip-address=$EMBER_NODE_IP"]
@@ -34,30 +33,17 @@ class SSHNodeProvider(NodeProvider):
         auth = cluster_config.auth if cluster_config is not None else {}
         self.commands = cluster_config.commands if cluster_config is not None else {}
         self.runner = SSHCommandRunner.from_config(auth, provider_config)
-        self.path = os.path.join(session_dir, "autoscaler_nodes.json")
-        self._lock = threading.Lock()
+        self.state = StateFile(os.path.join(session_dir, "autoscaler_nodes.json"))
 
-    def _read(self) -> dict:
-        try:
-            with open(self.path) as f:
-                return json.load(f)
-        except FileNotFoundError:
-            return {}
-
-    def _write(self, nodes: dict) -> None:
-        tmp = self.path + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(nodes, f)
-        os.replace(tmp, self.path)
 
     def _claim(self, tags: dict) -> str:
-        with self._lock:
-            nodes = self._read()
+        with self.state.lock:
+            nodes = self.state.read()
             free = [ip for ip in self.worker_ips if ip not in nodes]
             if not free:
                 raise RuntimeError(f"every machine in provider.worker_ips is in use ({len(self.worker_ips)})")
             nodes[free[0]] = {"tags": dict(tags), "address": ""}
-            self._write(nodes)
+            self.state.write(nodes)
             return free[0]
 
     def create_node(self, node_type: str, resources: dict, node_config: dict, tags: dict) -> ProviderNode:
@@ -71,16 +57,16 @@ class SSHNodeProvider(NodeProvider):
         try:
             self.runner.run(ip, commands, env=env, secret_env={"EMBER_CLUSTER_TOKEN": token}, timeout_s=600)
         except RemoteCommandError:
-            with self._lock:
-                nodes = self._read()
+            with self.state.lock:
+                nodes = self.state.read()
                 nodes.pop(ip, None)
-                self._write(nodes)
+                self.state.write(nodes)
             raise
-        with self._lock:
-            nodes = self._read()
+        with self.state.lock:
+            nodes = self.state.read()
             if ip in nodes:
                 nodes[ip]["address"] = ip
-                self._write(nodes)
+                self.state.write(nodes)
         return ProviderNode(ip, dict(tags), ip)
 
     def terminate_node(self, provider_id: str) -> None:
@@ -89,13 +75,13 @@ class SSHNodeProvider(NodeProvider):
             self.runner.run(provider_id, commands, timeout_s=120)
         except RemoteCommandError as exc:
             log.warning("stopping the node on %s failed: %s", provider_id, exc)
-        with self._lock:
-            nodes = self._read()
+        with self.state.lock:
+            nodes = self.state.read()
             nodes.pop(provider_id, None)
-            self._write(nodes)
+            self.state.write(nodes)
 
     def non_terminated_nodes(self, tag_filters: dict) -> list[ProviderNode]:
-        with self._lock:
-            nodes = self._read()
+        with self.state.lock:
+            nodes = self.state.read()
         return [ProviderNode(ip, n["tags"], n["address"]) for ip, n in sorted(nodes.items())
                 if all(n["tags"].get(k) == v for k, v in tag_filters.items())]
