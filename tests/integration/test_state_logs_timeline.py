@@ -100,7 +100,7 @@ def test_logs_of_an_actor_a_task_a_pid_and_a_file(cluster):
     pid = ember.get(speaker.say.remote("actor says hello"))
     actor_id = state.list_actors(filters=[("state", "=", "ALIVE"), ("class_name", "=", "Speaker")])[0].actor_id
     assert _wait(lambda: "actor says hello" in list(state.get_log(actor_id=actor_id)))
-    assert "actor says hello" in list(state.get_log(pid=pid))
+    assert _wait(lambda: "actor says hello" in list(state.get_log(pid=pid)))
     ember.get(shout.remote("task says hello"))
     task_id = _wait(lambda: [t.task_id for t in state.list_tasks(filters=[("name", "=", "shout")], limit=0)
                              if t.state == "FINISHED"])[0]
