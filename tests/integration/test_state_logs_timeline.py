@@ -36,10 +36,17 @@ def shout(text):
     return os.getpid()
 
 
-def _wait(fn, timeout_s=60):
+def _wait(fn, timeout_s=60, retry_on=(ValueError,)):
+    """fn() until it is truthy; ``retry_on`` errors count as not yet (a task's RUNNING event, which
+    names its worker, comes in the executor's batch, possibly after the owner's FINISHED)."""
     deadline = time.time() + timeout_s
     while True:
-        value = fn()
+        try:
+            value = fn()
+        except retry_on:
+            if time.time() > deadline:
+                raise
+            value = None
         if value or time.time() > deadline:
             return value
         time.sleep(0.3)
