@@ -14,7 +14,7 @@ import signal
 import socket
 import subprocess
 import time
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import click
 import psutil
@@ -188,17 +188,25 @@ def _print_head_guidance(cluster: local_cluster.StartedCluster, host: str) -> No
     click.echo(f"  Logs: {os.path.join(cluster.session_dir, 'logs')}")
 
 
+def _start_optional(what: str, host: str, port: int, start: Callable[[], str]) -> str:
+    """Start an optional head service when its port is free; a failure costs only that service."""
+    try:
+        check_port_free(host, port)
+        return start()
+    except (click.ClickException, RuntimeError) as exc:
+        text = exc.format_message() if isinstance(exc, click.ClickException) else str(exc)
+        click.echo(f"Warning: the {what} did not start: {text}", err=True)
+        return ""
+
+
 def _start_job_server(cluster: local_cluster.StartedCluster, dashboard: Optional[tuple[str, int]]) -> str:
     """Start the job server when asked and its port is free; a failure costs only the jobs API."""
     if dashboard is None:
         return ""
     host, port = dashboard
-    try:
-        check_port_free(host, port)
-        url = local_cluster.start_job_server(cluster, host=host, port=port, tied_to_parent=False)
-    except (click.ClickException, RuntimeError) as exc:
-        text = exc.format_message() if isinstance(exc, click.ClickException) else str(exc)
-        click.echo(f"Warning: the job server (jobs API) did not start: {text}", err=True)
+    url = _start_optional("job server (jobs API)", host, port, lambda: local_cluster.start_job_server(
+        cluster, host=host, port=port, tied_to_parent=False))
+    if not url:
         return ""
     _record(cluster.session_dir, cluster.procs[-1], "job_server", url)
     from ember.shells.control.jobs import tls
@@ -212,14 +220,10 @@ def _start_client_server(cluster: local_cluster.StartedCluster, host: str, port:
     """Start the client server (ember://) when its port is free; a failure costs only ember://."""
     if port < 0:
         return ""
-    try:
-        check_port_free(host, port)
-        address = local_cluster.start_client_server(cluster, host=host, port=port, tied_to_parent=False)
-    except (click.ClickException, RuntimeError) as exc:
-        text = exc.format_message() if isinstance(exc, click.ClickException) else str(exc)
-        click.echo(f"Warning: the client server (ember://) did not start: {text}", err=True)
-        return ""
-    _record(cluster.session_dir, cluster.procs[-1], "client_server", address)
+    address = _start_optional("client server (ember://)", host, port, lambda: local_cluster.start_client_server(
+        cluster, host=host, port=port, tied_to_parent=False))
+    if address:
+        _record(cluster.session_dir, cluster.procs[-1], "client_server", address)
     return address
 
 

@@ -55,36 +55,10 @@ class SqliteStorage(Storage):
         return [(bytes(k), bytes(v)) for k, v in rows]
 
     def write_batch(self, writes: list[Write]) -> None:
-        def batch() -> None:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                for table, key, value in writes:
-                    if value is None:
-                        self._db.execute("DELETE FROM entries WHERE tbl=? AND k=?", (table, key))
-                    else:
-                        self._db.execute("INSERT OR REPLACE INTO entries VALUES (?, ?, ?)", (table, key, value))
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
-        self._run(batch)
+        self.guarded_batch([], writes)
 
     def compare_and_set(self, table: str, key: bytes, expected: Optional[bytes], value: bytes) -> bool:
-        def cas() -> bool:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                row = self._db.execute("SELECT v FROM entries WHERE tbl=? AND k=?", (table, key)).fetchone()
-                current = None if row is None else bytes(row[0])
-                if current != expected:
-                    self._db.execute("ROLLBACK")
-                    return False
-                self._db.execute("INSERT OR REPLACE INTO entries VALUES (?, ?, ?)", (table, key, value))
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
-            return True
-        return self._run(cas)
+        return self.guarded_batch([(table, key, expected)], [(table, key, value)])
 
     def guarded_batch(self, guards: list[Guard], writes: list[Write]) -> bool:
         def guarded() -> bool:
